@@ -1,0 +1,164 @@
+"""The one contract and everything derived from it.
+
+A family provides a pure ``log_likelihood_fn(params, x, key) -> [B, C]`` (nats). ``Classifier``
+wraps it with input checks and derives prediction, posterior, marginal and rejection, the same
+for every family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from gcj import config as config_lib
+from gcj.models import sdim
+
+LogLikelihoodFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+
+def check_images(x, image_shape: tuple[int, int, int]) -> None:
+    """Raises ``ValueError`` naming the problem unless ``x`` is float ``[B, *image_shape]`` in [0, 1].
+
+    Values (NaN, range) are checked only for concrete arrays; under ``jit`` only shape and dtype.
+    """
+    shape, dtype = np.shape(x), getattr(x, "dtype", np.asarray(x).dtype)
+    if len(shape) != 4:
+        raise ValueError(f"images must have rank 4 [B, H, W, C], got shape {shape}")
+    if tuple(shape[1:]) != tuple(image_shape):
+        raise ValueError(f"images must be [B, {', '.join(map(str, image_shape))}], got shape {shape}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"images must be floating point with pixels in [0, 1], got dtype {dtype}"
+                         + (" (divide uint8 images by 255)" if dtype == np.uint8 else ""))
+    if isinstance(x, jax.core.Tracer):
+        return
+    x = np.asarray(x)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"images contain {np.sum(~np.isfinite(x))} NaN or infinite values")
+    lo, hi = float(x.min(initial=0.0)), float(x.max(initial=0.0))
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"pixels must be in [0, 1], got range [{lo:g}, {hi:g}]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Classifier:
+    """A generative classifier: parameters plus the pure class log-likelihood function."""
+
+    config: ml_collections.ConfigDict
+    params: Any
+    log_likelihood_fn: LogLikelihoodFn  # (params, x [B,H,W,C] in [0,1], key) -> [B, C] nats
+    thresholds: dict | None = None      # from the workdir's thresholds.json, when trained
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.data.num_classes
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        d = self.config.data
+        return (d.image_size, d.image_size, d.channels)
+
+    @functools.cached_property
+    def _jitted(self):
+        return jax.jit(self.log_likelihood_fn)
+
+    def class_log_likelihoods(self, x, key: jax.Array | None = None) -> jax.Array:
+        """log p(x|y) for every class, ``[B, C]`` in nats (jitted; input checked first)."""
+        check_images(x, self.image_shape)
+        key = jax.random.key(0) if key is None else key
+        return self._jitted(self.params, jnp.asarray(x, jnp.float32), key)
+
+    def predict(self, x, key=None) -> jax.Array:
+        """argmax_y log p(x|y) + log p(y) with a uniform prior: ``[B]``."""
+        return jnp.argmax(self.class_log_likelihoods(x, key), axis=1)
+
+    def log_posterior(self, x, key=None, log_prior=None) -> jax.Array:
+        """log p(y|x) ``[B, C]`` by Bayes' rule (uniform prior unless ``log_prior`` [C] given)."""
+        return log_posterior(self.class_log_likelihoods(x, key), log_prior)
+
+    def log_marginal(self, x, key=None, log_prior=None) -> jax.Array:
+        """log p(x) = logsumexp_y log p(x|y) + log p(y), ``[B]``."""
+        return log_marginal(self.class_log_likelihoods(x, key), log_prior)
+
+
+def _log_prior(num_classes: int, log_prior) -> jax.Array:
+    if log_prior is None:
+        return jnp.full((num_classes,), -jnp.log(num_classes))
+    log_prior = jnp.asarray(log_prior)
+    if log_prior.shape != (num_classes,):
+        raise ValueError(f"log_prior must have shape ({num_classes},), got {log_prior.shape}")
+    return log_prior
+
+
+def log_marginal(class_ll: jax.Array, log_prior=None) -> jax.Array:
+    """log p(x) from class log-likelihoods ``[B, C]``."""
+    return jax.nn.logsumexp(class_ll + _log_prior(class_ll.shape[-1], log_prior), axis=-1)
+
+
+def log_posterior(class_ll: jax.Array, log_prior=None) -> jax.Array:
+    """log p(y|x) from class log-likelihoods ``[B, C]``."""
+    joint = class_ll + _log_prior(class_ll.shape[-1], log_prior)
+    return joint - jax.nn.logsumexp(joint, axis=-1, keepdims=True)
+
+
+# ------------------------------------------------------------------------- create and load
+
+def build_module(config: ml_collections.ConfigDict):
+    """The linen module of a config (the family's pure functions are its ``apply``)."""
+    return sdim.build(config.model, config.data.num_classes)
+
+
+def make_log_likelihood_fn(module) -> LogLikelihoodFn:
+    """The contract for a linen family: ``(variables, x, key) -> [B, C]`` in inference mode."""
+    def log_likelihood_fn(params, x, key):
+        del key  # SDIM-family likelihoods are deterministic
+        return module.apply(params, x)
+    return log_likelihood_fn
+
+
+def init_variables(config: ml_collections.ConfigDict, key: jax.Array):
+    """Fresh variables ``{'params': ..., 'batch_stats': ...}`` for a config."""
+    d = config.data
+    x = jnp.zeros((2, d.image_size, d.image_size, d.channels), jnp.float32)
+    labels = jnp.zeros((2,), jnp.int32)
+    # Through ``losses`` so that training-only parts (SDIM's MI critic) are created too.
+    return build_module(config).init(key, x, labels, train=False, method="losses")
+
+
+def create(config: ml_collections.ConfigDict, key: jax.Array) -> Classifier:
+    """An untrained classifier from a config."""
+    module = build_module(config)
+    return Classifier(config, init_variables(config, key), make_log_likelihood_fn(module))
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The locked config saved in a train.py workdir."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{workdir!r} is not a gcj workdir: no config.json "
+                                "(train one with `python train.py --config ... --workdir ...`)")
+    with open(path) as f:
+        return config_lib.from_json(f.read())
+
+
+def load(workdir: str, step: int | None = None) -> Classifier:
+    """A trained classifier from a train.py workdir (latest checkpoint unless ``step``)."""
+    from gcj import checkpoint  # local: orbax is heavy and only needed here
+
+    config = read_config(workdir)
+    module = build_module(config)
+    target = jax.eval_shape(lambda: init_variables(config, jax.random.key(0)))
+    variables = checkpoint.restore_variables(workdir, target, step)
+    thresholds = None
+    path = os.path.join(workdir, "thresholds.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            thresholds = json.load(f)
+    return Classifier(config, variables, make_log_likelihood_fn(module), thresholds)

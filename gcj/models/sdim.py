@@ -1,0 +1,223 @@
+"""SDIM (paper 000), SDIM-logit (paper 003) and their discriminative counterpart, in flax linen.
+
+Every family is a linen module whose ``__call__(x)`` is the contract: images ``[B, H, W, C]`` in
+[0, 1] -> class log-likelihoods ``[B, C]`` in nats; and whose ``losses(x, labels, train)`` returns
+``(loss, metrics)`` for the one training loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gcj import losses
+
+BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
+
+
+def _eye_init(key, shape, dtype=jnp.float32):
+    """Rectangular identity: a linear shortcut that starts as (near) pass-through."""
+    del key
+    return jnp.eye(*shape, dtype=dtype)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block with an option-A (parameter-free) shortcut."""
+    filters: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        y = nn.Conv(self.filters, (3, 3), self.stride, padding=1, use_bias=False)(x)
+        y = nn.relu(BatchNorm(use_running_average=not train)(y))
+        y = nn.Conv(self.filters, (3, 3), 1, padding=1, use_bias=False)(y)
+        y = BatchNorm(use_running_average=not train)(y)
+        shortcut = x
+        if self.stride != 1 or x.shape[-1] != self.filters:
+            shortcut = x[:, ::self.stride, ::self.stride, :]
+            extra = self.filters - x.shape[-1]
+            shortcut = jnp.pad(shortcut, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
+        return nn.relu(y + shortcut)
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet of 8n+2 layers: 4 stages of n blocks, widths w, 2w, 4w, 8w.
+
+    Returns ``(out [B, out_dim], local [B, M, 2w])``: the head output and the stage-2 feature map
+    (16x16 locations at 32x32 input) that SDIM's local mutual information uses.
+    """
+    width: int
+    blocks: int
+    out_dim: int
+    head_units: int = 256
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        h = nn.Conv(self.width, (3, 3), padding=1, use_bias=False)(x)
+        h = nn.relu(BatchNorm(use_running_average=not train)(h))
+        local = None
+        for stage in range(4):
+            for block in range(self.blocks):
+                stride = 2 if stage > 0 and block == 0 else 1
+                h = BasicBlock(self.width * 2 ** stage, stride)(h, train)
+            if stage == 1:
+                local = h
+        h = jnp.mean(h, axis=(1, 2))
+        h = nn.Dense(self.head_units)(h)
+        h = nn.relu(BatchNorm(use_running_average=not train)(h))
+        out = nn.Dense(self.out_dim)(h)
+        return out, local.reshape(local.shape[0], -1, local.shape[-1])
+
+
+class Projection(nn.Module):
+    """1x1 projection of the MI critic: Dense-BN-ReLU-Dense plus a linear shortcut, LayerNorm."""
+    units: int
+
+    @nn.compact
+    def __call__(self, h, train: bool):
+        y = nn.Dense(self.units, use_bias=False)(h)
+        y = nn.relu(BatchNorm(use_running_average=not train)(y))
+        y = nn.Dense(self.units)(y)
+        shortcut = nn.Dense(self.units, use_bias=False, kernel_init=_eye_init)(h)
+        return nn.LayerNorm()(y + shortcut)
+
+
+class Critic(nn.Module):
+    """T_omega: projects global and local features to a common width; scores by dot product."""
+    units: int
+
+    @nn.compact
+    def __call__(self, z, local, train: bool):
+        g = Projection(self.units, name="global_proj")(z, train)
+        l = Projection(self.units, name="local_proj")(local, train)
+        return losses.critic_scores(g, l)
+
+
+class ClassConditionals(nn.Module):
+    """C diagonal Gaussians on the representation: an embedding of (mean, log std) per class."""
+    num_classes: int
+    dim: int
+    min_log_std: float | None = None
+
+    @nn.compact
+    def __call__(self, z):
+        mean = self.param("mean", nn.initializers.normal(1.0), (self.num_classes, self.dim))
+        log_std = self.param("log_std", nn.initializers.zeros, (self.num_classes, self.dim))
+        if self.min_log_std is not None:
+            log_std = jnp.maximum(log_std, self.min_log_std)
+        return losses.diag_gaussian_log_prob(z, mean, log_std)
+
+
+class ImageEncoder(nn.Module):
+    """SDIM's encoder: a ResNet whose head outputs the d-dim representation."""
+    width: int
+    blocks: int
+    rep_dim: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        return ResNet(self.width, self.blocks, self.rep_dim, name="resnet")(x, train)
+
+
+class LogitEncoder(nn.Module):
+    """SDIM-logit's encoder: a frozen base classifier's logits -> MLP -> representation.
+
+    The base always runs in inference mode (running BN statistics); its parameters live under
+    ``params['base']`` and are frozen by the optimizer (see ``gcj.train.make_optimizer``). No
+    stop_gradient on the logits, so attacks still differentiate through the base w.r.t. ``x``.
+    """
+    base: nn.Module
+    hidden: int
+    rep_dim: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        logits = self.base(x, train=False)
+        h = nn.Dense(self.hidden)(logits)
+        h = nn.relu(BatchNorm(use_running_average=not train)(h))
+        return nn.Dense(self.rep_dim)(h), logits[:, None, :]
+
+
+class SDIM(nn.Module):
+    """Supervised Deep InfoMax: encoder + local-MI critic + class-conditional Gaussians.
+
+    ``__call__`` returns log p(z|y) [B, C] of the representation z = E(x), in nats (not per dim).
+    The losses use the per-dimension value log p / d as the reference code does.
+    """
+    encoder: nn.Module
+    num_classes: int
+    rep_dim: int
+    mi_units: int = 256
+    mi_bound: str = "jsd"
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    margin: float = 5.0
+    min_log_std: float | None = None
+
+    def setup(self):
+        self.critic = Critic(self.mi_units)
+        self.conditionals = ClassConditionals(self.num_classes, self.rep_dim, self.min_log_std)
+
+    def __call__(self, x, train: bool = False):
+        z, _ = self.encoder(x, train)
+        return self.conditionals(z)
+
+    def losses(self, x, labels, train: bool = True):
+        z, local = self.encoder(x, train)
+        ll = self.conditionals(z)
+        mi = jnp.mean(losses.mi_lower_bound(self.critic(z, local, train), self.mi_bound))
+        ll_per_dim = ll / self.rep_dim
+        nll = jnp.mean(losses.nll_loss(ll_per_dim, labels))
+        lm = jnp.mean(losses.margin_loss(ll_per_dim, labels, self.margin))
+        loss = -self.alpha * mi + self.beta * nll + self.gamma * lm
+        accuracy = jnp.mean(jnp.argmax(ll, axis=1) == labels)
+        return loss, dict(loss=loss, accuracy=accuracy, mi=mi, nll=nll, margin=lm)
+
+
+class Discriminative(nn.Module):
+    """The discriminative counterpart: the same encoder with a C-way head, cross-entropy.
+
+    Its ``__call__`` returns logits; under the contract they stand in for log p(x|y) up to a
+    per-input constant, so predict / log_posterior are exact and log_marginal is only relative.
+    """
+    width: int
+    blocks: int
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return ResNet(self.width, self.blocks, self.num_classes, name="resnet")(x, train)[0]
+
+    def losses(self, x, labels, train: bool = True):
+        logits = self(x, train)
+        loss = jnp.mean(losses.cross_entropy(logits, labels))
+        return loss, dict(loss=loss, accuracy=jnp.mean(jnp.argmax(logits, axis=1) == labels))
+
+
+def build(cfg: Any, num_classes: int) -> nn.Module:
+    """The linen module described by a config's ``model`` block."""
+    if cfg.family == "sdim":
+        encoder = ImageEncoder(cfg.width, cfg.blocks, cfg.rep_dim)
+    elif cfg.family == "disc":
+        return Discriminative(cfg.width, cfg.blocks, num_classes)
+    elif cfg.family == "sdim_logit":
+        if cfg.base.family != "disc":
+            raise ValueError(f"sdim_logit needs a 'disc' base, got {cfg.base.family!r}")
+        base = build(cfg.base, num_classes)
+        encoder = LogitEncoder(base, cfg.hidden, cfg.rep_dim)
+    else:
+        raise ValueError(f"unknown model family {cfg.family!r}; use 'sdim', 'disc' or 'sdim_logit'")
+    min_log_std = math.log(cfg.min_std) if cfg.min_std > 0 else None
+    return SDIM(encoder, num_classes, cfg.rep_dim, cfg.mi_units, cfg.mi_bound, cfg.alpha, cfg.beta,
+                cfg.gamma, cfg.margin, min_log_std)
+
+
+def count_params(params) -> int:
+    """Number of scalars in a parameter pytree."""
+    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))

@@ -1,0 +1,229 @@
+"""The one training loop: every family trains through its module's ``losses`` method.
+
+Workdir: ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (orbax), ``thresholds.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from gcj import checkpoint, classifier, data, rejection
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int,
+                   params) -> optax.GradientTransformation:
+    """optax optimizer and schedule; parameters under a ``base`` module stay frozen."""
+    total = max(steps_per_epoch * num_epochs, 1)
+    if cfg.schedule == "constant":
+        lr = optax.constant_schedule(cfg.lr)
+    elif cfg.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup_steps, total)
+    else:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'constant' or 'cosine'")
+    if cfg.warmup_steps and cfg.schedule == "constant":
+        lr = optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps), lr],
+                                  [cfg.warmup_steps])
+    if cfg.name == "adam":
+        tx = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
+    elif cfg.name == "sgd":
+        tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                         optax.sgd(lr, momentum=cfg.momentum))
+    else:
+        raise ValueError(f"unknown optimizer {cfg.name!r}; use 'adam' or 'sgd'")
+    labels = jax.tree_util.tree_map_with_path(
+        lambda path, _: "frozen" if any(getattr(k, "key", None) == "base" for k in path) else "train",
+        params)
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def make_train_step(module, tx, data_cfg):
+    """Pure ``(state, images uint8, labels, key) -> (state, metrics)``."""
+    def train_step(state, images, labels, key):
+        key = jax.random.fold_in(key, state["step"])
+        x = data.augment(key, images, crop_padding=data_cfg.crop_padding, flip=data_cfg.flip,
+                         dequantize=data_cfg.dequantize)
+
+        def loss_fn(params):
+            (loss, metrics), updates = module.apply(
+                {"params": params, "batch_stats": state["batch_stats"]}, x, labels, train=True,
+                method="losses", mutable=["batch_stats"])
+            return loss, (metrics, updates["batch_stats"])
+
+        grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        new_state = dict(step=state["step"] + 1, params=optax.apply_updates(state["params"], updates),
+                         batch_stats=batch_stats, opt_state=opt_state)
+        return new_state, metrics
+    return train_step
+
+
+def class_log_likelihoods(clf: classifier.Classifier, images: np.ndarray, batch_size: int,
+                          key: jax.Array | None = None) -> np.ndarray:
+    """``[N, C]`` log-likelihoods of uint8 images, batched (the last batch padded: one compile)."""
+    key = jax.random.key(0) if key is None else key
+    fn = jax.jit(lambda p, x, k: clf.log_likelihood_fn(p, data.to_float(x), k))
+    out = []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i:i + batch_size]
+        n = len(chunk)
+        if n < batch_size and len(images) > batch_size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, 0)])
+        out.append(np.asarray(fn(clf.params, chunk, jax.random.fold_in(key, i)))[:n])
+    ll = np.concatenate(out) if out else np.zeros((0, clf.num_classes), np.float32)
+    if not np.all(np.isfinite(ll)):
+        raise FloatingPointError(f"{np.sum(~np.isfinite(ll))} non-finite class log-likelihoods")
+    return ll
+
+
+def load_splits(config):
+    """(train, validation, test) at model shape; validation drawn from train with the seed."""
+    train_full = data.load_dataset(config.data, "train")
+    test = data.load_dataset(config.data, "test")
+    if config.data.max_train_examples:
+        train_full = data.Split(*(a[:config.data.max_train_examples] for a in train_full))
+    key = jax.random.fold_in(jax.random.key(config.seed), 1)
+    train, val = data.train_val_split(train_full, config.data.val_size, key)
+    return train, val, test
+
+
+def _attach_base(config, variables):
+    """SDIM-logit: copy the frozen base's trained variables from its workdir into ``variables``."""
+    if config.model.family != "sdim_logit":
+        return variables
+    if not config.model.base_workdir:
+        raise ValueError("sdim_logit needs config.model.base_workdir: a trained 'disc' workdir")
+    base = classifier.load(config.model.base_workdir)
+    if base.config.model.family != "disc":
+        raise ValueError(f"base workdir holds a {base.config.model.family!r} model, need 'disc'")
+    variables = jax.tree_util.tree_map(lambda a: a, variables)  # shallow copy of the dicts
+    for col in ("params", "batch_stats"):
+        variables[col]["encoder"]["base"] = base.params[col]
+    return variables
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> classifier.Classifier:
+    """Trains (resuming from the latest checkpoint), then fits rejection thresholds."""
+    os.makedirs(workdir, exist_ok=True)
+    if config.model.family == "sdim_logit" and config.model.base_workdir:
+        # The base's architecture comes from its own workdir, so config.json rebuilds it.
+        base = classifier.read_config(config.model.base_workdir).model
+        config.model.base.update(dict(family=base.family, width=base.width, blocks=base.blocks))
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json(indent=2))
+
+    train, val, test = load_splits(config)
+    del test
+    steps_per_epoch = len(train.labels) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train.labels)} training images")
+    n_dev = jax.device_count()
+    if config.batch_size % n_dev:
+        raise ValueError(f"batch_size {config.batch_size} must be divisible by the {n_dev} devices")
+
+    module = classifier.build_module(config)
+    key = jax.random.key(config.seed)
+    variables = _attach_base(config, classifier.init_variables(config, jax.random.fold_in(key, 0)))
+    tx = make_optimizer(config.optim, steps_per_epoch, config.num_epochs, variables["params"])
+    state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                 batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]))
+
+    mgr = checkpoint.manager(workdir)
+    if mgr.latest_step() is not None:
+        vars_target = dict(params=state["params"], batch_stats=state["batch_stats"])
+        train_target = dict(step=state["step"], opt_state=state["opt_state"])
+        v, t = checkpoint.restore(mgr, mgr.latest_step(), vars_target, train_target)
+        state = dict(step=t["step"], params=v["params"], batch_stats=v["batch_stats"],
+                     opt_state=t["opt_state"])
+        print(f"resumed from step {int(state['step'])} in {workdir}", flush=True)
+
+    mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    state = jax.device_put(state, replicated)
+    step_fn = jax.jit(make_train_step(module, tx, config.data), donate_argnums=0,
+                      in_shardings=(replicated, sharded, sharded, replicated),
+                      out_shardings=(replicated, replicated))
+
+    def to_global(batch):
+        # Each process feeds its own slice of the global batch (one process: all of it).
+        per = len(batch) // jax.process_count()
+        local = batch[jax.process_index() * per:(jax.process_index() + 1) * per]
+        return jax.make_array_from_process_local_data(sharded, local, batch.shape)
+
+    start_epoch = int(state["step"]) // steps_per_epoch
+    data_key = jax.random.fold_in(key, 2)
+    step_key = jax.random.fold_in(key, 3)
+    log = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    for epoch in range(start_epoch, config.num_epochs):
+        t0, sums, count = time.time(), {}, 0
+        bar = tqdm(data.batches(train, config.batch_size, jax.random.fold_in(data_key, epoch)),
+                   total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.num_epochs}",
+                   mininterval=2.0, leave=False)
+        for images, labels in bar:
+            state, metrics = step_fn(state, to_global(images), to_global(labels), step_key)
+            metrics = jax.device_get(metrics)
+            step = int(state["step"])
+            if not math.isfinite(float(metrics["loss"])):
+                last = mgr.latest_step()
+                raise FloatingPointError(
+                    f"non-finite loss {float(metrics['loss'])} at step {step} (epoch {epoch + 1}); "
+                    f"training stopped. The last good checkpoint (step {last}) in {workdir} is "
+                    "intact: lower optim.lr or add optim.warmup_steps and run again to resume.")
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            count += 1
+            if step % config.log_every == 0:
+                avg = {k: v / count for k, v in sums.items()}
+                bar.set_postfix(loss=f"{avg['loss']:.4f}", acc=f"{avg['accuracy']:.4f}")
+                log.write(json.dumps(dict(step=step, epoch=epoch + 1, **{f"train/{k}": v for k, v in avg.items()})) + "\n")
+                log.flush()
+        bar.close()
+        epoch_s = time.time() - t0
+        record = dict(step=int(state["step"]), epoch=epoch + 1, epoch_seconds=epoch_s,
+                      **{f"train/{k}": v / max(count, 1) for k, v in sums.items()})
+        clf = _classifier(config, module, state)
+        if len(val.labels):
+            ll = class_log_likelihoods(clf, val.images, config.eval_batch_size)
+            record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
+        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in record.items()), flush=True)
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        if (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs:
+            checkpoint.save(mgr, int(state["step"]),
+                            dict(params=state["params"], batch_stats=state["batch_stats"]),
+                            dict(step=state["step"], opt_state=state["opt_state"]))
+    log.close()
+
+    clf = _classifier(config, module, state)
+    thresholds = fit_thresholds(clf, train, val, config)
+    with open(os.path.join(workdir, "thresholds.json"), "w") as f:
+        json.dump(thresholds, f, indent=2)
+    return classifier.Classifier(config, clf.params, clf.log_likelihood_fn, thresholds)
+
+
+def _classifier(config, module, state) -> classifier.Classifier:
+    variables = dict(params=state["params"], batch_stats=state["batch_stats"])
+    return classifier.Classifier(config, variables, classifier.make_log_likelihood_fn(module))
+
+
+def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Split, config) -> dict:
+    """Percentile thresholds on un-augmented training images; conformal ones on the validation split."""
+    ll = class_log_likelihoods(clf, train.images, config.eval_batch_size)
+    out = {f"p{p:g}": rejection.percentile_thresholds(ll, train.labels, p).tolist()
+           for p in config.thresholds.percentiles}
+    if len(val.labels):
+        val_ll = class_log_likelihoods(clf, val.images, config.eval_batch_size)
+        alpha = config.thresholds.conformal_alpha
+        out[f"conformal{alpha:g}"] = rejection.conformal_thresholds(val_ll, alpha).tolist()
+    return out
