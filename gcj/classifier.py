@@ -99,12 +99,12 @@ def _log_prior(num_classes: int, log_prior) -> jax.Array:
 
 def log_marginal(class_ll: jax.Array, log_prior=None) -> jax.Array:
     """log p(x) from class log-likelihoods ``[B, C]``."""
-    return jax.nn.logsumexp(class_ll + _log_prior(class_ll.shape[-1], log_prior), axis=-1)
+    return jax.nn.logsumexp(class_ll + _log_prior(class_ll.shape[-1], log_prior)[None], axis=-1)
 
 
 def log_posterior(class_ll: jax.Array, log_prior=None) -> jax.Array:
     """log p(y|x) from class log-likelihoods ``[B, C]``."""
-    joint = class_ll + _log_prior(class_ll.shape[-1], log_prior)
+    joint = class_ll + _log_prior(class_ll.shape[-1], log_prior)[None]
     return joint - jax.nn.logsumexp(joint, axis=-1, keepdims=True)
 
 

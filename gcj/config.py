@@ -38,6 +38,32 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+DATASETS = {  # name: (channels, ResNet width, blocks n, val_size, crop padding, flip)
+    "mnist": (1, 16, 1, 2000, 0, False),
+    "fashion_mnist": (1, 16, 1, 2000, 0, False),
+    "cifar10": (3, 32, 3, 5000, 4, True),
+    "svhn": (3, 32, 3, 5000, 4, False),
+}
+
+
+def paper_config(family: str, dataset: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """Paper 000 / 003 settings of ``family`` on ``dataset``; ``arg='smoke'`` shrinks it."""
+    channels, width, blocks, val_size, crop, flip = DATASETS[dataset]
+    c = base_config()
+    c.data.name, c.data.channels, c.data.val_size = dataset, channels, val_size
+    c.data.crop_padding, c.data.flip = crop, flip
+    c.model.family, c.model.width, c.model.blocks = family, width, blocks
+    c.model.base.width, c.model.base.blocks = width, blocks
+    if family == "sdim_logit":  # the reference code's settings (paper 003)
+        c.model.rep_dim = c.data.num_classes
+        c.model.alpha, c.model.beta, c.model.gamma, c.model.margin = 0.6, 0.2, 0.2, 10.0
+        c.model.min_std = 0.02
+        c.num_epochs = 20
+    if arg not in (None, "smoke"):
+        raise ValueError(f"unknown config argument {arg!r}; use ':smoke' or nothing")
+    return smoke(c) if arg == "smoke" else c
+
+
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Shrinks a config to a seconds-long run on CPU (tests)."""
     c.data.max_train_examples = 256
@@ -55,8 +81,13 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def from_json(text: str) -> ml_collections.ConfigDict:
     """A locked config from a workdir's config.json; unknown keys raise ``KeyError``."""
     c = base_config()
-    c.update_from_flattened_dict(_flatten(json.loads(text)))
     c.lock()
+    known = set(_flatten(c.to_dict()))
+    given = _flatten(json.loads(text))
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise KeyError(f"unknown config keys in config.json: {', '.join(unknown)}")
+    c.update_from_flattened_dict(given)
     return c
 
 

@@ -94,8 +94,7 @@ def read_tfds(name: str, split: str, data_dir: str | None) -> Split:
     import tensorflow_datasets as tfds
 
     source = tfds.data_source(name, split=split, data_dir=data_dir)
-    n = len(source)
-    examples = source.__getitems__(list(range(n))) if n else []
+    examples = [source[i] for i in range(len(source))]
     images = np.stack([np.asarray(e["image"], np.uint8) for e in examples])
     labels = np.asarray([e["label"] for e in examples], np.int32)
     return Split(images, labels)

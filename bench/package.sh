@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Copies a trained workdir into pretrained/<name>: config, metrics, thresholds, report, plots and
+# only the latest checkpoint, so that `gcj.load(pretrained/<name>)` and evaluate.py work on it.
+set -euo pipefail
+src=$1 dst=$2
+step=$(ls "$src/checkpoints" | grep -E '^[0-9]+$' | sort -n | tail -1)
+rm -rf "$dst" && mkdir -p "$dst/checkpoints"
+cp -r "$src/checkpoints/$step" "$dst/checkpoints/"
+cp "$src"/config.json "$src"/metrics.jsonl "$src"/thresholds.json "$dst/"
+cp -r "$src/report" "$dst/"
+sed -i "s#\"workdir\": \"[^\"]*\"#\"workdir\": \"$dst\"#" "$dst/report/report.json"
+du -sh "$dst"

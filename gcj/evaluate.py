@@ -1,0 +1,175 @@
+"""Evaluation suites, written once against the contract: every family's workdir is evaluated the
+same way, from its ``[N, C]`` class log-likelihoods only."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from gcj import classifier, data, metrics, rejection
+from gcj.train import class_log_likelihoods, load_splits
+
+SUITES = ("clean", "rejection", "ood", "calibration")
+CURVE_PERCENTILES = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0)
+
+
+def _log_softmax(ll: np.ndarray) -> np.ndarray:
+    return np.asarray(classifier.log_posterior(ll))
+
+
+def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = None,
+             ood_split: str = "test", data_dir: str | None = None, plots: bool = True) -> dict:
+    """Runs ``suites`` on a train.py workdir; writes ``out`` (JSON) and PNG plots beside it."""
+    unknown = set(suites) - set(SUITES)
+    if unknown:
+        raise ValueError(f"unknown suites {sorted(unknown)}; known: {', '.join(SUITES)}")
+    if "ood" in suites and not ood_datasets:
+        raise ValueError("the 'ood' suite needs at least one --ood_dataset (e.g. mnist5k)")
+    clf = classifier.load(workdir)
+    if clf.thresholds is None and ({"rejection", "ood"} & set(suites)):
+        raise FileNotFoundError(f"{workdir} has no thresholds.json: training did not finish")
+    cfg = clf.config
+    bs = cfg.eval_batch_size
+    train, _, test = load_splits(cfg)
+    key = jax.random.key(cfg.seed)
+    ll_test = class_log_likelihoods(clf, test.images, bs, jax.random.fold_in(key, 0))
+    need_train = {"rejection", "ood"} & set(suites)
+    ll_train = (class_log_likelihoods(clf, train.images, bs, jax.random.fold_in(key, 1))
+                if need_train else None)
+    thresholds = {k: np.asarray(v) for k, v in (clf.thresholds or {}).items()}
+    report = dict(workdir=os.path.abspath(workdir), dataset=cfg.data.name, family=cfg.model.family,
+                  num_test=int(len(test.labels)))
+    plot_dir = os.path.dirname(os.path.abspath(out)) if out else None
+    if plot_dir:
+        os.makedirs(plot_dir, exist_ok=True)
+
+    if "clean" in suites:
+        report["clean"] = dict(accuracy=float(np.mean(ll_test.argmax(1) == test.labels)))
+
+    if "rejection" in suites:
+        report["rejection"] = {k: rejection.rejection_metrics(ll_test, test.labels, t)
+                               for k, t in thresholds.items()}
+        curve = []
+        for p in CURVE_PERCENTILES:
+            t = rejection.percentile_thresholds(ll_train, train.labels, p)
+            curve.append(dict(percentile=p, **rejection.rejection_metrics(ll_test, test.labels, t)))
+        report["rejection"]["curve"] = curve
+
+    if "ood" in suites:
+        report["ood"] = {}
+        in_max, in_marg = ll_test.max(1), np.asarray(classifier.log_marginal(ll_test))
+        train_marg = np.asarray(classifier.log_marginal(ll_train))
+        for name in ood_datasets:
+            s = data.load(name, ood_split, data_dir)
+            images = data.to_shape(s.images, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
+            ll_out = class_log_likelihoods(clf, images, bs, jax.random.fold_in(key, 2))
+            out_marg = np.asarray(classifier.log_marginal(ll_out))
+            r = dict(num=int(len(images)), split=ood_split)
+            r["detection_rate"] = {k: float(rejection.class_detection_rates(ll_out, t).mean())
+                                   for k, t in thresholds.items()}
+            r["detection_rate_per_class"] = {
+                k: rejection.class_detection_rates(ll_out, t).tolist() for k, t in thresholds.items()}
+            r["rejection_rate"] = {k: float(rejection.reject(ll_out, t).mean())
+                                   for k, t in thresholds.items()}
+            r.update(metrics.ood_metrics(in_max, ll_out.max(1)))  # score: max_y log p(x|y)
+            r["log_marginal"] = metrics.ood_metrics(in_marg, out_marg)
+            r["tests_auroc"] = {name_: metrics.auroc(test_(train_marg, in_marg),
+                                                     test_(train_marg, out_marg))
+                                for name_, test_ in metrics.TESTS.items()}
+            report["ood"][name] = r
+            if plots and plot_dir:
+                _plot_histograms(os.path.join(plot_dir, f"ood_{name}_hist.png"), in_max,
+                                 ll_out.max(1), cfg.data.name, name)
+
+    if "calibration" in suites:
+        probs = np.exp(_log_softmax(ll_test))
+        report["calibration"] = metrics.calibration_metrics(probs, test.labels)
+        if plots and plot_dir:
+            _plot_reliability(os.path.join(plot_dir, "reliability.png"), probs, test.labels)
+
+    if plots and plot_dir and "rejection" in report:
+        _plot_rejection_curve(os.path.join(plot_dir, "rejection_curve.png"),
+                              report["rejection"]["curve"])
+    if out:
+        with open(out, "w") as f:
+            json.dump(report, f, indent=2)
+    return report
+
+
+def format_tables(report: dict) -> str:
+    """Plain-text tables of a report (what evaluate.py prints)."""
+    pct = lambda v: f"{100 * v:6.2f}%"
+    lines = [f"{report['family']} on {report['dataset']} ({report['num_test']} test images)"]
+    if "clean" in report:
+        lines.append(f"clean accuracy        {pct(report['clean']['accuracy'])}")
+    if "rejection" in report:
+        lines.append("rejection             threshold   acc-left   rejected")
+        for k, v in report["rejection"].items():
+            if k != "curve":
+                lines.append(f"                      {k:<10} {pct(v['acc_left'])}   {pct(v['rejection_rate'])}")
+    for name, r in report.get("ood", {}).items():
+        lines.append(f"OOD vs {name} ({r['num']} images, split {r['split']})")
+        for k, v in r["detection_rate"].items():
+            lines.append(f"  detection rate {k:<10} {pct(v)}   (max-class rejection {pct(r['rejection_rate'][k])})")
+        lines.append(f"  max_y log p(x|y): AUROC {pct(r['auroc'])}  AUPR {pct(r['aupr'])}  FPR@95 {pct(r['fpr95'])}")
+        m = r["log_marginal"]
+        lines.append(f"  log p(x):         AUROC {pct(m['auroc'])}  AUPR {pct(m['aupr'])}  FPR@95 {pct(m['fpr95'])}")
+        lines.append("  tests on log p(x) AUROC: " + "  ".join(f"{k} {pct(v)}" for k, v in r["tests_auroc"].items()))
+    if "calibration" in report:
+        c = report["calibration"]
+        lines.append(f"calibration           ECE {pct(c['ece'])}  MCE {pct(c['mce'])}  OCE {c['oce']:.2f}"
+                     f" ({pct(c['oce_fraction'])} at conf>=0.997)  entropy {c['entropy']:.3f} nats")
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _plot_histograms(path, ll_in, ll_out, in_name, out_name):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    lo, hi = np.percentile(np.r_[ll_in, ll_out], [0.5, 99.9])
+    bins = np.linspace(lo, hi, 60)
+    ax.hist(ll_in, bins, alpha=0.6, density=True, label=f"{in_name} (in)")
+    ax.hist(ll_out, bins, alpha=0.6, density=True, label=f"{out_name} (out)")
+    ax.set_xlabel("max_y log p(x|y) [nats]")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_reliability(path, probs, labels):
+    plt = _pyplot()
+    count, conf, acc = metrics.calibration_bins(probs.max(1), probs.argmax(1) == labels)
+    centers = (np.arange(15) + 0.5) / 15
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.bar(centers[count > 0], acc[count > 0], width=1 / 15, edgecolor="k", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_rejection_curve(path, curve):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    ax.plot([100 * c["rejection_rate"] for c in curve], [100 * c["acc_left"] for c in curve], "o-")
+    for c in curve:
+        ax.annotate(f"{c['percentile']:g}", (100 * c["rejection_rate"], 100 * c["acc_left"]), fontsize=7)
+    ax.set_xlabel("rejected test images [%]")
+    ax.set_ylabel("accuracy on accepted [%]")
+    ax.set_title("threshold percentile annotated")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,56 @@
+"""Paper parameter counts (via jax.eval_shape, no FLOPs) and the architecture's arithmetic."""
+import jax
+import pytest
+
+from gcj import classifier
+from gcj.config import paper_config
+from gcj.models.sdim import count_params
+
+
+def _params(family, dataset):
+    c = paper_config(family, dataset)
+    return jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))["params"]
+
+
+def _resnet_count(c0, w, n, out):
+    """Hand count: 3x3 convs (no bias) + BN (scale, bias) + Dense(8w,256)-BN-Dense(256,out)."""
+    total = 9 * c0 * w + 2 * w
+    cin = w
+    for stage in range(4):
+        cout = w * 2 ** stage
+        for _ in range(n):
+            total += 9 * (cin * cout + cout * cout) + 4 * cout
+            cin = cout
+    return total + (cin * 256 + 256) + 2 * 256 + (256 * out + out)
+
+
+@pytest.mark.parametrize("dataset, c0, w, n", [("fashion_mnist", 1, 16, 1), ("cifar10", 3, 32, 3)])
+def test_disc_count_is_the_hand_count(dataset, c0, w, n):
+    assert count_params(_params("disc", dataset)) == _resnet_count(c0, w, n, 10)
+
+
+@pytest.mark.parametrize("family, dataset, paper, with_critic", [
+    ("disc", "fashion_mnist", 0.31e6, False),   # ours 0.332M (+7%)
+    ("sdim", "fashion_mnist", 0.36e6, False),   # ours 0.347M without T_omega (0.530M with)
+    ("disc", "cifar10", 4.39e6, False),         # ours 4.388M
+    ("sdim", "cifar10", 4.60e6, True),          # ours 4.602M with T_omega (4.403M without)
+])
+def test_paper_parameter_counts_within_10_percent(family, dataset, paper, with_critic):
+    p = _params(family, dataset)
+    n = count_params(p) - (0 if with_critic else count_params(p.get("critic", {})))
+    assert abs(n - paper) / paper < 0.10, n
+
+
+def test_sdim_is_encoder_plus_gaussians_plus_critic():
+    p = _params("sdim", "fashion_mnist")
+    d, c = 64, 10
+    assert count_params(p["encoder"]) == _resnet_count(1, 16, 1, d)
+    assert count_params(p["conditionals"]) == 2 * c * d
+
+
+def test_sdim_logit_extra_parameters():
+    p = _params("sdim_logit", "fashion_mnist")
+    extra = count_params(p) - count_params(p["encoder"]["base"])
+    c = d = 10
+    head = (c * 256 + 256) + 2 * 256 + (256 * d + d) + 2 * c * d
+    assert extra - count_params(p["critic"]) == head == 6098

@@ -1,0 +1,160 @@
+"""One training loop: steps, checkpoints, resume, determinism, sharding, failures, evaluate.py."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import gcj
+from conftest import ROOT, smoke_config
+from gcj import checkpoint
+from gcj.train import train_and_evaluate
+
+X = np.random.default_rng(0).uniform(size=(4, 32, 32, 1)).astype(np.float32)
+
+
+def _epochs(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [r for r in map(json.loads, f) if "epoch_seconds" in r]
+
+
+def _copy(workdir, tmp_path):
+    dst = str(tmp_path / "copy")
+    shutil.copytree(workdir, dst)
+    return dst
+
+
+def _run(args, env=None):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+def test_training_learns_and_writes_the_workdir(trained_workdir):
+    workdir, clf = trained_workdir
+    assert {"config.json", "metrics.jsonl", "thresholds.json", "checkpoints"} <= set(os.listdir(workdir))
+    records = _epochs(workdir)
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[-1]["train/loss"] < records[0]["train/loss"]
+    thr = json.load(open(os.path.join(workdir, "thresholds.json")))
+    assert set(thr) == {"p1", "p2", "conformal0.01"} and all(len(v) == 10 for v in thr.values())
+
+
+def test_checkpoint_round_trip(trained_workdir):
+    workdir, clf = trained_workdir
+    loaded = gcj.load(workdir)
+    np.testing.assert_array_equal(loaded.class_log_likelihoods(X), clf.class_log_likelihoods(X))
+    assert loaded.thresholds == clf.thresholds
+    assert loaded.config.to_dict() == clf.config.to_dict()
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, capsys):
+    cfg = smoke_config(num_epochs=3)
+    straight = str(tmp_path / "straight")
+    a = train_and_evaluate(cfg, straight)
+    interrupted = _copy(straight, tmp_path)
+    shutil.rmtree(os.path.join(interrupted, "checkpoints", "18"))  # as if killed in epoch 3
+    capsys.readouterr()
+    b = train_and_evaluate(smoke_config(num_epochs=3), interrupted)
+    assert "resumed from step 12" in capsys.readouterr().out
+    assert [r["epoch"] for r in _epochs(interrupted)] == [1, 2, 3, 3]
+    # same config and seed: the same parameters, whether interrupted or not
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(trained_workdir, tmp_path):
+    workdir = _copy(trained_workdir[0], tmp_path)
+    before = gcj.load(workdir).class_log_likelihoods(X)
+    with pytest.raises(FloatingPointError, match="non-finite loss.*last good checkpoint \\(step 12\\)"):
+        train_and_evaluate(smoke_config(num_epochs=4, **{"optim.lr": 1e30}), workdir)
+    assert checkpoint.manager(workdir).latest_step() == 12
+    np.testing.assert_array_equal(gcj.load(workdir).class_log_likelihoods(X), before)
+
+
+def test_unreadable_checkpoint_and_missing_workdir(trained_workdir, tmp_path):
+    workdir = _copy(trained_workdir[0], tmp_path)
+    for root, _, files in os.walk(os.path.join(workdir, "checkpoints", "12", "variables")):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    with pytest.raises(ValueError, match="unreadable checkpoint at step 12"):
+        gcj.load(workdir)
+    with pytest.raises(FileNotFoundError, match="not a gcj workdir"):
+        gcj.load(str(tmp_path / "nothing"))
+
+
+def test_unknown_config_keys_are_errors(trained_workdir, tmp_path):
+    r = _run(["train.py", "--config", "configs/demo.py:smoke", "--workdir", str(tmp_path / "w"),
+              "--config.optim.nope=1"])
+    assert r.returncode != 0 and "nope" in r.stderr
+    workdir = _copy(trained_workdir[0], tmp_path)
+    cfg = json.load(open(os.path.join(workdir, "config.json")))
+    cfg["model"]["widht"] = 3
+    json.dump(cfg, open(os.path.join(workdir, "config.json"), "w"))
+    with pytest.raises(KeyError, match="widht"):
+        gcj.load(workdir)
+
+
+def test_data_parallel_on_four_devices_matches_one(trained_workdir, tmp_path):
+    """The jitted step sharded over a 4-device mesh computes the same training as on one device."""
+    code = ("import jax, sys; sys.path.insert(0, 'tests'); from conftest import smoke_config;"
+            "from gcj.train import train_and_evaluate; assert jax.device_count() == 4;"
+            f"train_and_evaluate(smoke_config(), {str(tmp_path / 'w4')!r})")
+    r = _run(["-c", code], env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+                                "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    for four, one in zip(_epochs(str(tmp_path / "w4")), _epochs(trained_workdir[0]), strict=True):
+        for k in ("train/loss", "train/nll", "train/mi", "train/margin", "val/accuracy"):
+            assert four[k] == pytest.approx(one[k], rel=1e-3, abs=1e-4), k
+
+
+def test_sdim_logit_keeps_its_base_frozen(tmp_path):
+    base_dir, head_dir = str(tmp_path / "disc"), str(tmp_path / "logit")
+    base = train_and_evaluate(smoke_config(**{"model.family": "disc"}), base_dir)
+    cfg = smoke_config("sdim_logit_fashion_mnist", **{"data.name": "mnist5k",
+                                                       "model.base_workdir": base_dir})
+    head = train_and_evaluate(cfg, head_dir)
+    for col in ("params", "batch_stats"):
+        jax.tree_util.tree_map(np.testing.assert_array_equal, head.params[col]["encoder"]["base"],
+                               base.params[col])
+    assert gcj.load(head_dir).config.model.base.width == base.config.model.width
+    fresh = gcj.create(head.config, jax.random.key(0)).params["params"]["conditionals"]["mean"]
+    assert not np.allclose(head.params["params"]["conditionals"]["mean"], fresh)
+
+
+def test_evaluate_cli_writes_report_and_plots(trained_workdir, tmp_path):
+    out = tmp_path / "report" / "report.json"
+    r = _run(["evaluate.py", "--workdir", trained_workdir[0], "--ood_dataset", "digits",
+              "--ood_split", "all", "--out", str(out)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.load(open(out))
+    values = [rep["clean"]["accuracy"], rep["calibration"]["ece"], rep["calibration"]["mce"],
+              rep["ood"]["digits"]["auroc"]]
+    for p in ("p1", "p2"):
+        values += [rep["rejection"][p]["acc_left"], rep["rejection"][p]["rejection_rate"],
+                   rep["ood"]["digits"]["detection_rate"][p]]
+    assert all(0.0 <= v <= 1.0 for v in values), values
+    assert rep["ood"]["digits"]["num"] == 1797
+    assert np.isfinite(rep["calibration"]["oce"]) or rep["calibration"]["oce_fraction"] == 0
+    assert {"rejection_curve.png", "reliability.png", "ood_digits_hist.png"} <= set(os.listdir(out.parent))
+    assert "clean accuracy" in r.stdout and "detection rate p1" in r.stdout
+    bad = _run(["evaluate.py", "--workdir", trained_workdir[0], "--suites", "clean,attacks"])
+    assert bad.returncode != 0 and "unknown suites ['attacks']" in bad.stderr
+
+
+def test_bad_requests_name_the_problem(trained_workdir, tmp_path):
+    from gcj.evaluate import evaluate
+
+    with pytest.raises(ValueError, match="needs at least one --ood_dataset"):
+        evaluate(trained_workdir[0], ["ood"])
+    with pytest.raises(ValueError, match="batch_size 4096 exceeds"):
+        train_and_evaluate(smoke_config(batch_size=4096), str(tmp_path / "big"))
+    with pytest.raises(ValueError, match="sdim_logit needs config.model.base_workdir"):
+        train_and_evaluate(smoke_config("sdim_logit_fashion_mnist", **{"data.name": "mnist5k"}),
+                           str(tmp_path / "nobase"))
+    from gcj.config import paper_config
+    with pytest.raises(ValueError, match="unknown config argument"):
+        paper_config("sdim", "mnist", "tiny")
