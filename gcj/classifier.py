@@ -110,9 +110,14 @@ def log_posterior(class_ll: jax.Array, log_prior=None) -> jax.Array:
 
 # ------------------------------------------------------------------------- create and load
 
-def build_module(config: ml_collections.ConfigDict):
-    """The linen module of a config (the family's pure functions are its ``apply``)."""
-    return sdim.build(config.model, config.data.num_classes)
+def build_module(config: ml_collections.ConfigDict, base_fn=None):
+    """The linen module of a config (the family's pure functions are its ``apply``).
+
+    ``base_fn``: SDIM-logit on any frozen function ``x -> logits`` (closing over its own
+    parameters) instead of a gcj discriminative base.
+    """
+    base = None if base_fn is None else sdim.FrozenFunction(base_fn)
+    return sdim.build(config.model, config.data.num_classes, base)
 
 
 def make_log_likelihood_fn(module) -> LogLikelihoodFn:
@@ -123,19 +128,19 @@ def make_log_likelihood_fn(module) -> LogLikelihoodFn:
     return log_likelihood_fn
 
 
-def init_variables(config: ml_collections.ConfigDict, key: jax.Array):
+def init_variables(config: ml_collections.ConfigDict, key: jax.Array, base_fn=None):
     """Fresh variables ``{'params': ..., 'batch_stats': ...}`` for a config."""
     d = config.data
     x = jnp.zeros((2, d.image_size, d.image_size, d.channels), jnp.float32)
     labels = jnp.zeros((2,), jnp.int32)
     # Through ``losses`` so that training-only parts (SDIM's MI critic) are created too.
-    return build_module(config).init(key, x, labels, train=False, method="losses")
+    return build_module(config, base_fn).init(key, x, labels, train=False, method="losses")
 
 
-def create(config: ml_collections.ConfigDict, key: jax.Array) -> Classifier:
-    """An untrained classifier from a config."""
-    module = build_module(config)
-    return Classifier(config, init_variables(config, key), make_log_likelihood_fn(module))
+def create(config: ml_collections.ConfigDict, key: jax.Array, base_fn=None) -> Classifier:
+    """An untrained classifier from a config (``base_fn``: see ``build_module``)."""
+    module = build_module(config, base_fn)
+    return Classifier(config, init_variables(config, key, base_fn), make_log_likelihood_fn(module))
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
@@ -148,13 +153,16 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         return config_lib.from_json(f.read())
 
 
-def load(workdir: str, step: int | None = None) -> Classifier:
-    """A trained classifier from a train.py workdir (latest checkpoint unless ``step``)."""
+def load(workdir: str, step: int | None = None, base_fn=None) -> Classifier:
+    """A trained classifier from a train.py workdir (latest checkpoint unless ``step``).
+
+    ``base_fn``: the same SDIM-logit base function the workdir was trained with, if any.
+    """
     from gcj import checkpoint  # local: orbax is heavy and only needed here
 
     config = read_config(workdir)
-    module = build_module(config)
-    target = jax.eval_shape(lambda: init_variables(config, jax.random.key(0)))
+    module = build_module(config, base_fn)
+    target = jax.eval_shape(lambda: init_variables(config, jax.random.key(0), base_fn))
     variables = checkpoint.restore_variables(workdir, target, step)
     thresholds = None
     path = os.path.join(workdir, "thresholds.json")

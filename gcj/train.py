@@ -97,9 +97,9 @@ def load_splits(config):
     return train, val, test
 
 
-def _attach_base(config, variables):
+def _attach_base(config, variables, base_fn):
     """SDIM-logit: copy the frozen base's trained variables from its workdir into ``variables``."""
-    if config.model.family != "sdim_logit":
+    if config.model.family != "sdim_logit" or base_fn is not None:
         return variables
     if not config.model.base_workdir:
         raise ValueError("sdim_logit needs config.model.base_workdir: a trained 'disc' workdir")
@@ -112,13 +112,18 @@ def _attach_base(config, variables):
     return variables
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> classifier.Classifier:
-    """Trains (resuming from the latest checkpoint), then fits rejection thresholds."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       base_fn=None) -> classifier.Classifier:
+    """Trains (resuming from the latest checkpoint), then fits rejection thresholds.
+
+    ``base_fn``: SDIM-logit on any frozen function ``x -> logits`` instead of
+    ``config.model.base_workdir``; pass the same ``base_fn`` to ``gcj.load`` later.
+    """
     os.makedirs(workdir, exist_ok=True)
-    if config.model.family == "sdim_logit" and config.model.base_workdir:
+    if config.model.family == "sdim_logit" and config.model.base_workdir and base_fn is None:
         # The base's architecture comes from its own workdir, so config.json rebuilds it.
-        base = classifier.read_config(config.model.base_workdir).model
-        config.model.base.update(dict(family=base.family, width=base.width, blocks=base.blocks))
+        b = classifier.read_config(config.model.base_workdir).model
+        config.model.base.update(dict(family=b.family, width=b.width, blocks=b.blocks))
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json(indent=2))
 
@@ -131,9 +136,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> class
     if config.batch_size % n_dev:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {n_dev} devices")
 
-    module = classifier.build_module(config)
+    module = classifier.build_module(config, base_fn)
     key = jax.random.key(config.seed)
-    variables = _attach_base(config, classifier.init_variables(config, jax.random.fold_in(key, 0)))
+    variables = _attach_base(
+        config, classifier.init_variables(config, jax.random.fold_in(key, 0), base_fn), base_fn)
     tx = make_optimizer(config.optim, steps_per_epoch, config.num_epochs, variables["params"])
     state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
                  batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]))

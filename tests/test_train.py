@@ -158,3 +158,19 @@ def test_bad_requests_name_the_problem(trained_workdir, tmp_path):
     from gcj.config import paper_config
     with pytest.raises(ValueError, match="unknown config argument"):
         paper_config("sdim", "mnist", "tiny")
+
+
+def test_sdim_logit_on_any_user_function(tmp_path):
+    """A frozen user function x -> logits as the base: trains, reloads, differentiates through it."""
+    import jax.numpy as jnp
+
+    w = jax.random.normal(jax.random.key(7), (32 * 32, 10)) / 32.0
+    base_fn = lambda x: x.reshape(x.shape[0], -1) @ w  # noqa: E731
+    cfg = smoke_config("sdim_logit_fashion_mnist", **{"data.name": "mnist5k"})
+    workdir = str(tmp_path / "fn")
+    clf = train_and_evaluate(cfg, workdir, base_fn=base_fn)
+    assert "base" not in clf.params["params"]["encoder"]  # nothing of the base is trained
+    loaded = gcj.load(workdir, base_fn=base_fn)
+    np.testing.assert_array_equal(loaded.class_log_likelihoods(X), clf.class_log_likelihoods(X))
+    g = jax.grad(lambda x: loaded.log_likelihood_fn(loaded.params, x, None)[:, 0].sum())(jnp.asarray(X))
+    assert float(jnp.abs(g).sum()) > 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -124,6 +124,15 @@ class ImageEncoder(nn.Module):
         return ResNet(self.width, self.blocks, self.rep_dim, name="resnet")(x, train)
 
 
+class FrozenFunction(nn.Module):
+    """Any user function ``x -> logits`` as a parameter-free, frozen SDIM-logit base."""
+    fn: Callable[[jax.Array], jax.Array]
+
+    def __call__(self, x, train: bool = False):
+        del train
+        return self.fn(x)
+
+
 class LogitEncoder(nn.Module):
     """SDIM-logit's encoder: a frozen base classifier's logits -> MLP -> representation.
 
@@ -200,16 +209,23 @@ class Discriminative(nn.Module):
         return loss, dict(loss=loss, accuracy=jnp.mean(jnp.argmax(logits, axis=1) == labels))
 
 
-def build(cfg: Any, num_classes: int) -> nn.Module:
-    """The linen module described by a config's ``model`` block."""
+def build(cfg: Any, num_classes: int, base: nn.Module | None = None) -> nn.Module:
+    """The linen module described by a config's ``model`` block.
+
+    ``base`` (SDIM-logit only) replaces the config's discriminative base by any linen module or
+    ``FrozenFunction(x -> logits)``.
+    """
+    if base is not None and cfg.family != "sdim_logit":
+        raise ValueError(f"a custom base is for family 'sdim_logit', not {cfg.family!r}")
     if cfg.family == "sdim":
         encoder = ImageEncoder(cfg.width, cfg.blocks, cfg.rep_dim)
     elif cfg.family == "disc":
         return Discriminative(cfg.width, cfg.blocks, num_classes)
     elif cfg.family == "sdim_logit":
-        if cfg.base.family != "disc":
-            raise ValueError(f"sdim_logit needs a 'disc' base, got {cfg.base.family!r}")
-        base = build(cfg.base, num_classes)
+        if base is None:
+            if cfg.base.family != "disc":
+                raise ValueError(f"sdim_logit needs a 'disc' base, got {cfg.base.family!r}")
+            base = build(cfg.base, num_classes)
         encoder = LogitEncoder(base, cfg.hidden, cfg.rep_dim)
     else:
         raise ValueError(f"unknown model family {cfg.family!r}; use 'sdim', 'disc' or 'sdim_logit'")

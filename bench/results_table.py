@@ -1,0 +1,52 @@
+"""Prints the README's paper-vs-gcj table from the committed pretrained/*/report/report.json.
+
+    .venv/bin/python bench/results_table.py > bench/results/fashion_mnist_table.md
+"""
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# paper 000 (Tab. 2, 4, 6) and paper 003 targets; None where the paper gives no number
+PAPER = {
+    "disc_fashion_mnist": dict(acc=94.25),
+    "sdim_fashion_mnist": dict(acc=94.58, acc_left_p1=96.45, rej_p1=4.63, acc_left_p2=96.94,
+                               rej_p2=6.60, det_p1=99.36, det_p2=99.64),
+    "sdim_logit_fashion_mnist": dict(acc="base - 0.3"),
+}
+
+
+def cell(v):
+    return "—" if v is None else (v if isinstance(v, str) else f"{v:.2f}")
+
+
+def main():
+    rows = []
+    for name, paper in PAPER.items():
+        path = os.path.join(ROOT, "pretrained", name)
+        if not os.path.exists(os.path.join(path, "report", "report.json")):
+            continue
+        r = json.load(open(os.path.join(path, "report", "report.json")))
+        epochs = [json.loads(l) for l in open(os.path.join(path, "metrics.jsonl")) if "epoch_seconds" in l]
+        ood = r["ood"]["mnist5k"]
+        ours = dict(acc=100 * r["clean"]["accuracy"],
+                    acc_left_p1=100 * r["rejection"]["p1"]["acc_left"],
+                    rej_p1=100 * r["rejection"]["p1"]["rejection_rate"],
+                    acc_left_p2=100 * r["rejection"]["p2"]["acc_left"],
+                    rej_p2=100 * r["rejection"]["p2"]["rejection_rate"],
+                    det_p1=100 * ood["detection_rate"]["p1"], det_p2=100 * ood["detection_rate"]["p2"],
+                    auroc=100 * ood["auroc"], ece=100 * r["calibration"]["ece"])
+        sec = sorted(e["epoch_seconds"] for e in epochs)[len(epochs) // 2]
+        rows.append((name, paper, ours, len(epochs), sec))
+    keys = ["acc", "acc_left_p1", "rej_p1", "acc_left_p2", "rej_p2", "det_p1", "det_p2"]
+    print("| model (Fashion-MNIST, out-set MNIST-5k) | | clean acc % | acc-left p1 % | rejected p1 % "
+          "| acc-left p2 % | rejected p2 % | OOD detection p1 % | OOD detection p2 % | OOD AUROC % "
+          "| ECE % | epochs | median s/epoch |")
+    print("|---|---|" + "---|" * 11)
+    for name, paper, ours, n, sec in rows:
+        print(f"| {name} | paper | " + " | ".join(cell(paper.get(k)) for k in keys) + " | — | — | 100 | — |")
+        print(f"| | gcj | " + " | ".join(cell(ours[k]) for k in keys)
+              + f" | {ours['auroc']:.2f} | {ours['ece']:.2f} | {n} | {sec:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
