@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from gcj import config as config_lib
+from gcj import data
 from gcj.models import sdim
 
 LogLikelihoodFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
@@ -106,6 +107,27 @@ def log_posterior(class_ll: jax.Array, log_prior=None) -> jax.Array:
     """log p(y|x) from class log-likelihoods ``[B, C]``."""
     joint = class_ll + _log_prior(class_ll.shape[-1], log_prior)[None]
     return joint - jax.nn.logsumexp(joint, axis=-1, keepdims=True)
+
+
+def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int,
+                          key: jax.Array | None = None) -> np.ndarray:
+    """``[N, C]`` log-likelihoods of a uint8 dataset, batched (the last batch padded: one compile)."""
+    if images.dtype != np.uint8 or tuple(images.shape[1:]) != clf.image_shape:
+        raise ValueError(f"expected uint8 images [N, {', '.join(map(str, clf.image_shape))}], "
+                         f"got {images.dtype} {images.shape}")
+    key = jax.random.key(0) if key is None else key
+    fn = jax.jit(lambda p, x, k: clf.log_likelihood_fn(p, data.to_float(x), k))
+    out = []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i:i + batch_size]
+        n = len(chunk)
+        if n < batch_size and len(images) > batch_size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, 0)])
+        out.append(np.asarray(fn(clf.params, chunk, jax.random.fold_in(key, i)))[:n])
+    ll = np.concatenate(out) if out else np.zeros((0, clf.num_classes), np.float32)
+    if not np.all(np.isfinite(ll)):
+        raise FloatingPointError(f"{np.sum(~np.isfinite(ll))} non-finite class log-likelihoods")
+    return ll
 
 
 # ------------------------------------------------------------------------- create and load

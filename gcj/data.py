@@ -215,6 +215,17 @@ def train_val_split(split: Split, val_size: int, key: jax.Array) -> tuple[Split,
     return Split(split.images[tr], split.labels[tr]), Split(split.images[va], split.labels[va])
 
 
+def load_splits(config):
+    """(train, validation, test) at model shape; validation drawn from train with the seed."""
+    train_full = load_dataset(config.data, "train")
+    test = load_dataset(config.data, "test")
+    if config.data.max_train_examples:
+        train_full = Split(*(a[:config.data.max_train_examples] for a in train_full))
+    key = jax.random.fold_in(jax.random.key(config.seed), 1)
+    train, val = train_val_split(train_full, config.data.val_size, key)
+    return train, val, test
+
+
 def to_float(images: jax.Array) -> jax.Array:
     """uint8 [0, 255] -> float32 [0, 1]."""
     return images.astype(jnp.float32) / 255.0

@@ -10,14 +10,9 @@ import jax
 import numpy as np
 
 from gcj import classifier, data, metrics, rejection
-from gcj.train import class_log_likelihoods, load_splits
 
 SUITES = ("clean", "rejection", "ood", "calibration")
 CURVE_PERCENTILES = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0)
-
-
-def _log_softmax(ll: np.ndarray) -> np.ndarray:
-    return np.asarray(classifier.log_posterior(ll))
 
 
 def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = None,
@@ -33,11 +28,11 @@ def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = Non
         raise FileNotFoundError(f"{workdir} has no thresholds.json: training did not finish")
     cfg = clf.config
     bs = cfg.eval_batch_size
-    train, _, test = load_splits(cfg)
+    train, _, test = data.load_splits(cfg)
     key = jax.random.key(cfg.seed)
-    ll_test = class_log_likelihoods(clf, test.images, bs, jax.random.fold_in(key, 0))
+    ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, jax.random.fold_in(key, 0))
     need_train = {"rejection", "ood"} & set(suites)
-    ll_train = (class_log_likelihoods(clf, train.images, bs, jax.random.fold_in(key, 1))
+    ll_train = (classifier.batched_log_likelihoods(clf, train.images, bs, jax.random.fold_in(key, 1))
                 if need_train else None)
     thresholds = {k: np.asarray(v) for k, v in (clf.thresholds or {}).items()}
     report = dict(workdir=os.path.abspath(workdir), dataset=cfg.data.name, family=cfg.model.family,
@@ -65,7 +60,7 @@ def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = Non
         for name in ood_datasets:
             s = data.load(name, ood_split, data_dir)
             images = data.to_shape(s.images, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
-            ll_out = class_log_likelihoods(clf, images, bs, jax.random.fold_in(key, 2))
+            ll_out = classifier.batched_log_likelihoods(clf, images, bs, jax.random.fold_in(key, 2))
             out_marg = np.asarray(classifier.log_marginal(ll_out))
             r = dict(num=int(len(images)), split=ood_split)
             r["detection_rate"] = {k: float(rejection.class_detection_rates(ll_out, t).mean())
@@ -85,7 +80,7 @@ def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = Non
                                  ll_out.max(1), cfg.data.name, name)
 
     if "calibration" in suites:
-        probs = np.exp(_log_softmax(ll_test))
+        probs = np.exp(np.asarray(classifier.log_posterior(ll_test)))
         report["calibration"] = metrics.calibration_metrics(probs, test.labels)
         if plots and plot_dir:
             _plot_reliability(os.path.join(plot_dir, "reliability.png"), probs, test.labels)

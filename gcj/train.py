@@ -68,35 +68,6 @@ def make_train_step(module, tx, data_cfg):
     return train_step
 
 
-def class_log_likelihoods(clf: classifier.Classifier, images: np.ndarray, batch_size: int,
-                          key: jax.Array | None = None) -> np.ndarray:
-    """``[N, C]`` log-likelihoods of uint8 images, batched (the last batch padded: one compile)."""
-    key = jax.random.key(0) if key is None else key
-    fn = jax.jit(lambda p, x, k: clf.log_likelihood_fn(p, data.to_float(x), k))
-    out = []
-    for i in range(0, len(images), batch_size):
-        chunk = images[i:i + batch_size]
-        n = len(chunk)
-        if n < batch_size and len(images) > batch_size:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, 0)])
-        out.append(np.asarray(fn(clf.params, chunk, jax.random.fold_in(key, i)))[:n])
-    ll = np.concatenate(out) if out else np.zeros((0, clf.num_classes), np.float32)
-    if not np.all(np.isfinite(ll)):
-        raise FloatingPointError(f"{np.sum(~np.isfinite(ll))} non-finite class log-likelihoods")
-    return ll
-
-
-def load_splits(config):
-    """(train, validation, test) at model shape; validation drawn from train with the seed."""
-    train_full = data.load_dataset(config.data, "train")
-    test = data.load_dataset(config.data, "test")
-    if config.data.max_train_examples:
-        train_full = data.Split(*(a[:config.data.max_train_examples] for a in train_full))
-    key = jax.random.fold_in(jax.random.key(config.seed), 1)
-    train, val = data.train_val_split(train_full, config.data.val_size, key)
-    return train, val, test
-
-
 def _attach_base(config, variables, base_fn):
     """SDIM-logit: copy the frozen base's trained variables from its workdir into ``variables``."""
     if config.model.family != "sdim_logit" or base_fn is not None:
@@ -127,8 +98,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json(indent=2))
 
-    train, val, test = load_splits(config)
-    del test
+    train, val, _ = data.load_splits(config)
     steps_per_epoch = len(train.labels) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train.labels)} training images")
@@ -199,7 +169,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                       **{f"train/{k}": v / max(count, 1) for k, v in sums.items()})
         clf = _classifier(config, module, state)
         if len(val.labels):
-            ll = class_log_likelihoods(clf, val.images, config.eval_batch_size)
+            ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size)
             record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
         print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in record.items()), flush=True)
@@ -225,11 +195,11 @@ def _classifier(config, module, state) -> classifier.Classifier:
 
 def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Split, config) -> dict:
     """Percentile thresholds on un-augmented training images; conformal ones on the validation split."""
-    ll = class_log_likelihoods(clf, train.images, config.eval_batch_size)
+    ll = classifier.batched_log_likelihoods(clf, train.images, config.eval_batch_size)
     out = {f"p{p:g}": rejection.percentile_thresholds(ll, train.labels, p).tolist()
            for p in config.thresholds.percentiles}
     if len(val.labels):
-        val_ll = class_log_likelihoods(clf, val.images, config.eval_batch_size)
+        val_ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size)
         alpha = config.thresholds.conformal_alpha
         out[f"conformal{alpha:g}"] = rejection.conformal_thresholds(val_ll, alpha).tolist()
     return out
