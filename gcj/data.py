@@ -14,6 +14,7 @@ Sources, tried in this order for each name:
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 from typing import NamedTuple
 
@@ -90,10 +91,17 @@ def read_cifar10_dir(directory: str, split: str) -> Split:
 
 
 def read_tfds(name: str, split: str, data_dir: str | None) -> Split:
-    """Reads a prepared TFDS dataset through ``tfds.data_source`` (no TensorFlow needed)."""
+    """Reads a TFDS dataset: ``tfds.data_source`` on prepared array_record data (no TensorFlow
+    needed); failing that, ``tfds.load`` (downloads and prepares) when TensorFlow is installed."""
     import tensorflow_datasets as tfds
 
-    source = tfds.data_source(name, split=split, data_dir=data_dir)
+    try:
+        source = tfds.data_source(name, split=split, data_dir=data_dir)
+    except Exception:
+        if importlib.util.find_spec("tensorflow") is None:
+            raise
+        arrays = tfds.as_numpy(tfds.load(name, split=split, data_dir=data_dir, batch_size=-1))
+        return Split(np.asarray(arrays["image"], np.uint8), np.asarray(arrays["label"], np.int32))
     examples = [source[i] for i in range(len(source))]
     images = np.stack([np.asarray(e["image"], np.uint8) for e in examples])
     labels = np.asarray([e["label"] for e in examples], np.int32)
