@@ -1,0 +1,35 @@
+"""Parameter counts of the paper configs via jax.eval_shape (no FLOPs), paper 000 / 003 vs gcj.
+
+    .venv/bin/python bench/param_counts.py > bench/results/param_counts.md
+"""
+import os
+import sys
+
+import jax
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from gcj import classifier  # noqa: E402
+from gcj.config import paper_config  # noqa: E402
+from gcj.models.sdim import count_params  # noqa: E402
+
+ROWS = [("disc", "fashion_mnist", "Disc ResNet10", "0.31M"), ("sdim", "fashion_mnist", "SDIM ResNet10", "0.36M"),
+        ("disc", "cifar10", "Disc ResNet26", "4.39M"), ("sdim", "cifar10", "SDIM ResNet26", "4.60M"),
+        ("sdim_logit", "fashion_mnist", "SDIM-logit head (C=10, d=10)", "~12k (reference code)")]
+
+
+def main():
+    print("| model | paper | gcj without T_omega | gcj with T_omega (MI critic) |")
+    print("|---|---|---|---|")
+    for family, dataset, label, paper in ROWS:
+        c = paper_config(family, dataset)
+        p = jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))["params"]
+        total, critic = count_params(p), count_params(p.get("critic", {}))
+        if family == "sdim_logit":
+            total -= count_params(p["encoder"]["base"])  # the frozen base is not SDIM-logit's own
+        without = total - critic
+        print(f"| {label} | {paper} | {without:,} | {total:,} |" if critic else
+              f"| {label} | {paper} | {without:,} | — |")
+
+
+if __name__ == "__main__":
+    main()
