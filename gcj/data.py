@@ -223,15 +223,13 @@ def train_val_split(split: Split, val_size: int, key: jax.Array) -> tuple[Split,
     return Split(split.images[tr], split.labels[tr]), Split(split.images[va], split.labels[va])
 
 
-def load_splits(config):
-    """(train, validation, test) at model shape; validation drawn from train with the seed."""
+def load_train_val(config) -> tuple[Split, Split]:
+    """(train, validation) at model shape; validation drawn from train with the config's seed."""
     train_full = load_dataset(config.data, "train")
-    test = load_dataset(config.data, "test")
     if config.data.max_train_examples:
         train_full = Split(*(a[:config.data.max_train_examples] for a in train_full))
     key = jax.random.fold_in(jax.random.key(config.seed), 1)
-    train, val = train_val_split(train_full, config.data.val_size, key)
-    return train, val, test
+    return train_val_split(train_full, config.data.val_size, key)
 
 
 def to_float(images: jax.Array) -> jax.Array:

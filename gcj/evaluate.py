@@ -24,16 +24,17 @@ def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = Non
     if "ood" in suites and not ood_datasets:
         raise ValueError("the 'ood' suite needs at least one --ood_dataset (e.g. mnist5k)")
     clf = classifier.load(workdir)
-    if clf.thresholds is None and ({"rejection", "ood"} & set(suites)):
+    need_train = bool({"rejection", "ood"} & set(suites))  # thresholds and training scores
+    if clf.thresholds is None and need_train:
         raise FileNotFoundError(f"{workdir} has no thresholds.json: training did not finish")
     cfg = clf.config
     bs = cfg.eval_batch_size
-    train, _, test = data.load_splits(cfg)
     key = jax.random.key(cfg.seed)
+    test = data.load_dataset(cfg.data, "test")
     ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, jax.random.fold_in(key, 0))
-    need_train = {"rejection", "ood"} & set(suites)
-    ll_train = (classifier.batched_log_likelihoods(clf, train.images, bs, jax.random.fold_in(key, 1))
-                if need_train else None)
+    if need_train:
+        train, _ = data.load_train_val(cfg)
+        ll_train = classifier.batched_log_likelihoods(clf, train.images, bs, jax.random.fold_in(key, 1))
     thresholds = {k: np.asarray(v) for k, v in (clf.thresholds or {}).items()}
     report = dict(workdir=os.path.abspath(workdir), dataset=cfg.data.name, family=cfg.model.family,
                   num_test=int(len(test.labels)))
