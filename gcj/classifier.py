@@ -66,15 +66,11 @@ class Classifier:
         d = self.config.data
         return (d.image_size, d.image_size, d.channels)
 
-    @functools.cached_property
-    def _jitted(self):
-        return jax.jit(self.log_likelihood_fn)
-
     def class_log_likelihoods(self, x, key: jax.Array | None = None) -> jax.Array:
         """log p(x|y) for every class, ``[B, C]`` in nats (jitted; input checked first)."""
         check_images(x, self.image_shape)
         key = jax.random.key(0) if key is None else key
-        return self._jitted(self.params, jnp.asarray(x, jnp.float32), key)
+        return _jit(self.log_likelihood_fn)(self.params, jnp.asarray(x, jnp.float32), key)
 
     def predict(self, x, key=None) -> jax.Array:
         """argmax_y log p(x|y) + log p(y) with a uniform prior: ``[B]``."""
@@ -87,6 +83,18 @@ class Classifier:
     def log_marginal(self, x, key=None, log_prior=None) -> jax.Array:
         """log p(x) = logsumexp_y log p(x|y) + log p(y), ``[B]``."""
         return log_marginal(self.class_log_likelihoods(x, key), log_prior)
+
+
+@functools.lru_cache(maxsize=64)
+def _jit(log_likelihood_fn: LogLikelihoodFn):
+    """One jitted function per likelihood function, so classifiers sharing it share compilations."""
+    return jax.jit(log_likelihood_fn)
+
+
+@functools.lru_cache(maxsize=64)
+def _jit_uint8(log_likelihood_fn: LogLikelihoodFn):
+    """As ``_jit``, for uint8 images (scaled to [0, 1] inside the jitted function)."""
+    return jax.jit(lambda p, x, k: log_likelihood_fn(p, data.to_float(x), k))
 
 
 def _log_prior(num_classes: int, log_prior) -> jax.Array:
@@ -116,7 +124,7 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
         raise ValueError(f"expected uint8 images [N, {', '.join(map(str, clf.image_shape))}], "
                          f"got {images.dtype} {images.shape}")
     key = jax.random.key(0) if key is None else key
-    fn = jax.jit(lambda p, x, k: clf.log_likelihood_fn(p, data.to_float(x), k))
+    fn = _jit_uint8(clf.log_likelihood_fn)
     out = []
     for i in range(0, len(images), batch_size):
         chunk = images[i:i + batch_size]

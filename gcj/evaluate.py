@@ -64,10 +64,9 @@ def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = Non
             ll_out = classifier.batched_log_likelihoods(clf, images, bs, jax.random.fold_in(key, 2))
             out_marg = np.asarray(classifier.log_marginal(ll_out))
             r = dict(num=int(len(images)), split=ood_split)
-            r["detection_rate"] = {k: float(rejection.class_detection_rates(ll_out, t).mean())
-                                   for k, t in thresholds.items()}
-            r["detection_rate_per_class"] = {
-                k: rejection.class_detection_rates(ll_out, t).tolist() for k, t in thresholds.items()}
+            per_class = {k: rejection.class_detection_rates(ll_out, t) for k, t in thresholds.items()}
+            r["detection_rate"] = {k: float(v.mean()) for k, v in per_class.items()}
+            r["detection_rate_per_class"] = {k: v.tolist() for k, v in per_class.items()}
             r["rejection_rate"] = {k: float(rejection.reject(ll_out, t).mean())
                                    for k, t in thresholds.items()}
             r.update(metrics.ood_metrics(in_max, ll_out.max(1)))  # score: max_y log p(x|y)

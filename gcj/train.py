@@ -107,6 +107,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {n_dev} devices")
 
     module = classifier.build_module(config, base_fn)
+    log_likelihood_fn = classifier.make_log_likelihood_fn(module)  # one, so evaluations share compiles
     key = jax.random.key(config.seed)
     variables = _attach_base(
         config, classifier.init_variables(config, jax.random.fold_in(key, 0), base_fn), base_fn)
@@ -167,7 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         epoch_s = time.time() - t0
         record = dict(step=int(state["step"]), epoch=epoch + 1, epoch_seconds=epoch_s,
                       **{f"train/{k}": v / max(count, 1) for k, v in sums.items()})
-        clf = _classifier(config, module, state)
+        clf = _classifier(config, log_likelihood_fn, state)
         if len(val.labels):
             ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size)
             record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
@@ -181,16 +182,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                             dict(step=state["step"], opt_state=state["opt_state"]))
     log.close()
 
-    clf = _classifier(config, module, state)
+    clf = _classifier(config, log_likelihood_fn, state)
     thresholds = fit_thresholds(clf, train, val, config)
     with open(os.path.join(workdir, "thresholds.json"), "w") as f:
         json.dump(thresholds, f, indent=2)
     return classifier.Classifier(config, clf.params, clf.log_likelihood_fn, thresholds)
 
 
-def _classifier(config, module, state) -> classifier.Classifier:
+def _classifier(config, log_likelihood_fn, state) -> classifier.Classifier:
     variables = dict(params=state["params"], batch_stats=state["batch_stats"])
-    return classifier.Classifier(config, variables, classifier.make_log_likelihood_fn(module))
+    return classifier.Classifier(config, variables, log_likelihood_fn)
 
 
 def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Split, config) -> dict:
