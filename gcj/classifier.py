@@ -20,7 +20,7 @@ import numpy as np
 
 from gcj import config as config_lib
 from gcj import data
-from gcj.models import sdim
+from gcj.models import score, sdim
 
 LogLikelihoodFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
@@ -146,12 +146,19 @@ def build_module(config: ml_collections.ConfigDict, base_fn=None):
     ``base_fn``: SDIM-logit on any frozen function ``x -> logits`` (closing over its own
     parameters) instead of a gcj discriminative base.
     """
+    if config.model.family == "score":
+        if base_fn is not None:
+            raise ValueError("base_fn is for family 'sdim_logit', not 'score'")
+        return score.build(config.model, config.data.num_classes, config.data.channels)
     base = None if base_fn is None else sdim.FrozenFunction(base_fn)
     return sdim.build(config.model, config.data.num_classes, base)
 
 
-def make_log_likelihood_fn(module) -> LogLikelihoodFn:
-    """The contract for a linen family: ``(variables, x, key) -> [B, C]`` in inference mode."""
+def make_log_likelihood_fn(module, config: ml_collections.ConfigDict) -> LogLikelihoodFn:
+    """The contract of a family: ``(variables, x, key) -> [B, C]`` in inference mode."""
+    if config.model.family == "score":
+        return score.make_log_likelihood_fn(module, config.model.ode)
+
     def log_likelihood_fn(params, x, key):
         del key  # SDIM-family likelihoods are deterministic
         return module.apply(params, x)
@@ -159,18 +166,19 @@ def make_log_likelihood_fn(module) -> LogLikelihoodFn:
 
 
 def init_variables(config: ml_collections.ConfigDict, key: jax.Array, base_fn=None):
-    """Fresh variables ``{'params': ..., 'batch_stats': ...}`` for a config."""
+    """Fresh variables (``{'params': ...}`` plus ``'batch_stats'`` where the family has them)."""
     d = config.data
     x = jnp.zeros((2, d.image_size, d.image_size, d.channels), jnp.float32)
     labels = jnp.zeros((2,), jnp.int32)
     # Through ``losses`` so that training-only parts (SDIM's MI critic) are created too.
-    return build_module(config, base_fn).init(key, x, labels, train=False, method="losses")
+    rngs = dict(params=key, noise=key, dropout=key)
+    return build_module(config, base_fn).init(rngs, x, labels, train=False, method="losses")
 
 
 def create(config: ml_collections.ConfigDict, key: jax.Array, base_fn=None) -> Classifier:
     """An untrained classifier from a config (``base_fn``: see ``build_module``)."""
     module = build_module(config, base_fn)
-    return Classifier(config, init_variables(config, key, base_fn), make_log_likelihood_fn(module))
+    return Classifier(config, init_variables(config, key, base_fn), make_log_likelihood_fn(module, config))
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
@@ -199,4 +207,4 @@ def load(workdir: str, step: int | None = None, base_fn=None) -> Classifier:
     if os.path.exists(path):
         with open(path) as f:
             thresholds = json.load(f)
-    return Classifier(config, variables, make_log_likelihood_fn(module), thresholds)
+    return Classifier(config, variables, make_log_likelihood_fn(module, config), thresholds)

@@ -20,20 +20,30 @@ def base_config() -> ml_collections.ConfigDict:
         max_train_examples=0,   # 0 = all; a cap for smoke runs
         crop_padding=0, flip=False, dequantize=False)
     c.model = dict(
-        family="sdim",          # 'sdim' | 'disc' | 'sdim_logit'
+        family="sdim",          # 'sdim' | 'disc' | 'sdim_logit' | 'score'
         width=16, blocks=1,     # ResNet 8n+2 with widths w,2w,4w,8w (n=1, w=16: ResNet10)
         rep_dim=64, mi_units=256, mi_bound="jsd", alpha=1.0, beta=1.0, gamma=1.0, margin=5.0,
         min_std=0.0,            # > 0 clamps the class std from below (SDIM-logit: 0.02)
         hidden=256,             # SDIM-logit: logit-encoder MLP width
         base=dict(family="disc", width=16, blocks=1),  # SDIM-logit: the frozen base's model
-        base_workdir="")        # SDIM-logit: train.py workdir of the frozen base
+        base_workdir="",        # SDIM-logit: train.py workdir of the frozen base
+        # score (paper 004): DDPM++ network, SDE and training weighting, likelihood ODE
+        unet=dict(nf=128, ch_mult=(1, 2, 2, 2), num_res_blocks=4, attn_resolutions=(16,),
+                  dropout=0.1, skip_rescale=True),
+        sde=dict(name="vp", beta_min=0.1, beta_max=20.0,
+                 weighting="likelihood_is",  # 'likelihood_is' | 'likelihood' | 'dsm'
+                 train_eps=1e-5),
+        ode=dict(num_probes=30, probe="rademacher", divergence="hutchinson", rtol=1e-5,
+                 atol=1e-5, eps=1e-5, max_steps=4096, dequantize=True))
     c.optim = dict(name="adam", lr=1e-3, schedule="constant", warmup_steps=0, weight_decay=0.0,
-                   momentum=0.9)
+                   momentum=0.9, grad_clip=0.0,  # > 0: clip the global gradient norm
+                   ema_decay=0.0)  # > 0: evaluate and save an EMA of the parameters
     c.batch_size = 128
     c.num_epochs = 100
     c.eval_batch_size = 500
     c.log_every = 50
     c.checkpoint_every_epochs = 1
+    c.val_every_epochs = 1      # validation accuracy every n epochs (0: only after the last)
     c.thresholds = dict(percentiles=(1.0, 2.0), conformal_alpha=0.01)
     return c
 
@@ -62,6 +72,38 @@ def paper_config(family: str, dataset: str, arg: str | None = None) -> ml_collec
     if arg not in (None, "smoke"):
         raise ValueError(f"unknown config argument {arg!r}; use ':smoke' or nothing")
     return smoke(c) if arg == "smoke" else c
+
+
+SCORE_DATASETS = {  # name: (image size, channels, val_size, flip)
+    "digits": (8, 1, 137, False),
+    "mnist": (28, 1, 2000, False),
+    "fashion_mnist": (28, 1, 2000, False),
+    "cifar10": (32, 3, 5000, True),
+    "svhn": (32, 3, 5000, False),
+}
+
+
+def score_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """Paper 004's SBGC training (likelihood weighting with importance sampling, Adam 2e-4 with
+    5000 warm-up steps, gradient clipping 1, EMA 0.9999, batch 128, uniform dequantization) with
+    the DDPM++ network of the base config; ``arg='smoke'`` shrinks it."""
+    size, channels, val_size, flip = SCORE_DATASETS[dataset]
+    c = base_config()
+    c.model.family = "score"
+    c.data.name, c.data.image_size, c.data.channels = dataset, size, channels
+    c.data.val_size, c.data.flip, c.data.dequantize = val_size, flip, True
+    c.optim.update(dict(lr=2e-4, warmup_steps=5000, grad_clip=1.0, ema_decay=0.9999))
+    c.eval_batch_size = 100
+    if arg not in (None, "smoke"):
+        raise ValueError(f"unknown config argument {arg!r}; use ':smoke' or nothing")
+    if arg == "smoke":
+        c = smoke(c)
+        c.model.unet.update(dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()))
+        c.model.ode.update(dict(num_probes=2, rtol=1e-3, atol=1e-3))
+        c.data.max_train_examples, c.data.val_size = 64, 16
+        c.batch_size, c.eval_batch_size = 16, 16
+        c.optim.update(dict(warmup_steps=2, ema_decay=0.9))
+    return c
 
 
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

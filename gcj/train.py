@@ -41,29 +41,56 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epo
                          optax.sgd(lr, momentum=cfg.momentum))
     else:
         raise ValueError(f"unknown optimizer {cfg.name!r}; use 'adam' or 'sgd'")
+    if cfg.grad_clip:
+        tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
     labels = jax.tree_util.tree_map_with_path(
         lambda path, _: "frozen" if any(getattr(k, "key", None) == "base" for k in path) else "train",
         params)
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
-def make_train_step(module, tx, data_cfg):
+def eval_variables(state) -> dict:
+    """The variables a classifier evaluates with: the EMA parameters when kept, BN statistics
+    when the family has them."""
+    v = dict(params=state.get("ema", state["params"]))
+    if state["batch_stats"]:
+        v["batch_stats"] = state["batch_stats"]
+    return v
+
+
+def _train_item(state) -> dict:
+    """What a checkpoint needs besides the evaluation variables to resume training exactly."""
+    t = dict(step=state["step"], opt_state=state["opt_state"])
+    if "ema" in state:
+        t["params"] = state["params"]
+    return t
+
+
+def make_train_step(module, tx, data_cfg, ema_decay: float = 0.0):
     """Pure ``(state, images uint8, labels, key) -> (state, metrics)``."""
     def train_step(state, images, labels, key):
         key = jax.random.fold_in(key, state["step"])
-        x = data.augment(key, images, crop_padding=data_cfg.crop_padding, flip=data_cfg.flip,
+        k_aug, k_noise, k_drop = jax.random.split(key, 3)
+        x = data.augment(k_aug, images, crop_padding=data_cfg.crop_padding, flip=data_cfg.flip,
                          dequantize=data_cfg.dequantize)
 
         def loss_fn(params):
+            variables = {"params": params}
+            if state["batch_stats"]:
+                variables["batch_stats"] = state["batch_stats"]
             (loss, metrics), updates = module.apply(
-                {"params": params, "batch_stats": state["batch_stats"]}, x, labels, train=True,
-                method="losses", mutable=["batch_stats"])
-            return loss, (metrics, updates["batch_stats"])
+                variables, x, labels, train=True, method="losses", mutable=["batch_stats"],
+                rngs=dict(noise=k_noise, dropout=k_drop))
+            return loss, (metrics, updates.get("batch_stats", {}))
 
         grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(state["params"])
+        metrics = dict(metrics, grad_norm=optax.global_norm(grads))
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         new_state = dict(step=state["step"] + 1, params=optax.apply_updates(state["params"], updates),
                          batch_stats=batch_stats, opt_state=opt_state)
+        if "ema" in state:
+            new_state["ema"] = optax.incremental_update(new_state["params"], state["ema"],
+                                                        1.0 - ema_decay)
         return new_state, metrics
     return train_step
 
@@ -107,27 +134,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {n_dev} devices")
 
     module = classifier.build_module(config, base_fn)
-    log_likelihood_fn = classifier.make_log_likelihood_fn(module)  # one, so evaluations share compiles
+    log_likelihood_fn = classifier.make_log_likelihood_fn(module, config)  # one: shared compiles
     key = jax.random.key(config.seed)
     variables = _attach_base(
         config, classifier.init_variables(config, jax.random.fold_in(key, 0), base_fn), base_fn)
     tx = make_optimizer(config.optim, steps_per_epoch, config.num_epochs, variables["params"])
     state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                 batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]))
+                 batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(variables["params"]))
+    if config.optim.ema_decay:
+        state["ema"] = jax.tree_util.tree_map(jnp.copy, variables["params"])  # own buffers: donated
 
     mgr = checkpoint.manager(workdir)
     if mgr.latest_step() is not None:
-        vars_target = dict(params=state["params"], batch_stats=state["batch_stats"])
-        train_target = dict(step=state["step"], opt_state=state["opt_state"])
-        v, t = checkpoint.restore(mgr, mgr.latest_step(), vars_target, train_target)
-        state = dict(step=t["step"], params=v["params"], batch_stats=v["batch_stats"],
-                     opt_state=t["opt_state"])
+        v, t = checkpoint.restore(mgr, mgr.latest_step(), eval_variables(state), _train_item(state))
+        state.update(step=t["step"], opt_state=t["opt_state"], batch_stats=v.get("batch_stats", {}))
+        state.update({"ema": v["params"], "params": t["params"]} if "ema" in state
+                     else {"params": v["params"]})
         print(f"resumed from step {int(state['step'])} in {workdir}", flush=True)
 
     mesh = Mesh(np.asarray(jax.devices()), ("data",))
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     state = jax.device_put(state, replicated)
-    step_fn = jax.jit(make_train_step(module, tx, config.data), donate_argnums=0,
+    step_fn = jax.jit(make_train_step(module, tx, config.data, config.optim.ema_decay), donate_argnums=0,
                       in_shardings=(replicated, sharded, sharded, replicated),
                       out_shardings=(replicated, replicated))
 
@@ -161,7 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             count += 1
             if step % config.log_every == 0:
                 avg = {k: v / count for k, v in sums.items()}
-                bar.set_postfix(loss=f"{avg['loss']:.4f}", acc=f"{avg['accuracy']:.4f}")
+                bar.set_postfix({k: f"{avg[k]:.4f}" for k in ("loss", "accuracy") if k in avg})
                 log.write(json.dumps(dict(step=step, epoch=epoch + 1, **{f"train/{k}": v for k, v in avg.items()})) + "\n")
                 log.flush()
         bar.close()
@@ -169,7 +197,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         record = dict(step=int(state["step"]), epoch=epoch + 1, epoch_seconds=epoch_s,
                       **{f"train/{k}": v / max(count, 1) for k, v in sums.items()})
         clf = _classifier(config, log_likelihood_fn, state)
-        if len(val.labels):
+        last = epoch + 1 == config.num_epochs
+        every = config.val_every_epochs
+        if len(val.labels) and (last or (every and (epoch + 1) % every == 0)):
             ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size)
             record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
         print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
@@ -177,9 +207,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         log.write(json.dumps(record) + "\n")
         log.flush()
         if (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs:
-            checkpoint.save(mgr, int(state["step"]),
-                            dict(params=state["params"], batch_stats=state["batch_stats"]),
-                            dict(step=state["step"], opt_state=state["opt_state"]))
+            checkpoint.save(mgr, int(state["step"]), eval_variables(state), _train_item(state))
     log.close()
 
     clf = _classifier(config, log_likelihood_fn, state)
@@ -190,8 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _classifier(config, log_likelihood_fn, state) -> classifier.Classifier:
-    variables = dict(params=state["params"], batch_stats=state["batch_stats"])
-    return classifier.Classifier(config, variables, log_likelihood_fn)
+    return classifier.Classifier(config, eval_variables(state), log_likelihood_fn)
 
 
 def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Split, config) -> dict:
