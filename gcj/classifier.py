@@ -24,6 +24,10 @@ from gcj.models import score, sdim
 
 LogLikelihoodFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
+# Families whose log p(x|y) is a density over the (dequantized) pixels in [0, 1]^D, so that
+# bits/dim = -log p / (D ln 2) + 8 is meaningful (SDIM's is a density over its representation).
+DENSITY_FAMILIES = ("score",)
+
 
 def check_images(x, image_shape: tuple[int, int, int]) -> None:
     """Raises ``ValueError`` naming the problem unless ``x`` is float ``[B, *image_shape]`` in [0, 1].

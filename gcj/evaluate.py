@@ -9,7 +9,7 @@ import os
 import jax
 import numpy as np
 
-from gcj import classifier, data, metrics, rejection
+from gcj import classifier, data, diffusion, metrics, rejection
 
 SUITES = ("clean", "rejection", "ood", "calibration")
 CURVE_PERCENTILES = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0)
@@ -44,6 +44,12 @@ def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = Non
 
     if "clean" in suites:
         report["clean"] = dict(accuracy=float(np.mean(ll_test.argmax(1) == test.labels)))
+        if cfg.model.family in classifier.DENSITY_FAMILIES:  # log p(x|y) is a pixel density
+            dim = int(np.prod(clf.image_shape))
+            report["clean"]["bits_per_dim"] = float(np.mean(diffusion.bits_per_dim(
+                np.asarray(classifier.log_marginal(ll_test)), dim)))
+            report["clean"]["bits_per_dim_given_label"] = float(np.mean(diffusion.bits_per_dim(
+                ll_test[np.arange(len(test.labels)), test.labels], dim)))
 
     if "rejection" in suites:
         report["rejection"] = {k: rejection.rejection_metrics(ll_test, test.labels, t)

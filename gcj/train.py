@@ -49,6 +49,16 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epo
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
+def init_state(variables, tx, ema_decay: float = 0.0) -> dict:
+    """The training state: step, parameters, BN statistics ({} if none), optimizer state, and an
+    EMA of the parameters when ``ema_decay`` > 0."""
+    state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                 batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(variables["params"]))
+    if ema_decay:
+        state["ema"] = jax.tree_util.tree_map(jnp.copy, variables["params"])  # own buffers: donated
+    return state
+
+
 def eval_variables(state) -> dict:
     """The variables a classifier evaluates with: the EMA parameters when kept, BN statistics
     when the family has them."""
@@ -139,10 +149,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     variables = _attach_base(
         config, classifier.init_variables(config, jax.random.fold_in(key, 0), base_fn), base_fn)
     tx = make_optimizer(config.optim, steps_per_epoch, config.num_epochs, variables["params"])
-    state = dict(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                 batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(variables["params"]))
-    if config.optim.ema_decay:
-        state["ema"] = jax.tree_util.tree_map(jnp.copy, variables["params"])  # own buffers: donated
+    state = init_state(variables, tx, config.optim.ema_decay)
 
     mgr = checkpoint.manager(workdir)
     if mgr.latest_step() is not None:

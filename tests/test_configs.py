@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 from gcj import classifier
-from gcj.train import make_optimizer, make_train_step
+from gcj.train import init_state, make_optimizer, make_train_step
 
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
 
@@ -27,23 +27,27 @@ def test_config_builds_and_documents_its_command(name):
     for arg in (None, "smoke"):
         c = _get(name, arg)
         v = jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))
-        assert v["params"] and v["batch_stats"]
+        assert v["params"] and (c.model.family == "score" or v["batch_stats"])
     with open(os.path.join(ROOT, "configs", f"{name}.py")) as f:
         assert f"python train.py --config configs/{name}.py" in f.read()
 
 
-@pytest.mark.parametrize("name", ["sdim_cifar10", "sdim_fashion_mnist"])
+@pytest.mark.parametrize("name", ["sdim_cifar10", "sdim_fashion_mnist", "score_cifar10"])
 def test_paper_size_model_takes_one_step(name):
     c = _get(name)
     module = classifier.build_module(c)
     v = classifier.init_variables(c, jax.random.key(0))
     tx = make_optimizer(c.optim, 10, 1, v["params"])
-    state = dict(step=jnp.zeros((), jnp.int32), params=v["params"], batch_stats=v["batch_stats"],
-                 opt_state=tx.init(v["params"]))
+    state = init_state(v, tx, c.optim.ema_decay)
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (4, 32, 32, c.data.channels)).astype(np.uint8)
+    size = c.data.image_size
+    images = rng.integers(0, 256, (4, size, size, c.data.channels)).astype(np.uint8)
     labels = np.array([0, 1, 2, 3], np.int32)
-    new, metrics = jax.jit(make_train_step(module, tx, c.data))(state, images, labels, jax.random.key(1))
+    step = jax.jit(make_train_step(module, tx, c.data, c.optim.ema_decay))
+    new, metrics = step(state, images, labels, jax.random.key(1))
     assert int(new["step"]) == 1 and np.isfinite(float(metrics["loss"]))
+    if "ema" in state:  # the EMA moved towards the new parameters by 1 - decay
+        a, b, e = (jax.tree_util.tree_leaves(t)[0] for t in (state["ema"], new["params"], new["ema"]))
+        np.testing.assert_allclose(e, c.optim.ema_decay * a + (1 - c.optim.ema_decay) * b, rtol=1e-5, atol=1e-7)
     moved = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), new["params"], state["params"])
     assert all(jax.tree_util.tree_leaves(moved))  # every parameter received an update

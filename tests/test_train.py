@@ -12,6 +12,7 @@ import pytest
 import gcj
 from conftest import ROOT, smoke_config
 from gcj import checkpoint
+from gcj.evaluate import evaluate
 from gcj.train import train_and_evaluate
 
 X = np.random.default_rng(0).uniform(size=(4, 32, 32, 1)).astype(np.float32)
@@ -63,6 +64,27 @@ def test_resume_equals_uninterrupted_run(tmp_path, capsys):
     assert [r["epoch"] for r in _epochs(interrupted)] == [1, 2, 3, 3]
     # same config and seed: the same parameters, whether interrupted or not
     jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
+
+
+def test_score_family_trains_resumes_with_its_ema_and_loads(tmp_path, capsys):
+    """The score family through the same loop: EMA parameters are what is evaluated and saved;
+    the raw parameters travel in the train item, so a resumed run equals an uninterrupted one."""
+    straight = str(tmp_path / "straight")
+    a = train_and_evaluate(smoke_config("score_digits"), straight)
+    interrupted = _copy(straight, tmp_path)
+    ckpts = os.path.join(interrupted, "checkpoints")
+    shutil.rmtree(os.path.join(ckpts, max(os.listdir(ckpts), key=int)))  # killed in epoch 2
+    capsys.readouterr()
+    b = train_and_evaluate(smoke_config("score_digits"), interrupted)
+    assert "resumed from step 3" in capsys.readouterr().out
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
+    saved = checkpoint.restore_variables(interrupted, dict(params=a.params["params"]))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, saved["params"], a.params["params"])
+    x = np.random.default_rng(0).uniform(size=(3, 8, 8, 1)).astype(np.float32)
+    loaded = gcj.load(interrupted)
+    np.testing.assert_array_equal(loaded.class_log_likelihoods(x), b.class_log_likelihoods(x))
+    r = evaluate(interrupted, suites=("clean",), plots=False)
+    assert 7.0 < r["clean"]["bits_per_dim"] < 30.0  # an untrained model: near-Gaussian, > 8 bits
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(trained_workdir, tmp_path):
