@@ -2,7 +2,7 @@
 [-1, 1], trained with likelihood weighting, classifying by probability-flow ODE likelihoods.
 
 ``ScoreModel(x_centered, t, labels)`` is the network's epsilon prediction (score = -eps / std(t));
-``losses(x, labels, train)`` the training objective; ``make_log_likelihood_fn(module)`` the
+``losses(x, labels, train)`` the training objective; ``make_log_likelihood_fn(module, ode)`` the
 contract ``(variables, x, key) -> log p(x|y) [B, C]``, all classes in one vmapped ODE solve.
 """
 
@@ -179,33 +179,42 @@ class ScoreModel(nn.Module):
         return loss, dict(loss=loss, loss_per_dim=loss / math.prod(x.shape[1:]))
 
 
-def make_log_likelihood_fn(module: ScoreModel, ode: Any):
-    """The contract ``(variables, x [B,H,W,C] in [0,1], key) -> log p(v|y) [B, C]`` in nats.
+def class_likelihoods(module: ScoreModel, ode: Any, variables, x, key) -> diffusion.LikelihoodResult:
+    """ODE likelihoods of ``x`` [B, H, W, C] in [0, 1] under every class: a ``LikelihoodResult``
+    whose fields have a class axis after the batch (``logp`` [B, C], ``probe_logp`` [B, C, P],
+    ``nfe`` [B, C]); log-densities of the dequantized image on [0, 1]^D.
 
-    ``v`` is the uniformly dequantized image ``(255 x + u) / 256`` (``u`` ~ U[0,1)^D drawn from
-    ``key``; ``v = x`` when ``ode.dequantize`` is off) and the density is over [0, 1]^D, so bits/dim
-    = -log p / (D ln 2) + 8 (``diffusion.bits_per_dim``). All classes share one vmapped ODE solve
-    and the same Hutchinson probes (``ode.num_probes``), so class differences are not probe noise.
+    ``v = (255 x + u) / 256`` with ``u`` ~ U[0,1)^D drawn from ``key`` (``v = x`` when
+    ``ode.dequantize`` is off), so bits/dim = -log p / (D ln 2) + 8 (``diffusion.bits_per_dim``).
+    All classes share one vmapped ODE solve and the same Hutchinson probes (``ode.num_probes``),
+    so class differences are not probe noise.
     """
+    k_deq, k_probe = jax.random.split(key)
+    shape = x.shape[1:]
+    if ode.dequantize:
+        x = (255.0 * x + jax.random.uniform(k_deq, shape, x.dtype)[None]) / 256.0
+    xc = 2.0 * x - 1.0
+    probes = None
+    if ode.divergence == "hutchinson":
+        probes = diffusion.make_probes(k_probe, shape, ode.num_probes, ode.probe, x.dtype)
+
+    def one_class(y):
+        score_fn = lambda v, t: module.apply(  # noqa: E731
+            variables, v, t, jnp.full(t.shape, y), method="score")
+        return diffusion.log_likelihood(
+            score_fn, module.sde, xc, divergence=ode.divergence, probes=probes, rtol=ode.rtol,
+            atol=ode.atol, eps=ode.eps, max_steps=ode.max_steps)
+
+    res = jax.vmap(one_class, out_axes=1)(jnp.arange(module.num_classes))
+    to_unit = math.prod(shape) * math.log(2.0)  # density on [-1, 1] -> on [0, 1]
+    return res._replace(logp=res.logp + to_unit, probe_logp=res.probe_logp + to_unit)
+
+
+def make_log_likelihood_fn(module: ScoreModel, ode: Any):
+    """The contract ``(variables, x [B,H,W,C] in [0,1], key) -> log p(v|y) [B, C]`` in nats
+    (see ``class_likelihoods``)."""
     def log_likelihood_fn(variables, x, key):
-        k_deq, k_probe = jax.random.split(key)
-        shape = x.shape[1:]
-        if ode.dequantize:
-            x = (255.0 * x + jax.random.uniform(k_deq, shape, x.dtype)[None]) / 256.0
-        xc = 2.0 * x - 1.0
-        probes = None
-        if ode.divergence == "hutchinson":
-            probes = diffusion.make_probes(k_probe, shape, ode.num_probes, ode.probe, x.dtype)
-
-        def one_class(y):
-            score_fn = lambda v, t: module.apply(  # noqa: E731
-                variables, v, t, jnp.full(t.shape, y), method="score")
-            return diffusion.log_likelihood(
-                score_fn, module.sde, xc, divergence=ode.divergence, probes=probes, rtol=ode.rtol,
-                atol=ode.atol, eps=ode.eps, max_steps=ode.max_steps).logp
-
-        ll = jax.vmap(one_class, out_axes=1)(jnp.arange(module.num_classes))
-        return ll + math.prod(shape) * math.log(2.0)  # density on [-1, 1] -> on [0, 1]
+        return class_likelihoods(module, ode, variables, x, key).logp
     return log_likelihood_fn
 
 

@@ -1,0 +1,130 @@
+"""log p(x|y) for all classes: gcj (one jitted diffrax solve, vmapped over classes and images)
+against the score_flow method (SciPy solve_ivp RK45 on the host calling a jitted drift +
+divergence, one class at a time, the batch sharing one error norm), same network, tolerances,
+dequantization and probes. Also the cost of jax.grad w.r.t. the input, and compiled memory vs
+max_steps.
+
+    .venv/bin/python bench/likelihood_speed.py --workdir pretrained/sbgc_digits \
+        --out bench/results/likelihood_speed_cpu.json
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.integrate import solve_ivp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import gcj  # noqa: E402
+from gcj import classifier, data, diffusion  # noqa: E402
+from gcj.models import score  # noqa: E402
+
+
+def reference(module, variables, v, probes, ode, num_classes):
+    """score_flow's likelihood: host RK45 over float64 state [x, delta], one class at a time."""
+    sde, shape, b = module.sde, v.shape[1:], v.shape[0]
+    dim = math.prod(shape)
+    e = jnp.asarray(probes[0])
+
+    @jax.jit
+    def drift_div(x, t, y):
+        def flow(x):
+            tb = jnp.full((b,), t)
+            s = module.apply(variables, x, tb, jnp.full((b,), y), method="score")
+            return sde.drift(x, tb) - 0.5 * sde.diffusion_squared(tb)[:, None, None, None] * s
+        dx, vjp = jax.vjp(flow, x)
+        div = jnp.sum((vjp(jnp.broadcast_to(e, x.shape))[0] * e).reshape(b, -1), 1)
+        return dx, div
+
+    out, nfe = [], 0
+    for y in range(num_classes):
+        def f(t, state):
+            x = jnp.asarray(state[:-b].reshape(b, *shape), jnp.float32)
+            dx, div = drift_div(x, jnp.float32(t), y)
+            return np.concatenate([np.asarray(dx, np.float64).ravel(), np.asarray(div, np.float64)])
+        y0 = np.concatenate([np.asarray(2 * v - 1, np.float64).ravel(), np.zeros(b)])
+        sol = solve_ivp(f, (ode.eps, sde.T), y0, rtol=ode.rtol, atol=ode.atol, method="RK45")
+        z = sol.y[:-b, -1].reshape(b, -1)
+        prior = -0.5 * dim * math.log(2 * math.pi) - 0.5 * np.sum(z ** 2, 1)
+        out.append(prior + sol.y[-b:, -1] + dim * math.log(2.0))
+        nfe += sol.nfev
+    return np.stack(out, 1), nfe
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--workdir", default="pretrained/sbgc_digits")
+    p.add_argument("--num_images", type=int, default=20)
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    clf = gcj.load(a.workdir)
+    cfg = clf.config
+    ode = cfg.model.ode
+    if ode.num_probes != 1 or not ode.dequantize:
+        raise ValueError("the reference uses one probe and dequantization, as the config must")
+    module = classifier.build_module(cfg)
+    test = data.load_dataset(cfg.data, "test")
+    x = data.to_float(test.images[:a.num_images])
+    key = jax.random.key(0)
+    # the classifier's own dequantization and probes (gcj.models.score.make_log_likelihood_fn)
+    k_deq, k_probe = jax.random.split(key)
+    shape = x.shape[1:]
+    v = (255.0 * x + jax.random.uniform(k_deq, shape)[None]) / 256.0
+    probes = diffusion.make_probes(k_probe, shape, 1, ode.probe)
+    C, dim = clf.num_classes, math.prod(shape)
+
+    fn = jax.jit(clf.log_likelihood_fn)
+    jax.block_until_ready(fn(clf.params, x, key))
+    t0 = time.perf_counter()
+    ll = np.asarray(jax.block_until_ready(fn(clf.params, x, key)))
+    t_gcj = time.perf_counter() - t0
+
+    nfe = np.asarray(jax.jit(  # gcj's NFE: the same solve, asking for the counts
+        lambda p, x, k: score.class_likelihoods(module, ode, p, x, k).nfe)(clf.params, x, key))
+
+    t0 = time.perf_counter()
+    ll_ref, nfe_ref = reference(module, clf.params, v, probes, ode, C)
+    t_ref = time.perf_counter() - t0
+    bpd, bpd_ref = (np.asarray(diffusion.bits_per_dim(jnp.asarray(l), dim)) for l in (ll, ll_ref))
+
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(clf.log_likelihood_fn(clf.params, x, key))))
+    jax.block_until_ready(grad(x))
+    t0 = time.perf_counter()
+    jax.block_until_ready(grad(x))
+    t_grad = time.perf_counter() - t0
+
+    memory = {}
+    for max_steps in (256, 1024, 4096, 16384):
+        cfg2 = cfg.copy_and_resolve_references()
+        cfg2.model.ode.max_steps = max_steps
+        f2 = classifier.make_log_likelihood_fn(module, cfg2)
+        g2 = jax.jit(jax.grad(lambda x: jnp.sum(f2(clf.params, x, key))))
+        m = g2.lower(x).compile().memory_analysis()
+        memory[max_steps] = int(m.temp_size_in_bytes) if m is not None else None
+
+    n = a.num_images * C
+    result = dict(
+        device=str(jax.devices()[0].device_kind), num_images=a.num_images, num_classes=C,
+        rtol=ode.rtol, atol=ode.atol, eps=ode.eps, num_probes=1,
+        gcj_seconds=t_gcj, reference_seconds=t_ref, speedup=t_ref / t_gcj,
+        gcj_images_classes_per_s=n / t_gcj, reference_images_classes_per_s=n / t_ref,
+        gcj_nfe_mean=float(nfe.mean()), gcj_nfe_max=int(nfe.max()),
+        reference_nfe_per_class=nfe_ref / C,
+        bpd_gcj=float(bpd.mean()), bpd_reference=float(bpd_ref.mean()),
+        bpd_max_abs_difference=float(np.max(np.abs(bpd - bpd_ref))),
+        same_predictions=float(np.mean(ll.argmax(1) == ll_ref.argmax(1))),
+        grad_seconds=t_grad, grad_over_forward=t_grad / t_gcj,
+        grad_temp_bytes_by_max_steps=memory)
+    print(json.dumps(result, indent=2))
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
