@@ -118,7 +118,7 @@ def log_marginal(class_ll: jax.Array, log_prior=None) -> jax.Array:
 def log_posterior(class_ll: jax.Array, log_prior=None) -> jax.Array:
     """log p(y|x) from class log-likelihoods ``[B, C]``."""
     joint = class_ll + _log_prior(class_ll.shape[-1], log_prior)[None]
-    return joint - jax.nn.logsumexp(joint, axis=-1, keepdims=True)
+    return jax.nn.log_softmax(joint, axis=-1)  # shifts by the max first: exact at |ll| >> 1
 
 
 def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int,
