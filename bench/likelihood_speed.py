@@ -25,9 +25,9 @@ from gcj import classifier, data, diffusion  # noqa: E402
 from gcj.models import score  # noqa: E402
 
 
-def reference(module, variables, v, probes, ode, num_classes):
+def reference(module, variables, xc, probes, ode, num_classes):
     """score_flow's likelihood: host RK45 over float64 state [x, delta], one class at a time."""
-    sde, shape, b = module.sde, v.shape[1:], v.shape[0]
+    sde, shape, b = module.sde, xc.shape[1:], xc.shape[0]
     dim = math.prod(shape)
     e = jnp.asarray(probes[0])
 
@@ -47,7 +47,7 @@ def reference(module, variables, v, probes, ode, num_classes):
             x = jnp.asarray(state[:-b].reshape(b, *shape), jnp.float32)
             dx, div = drift_div(x, jnp.float32(t), y)
             return np.concatenate([np.asarray(dx, np.float64).ravel(), np.asarray(div, np.float64)])
-        y0 = np.concatenate([np.asarray(2 * v - 1, np.float64).ravel(), np.zeros(b)])
+        y0 = np.concatenate([np.asarray(xc, np.float64).ravel(), np.zeros(b)])
         sol = solve_ivp(f, (ode.eps, sde.T), y0, rtol=ode.rtol, atol=ode.atol, method="RK45")
         z = sol.y[:-b, -1].reshape(b, -1)
         prior = -0.5 * dim * math.log(2 * math.pi) - 0.5 * np.sum(z ** 2, 1)
@@ -71,11 +71,8 @@ def main():
     test = data.load_dataset(cfg.data, "test")
     x = data.to_float(test.images[:a.num_images])
     key = jax.random.key(0)
-    # the classifier's own dequantization and probes (gcj.models.score.make_log_likelihood_fn)
-    k_deq, k_probe = jax.random.split(key)
+    xc, probes = score.ode_inputs(ode, x, key)  # the classifier's own dequantization and probes
     shape = x.shape[1:]
-    v = (255.0 * x + jax.random.uniform(k_deq, shape)[None]) / 256.0
-    probes = diffusion.make_probes(k_probe, shape, 1, ode.probe)
     C, dim = clf.num_classes, math.prod(shape)
 
     fn = jax.jit(clf.log_likelihood_fn)
@@ -88,7 +85,7 @@ def main():
         lambda p, x, k: score.class_likelihoods(module, ode, p, x, k).nfe)(clf.params, x, key))
 
     t0 = time.perf_counter()
-    ll_ref, nfe_ref = reference(module, clf.params, v, probes, ode, C)
+    ll_ref, nfe_ref = reference(module, clf.params, xc, probes, ode, C)
     t_ref = time.perf_counter() - t0
     bpd, bpd_ref = (np.asarray(diffusion.bits_per_dim(jnp.asarray(l), dim)) for l in (ll, ll_ref))
 

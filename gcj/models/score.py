@@ -179,6 +179,19 @@ class ScoreModel(nn.Module):
         return loss, dict(loss=loss, loss_per_dim=loss / math.prod(x.shape[1:]))
 
 
+def ode_inputs(ode: Any, x, key):
+    """The ODE's start ``2 v - 1`` (``v`` the dequantized ``x``; see ``class_likelihoods``) and
+    its Hutchinson probes ``[P, *x.shape[1:]]`` (None for the exact divergence), both from ``key``."""
+    k_deq, k_probe = jax.random.split(key)
+    shape = x.shape[1:]
+    if ode.dequantize:
+        x = (255.0 * x + jax.random.uniform(k_deq, shape, x.dtype)[None]) / 256.0
+    probes = None
+    if ode.divergence == "hutchinson":
+        probes = diffusion.make_probes(k_probe, shape, ode.num_probes, ode.probe, x.dtype)
+    return 2.0 * x - 1.0, probes
+
+
 def class_likelihoods(module: ScoreModel, ode: Any, variables, x, key) -> diffusion.LikelihoodResult:
     """ODE likelihoods of ``x`` [B, H, W, C] in [0, 1] under every class: a ``LikelihoodResult``
     whose fields have a class axis after the batch (``logp`` [B, C], ``probe_logp`` [B, C, P],
@@ -189,14 +202,8 @@ def class_likelihoods(module: ScoreModel, ode: Any, variables, x, key) -> diffus
     All classes share one vmapped ODE solve and the same Hutchinson probes (``ode.num_probes``),
     so class differences are not probe noise.
     """
-    k_deq, k_probe = jax.random.split(key)
+    xc, probes = ode_inputs(ode, x, key)
     shape = x.shape[1:]
-    if ode.dequantize:
-        x = (255.0 * x + jax.random.uniform(k_deq, shape, x.dtype)[None]) / 256.0
-    xc = 2.0 * x - 1.0
-    probes = None
-    if ode.divergence == "hutchinson":
-        probes = diffusion.make_probes(k_probe, shape, ode.num_probes, ode.probe, x.dtype)
 
     def one_class(y):
         score_fn = lambda v, t: module.apply(  # noqa: E731
