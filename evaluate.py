@@ -10,6 +10,8 @@ flags.DEFINE_list("suites", list(SUITES), f"Comma-separated suites: {','.join(SU
 flags.DEFINE_list("ood_dataset", [], "Out-of-distribution datasets for the 'ood' suite, e.g. mnist5k.")
 flags.DEFINE_string("ood_split", "test", "Split of the OOD datasets ('all' for mnist5k / digits).")
 flags.DEFINE_string("data_dir", None, "Directory of IDX / CIFAR-10 binary / TFDS data for OOD sets.")
+flags.DEFINE_integer("max_images", None, "Score at most this many training / OOD images (a seeded "
+                     "random subset; the test set is always whole). For expensive likelihoods.")
 flags.DEFINE_string("out", None, "JSON report path; PNG plots are written beside it.")
 flags.mark_flags_as_required(["workdir"])
 
@@ -19,7 +21,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
     f = flags.FLAGS
-    report = evaluate(f.workdir, f.suites, f.ood_dataset, f.out, f.ood_split, f.data_dir)
+    report = evaluate(f.workdir, f.suites, f.ood_dataset, f.out, f.ood_split, f.data_dir,
+                      max_images=f.max_images)
     print(format_tables(report))
     if f.out:
         print(f"report: {f.out}")

@@ -3,7 +3,7 @@ on 2 CPU cores: DDPM++ with nf=16, ch_mult (1, 2), 1 residual block per level, a
 (189k parameters); VP SDE, likelihood weighting with importance sampling, Adam 1e-3 cosine, EMA 0.999,
 2000 epochs of 1300 images (40k steps, ~30 min on 2 CPU cores).
 Likelihoods with ONE Rademacher probe by default (CPU budget: 10 classes x probes x ~150 network
-evaluations per image); bench/sbgc_digits.py reports accuracy and log p against 1..30 probes.
+evaluations per image); bench/sbgc_convergence.py reports accuracy and log p against 1..30 probes.
 
     python train.py --config configs/score_digits.py --workdir workdirs/score_digits
 Append `:smoke` to the config path for a seconds-long run (tests).

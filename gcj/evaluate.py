@@ -16,8 +16,15 @@ CURVE_PERCENTILES = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0)
 
 
 def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = None,
-             ood_split: str = "test", data_dir: str | None = None, plots: bool = True) -> dict:
-    """Runs ``suites`` on a train.py workdir; writes ``out`` (JSON) and PNG plots beside it."""
+             ood_split: str = "test", data_dir: str | None = None, plots: bool = True,
+             max_images: int | None = None) -> dict:
+    """Runs ``suites`` on a train.py workdir; writes ``out`` (JSON) and PNG plots beside it.
+
+    ``max_images`` caps the sets scored besides the test set (the training scores of the rejection
+    curve and typicality tests, each OOD set) by a seeded random subset, for families whose
+    likelihood is expensive (the score family's ODE); the thresholds are those fitted at training."""
+    if max_images is not None and max_images < 2:
+        raise ValueError(f"max_images must be at least 2, got {max_images}")
     unknown = set(suites) - set(SUITES)
     if unknown:
         raise ValueError(f"unknown suites {sorted(unknown)}; known: {', '.join(SUITES)}")
@@ -33,11 +40,13 @@ def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = Non
     test = data.load_dataset(cfg.data, "test")
     ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, jax.random.fold_in(key, 0))
     if need_train:
-        train, _ = data.load_train_val(cfg)
+        train = _subset(data.load_train_val(cfg)[0], max_images, jax.random.fold_in(key, 3))
         ll_train = classifier.batched_log_likelihoods(clf, train.images, bs, jax.random.fold_in(key, 1))
     thresholds = {k: np.asarray(v) for k, v in (clf.thresholds or {}).items()}
     report = dict(workdir=os.path.abspath(workdir), dataset=cfg.data.name, family=cfg.model.family,
                   num_test=int(len(test.labels)))
+    if need_train:
+        report["num_train_scored"] = int(len(train.labels))
     plot_dir = os.path.dirname(os.path.abspath(out)) if out else None
     if plot_dir:
         os.makedirs(plot_dir, exist_ok=True)
@@ -65,7 +74,7 @@ def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = Non
         in_max, in_marg = ll_test.max(1), np.asarray(classifier.log_marginal(ll_test))
         train_marg = np.asarray(classifier.log_marginal(ll_train))
         for name in ood_datasets:
-            s = data.load(name, ood_split, data_dir)
+            s = _subset(data.load(name, ood_split, data_dir), max_images, jax.random.fold_in(key, 4))
             images = data.to_shape(s.images, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
             ll_out = classifier.batched_log_likelihoods(clf, images, bs, jax.random.fold_in(key, 2))
             out_marg = np.asarray(classifier.log_marginal(ll_out))
@@ -98,6 +107,14 @@ def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = Non
         with open(out, "w") as f:
             json.dump(report, f, indent=2)
     return report
+
+
+def _subset(split, n, key):
+    """At most ``n`` examples of a split, a random subset drawn with ``key`` (all if ``n`` is None)."""
+    if n is None or n >= len(split.labels):
+        return split
+    idx = np.sort(np.asarray(jax.random.permutation(key, len(split.labels))[:n]))
+    return type(split)(split.images[idx], split.labels[idx])
 
 
 def format_tables(report: dict) -> str:
