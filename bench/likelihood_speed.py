@@ -1,8 +1,8 @@
 """log p(x|y) for all classes: gcj (one jitted diffrax solve, vmapped over classes and images)
 against the score_flow method (SciPy solve_ivp RK45 on the host calling a jitted drift +
 divergence, one class at a time, the batch sharing one error norm), same network, tolerances,
-dequantization and probes. Also the cost of jax.grad w.r.t. the input, and compiled memory vs
-max_steps.
+dequantization and probes. Also the cost of jax.grad w.r.t. the input and its compiled temporary
+memory against max_steps, for diffrax's default log2(max_steps) checkpoints and for more.
 
     .venv/bin/python bench/likelihood_speed.py --workdir pretrained/sbgc_digits \
         --out bench/results/likelihood_speed_cpu.json
@@ -60,6 +60,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--workdir", default="pretrained/sbgc_digits")
     p.add_argument("--num_images", type=int, default=20)
+    p.add_argument("--checkpoints", type=lambda v: None if v == "None" else int(v), nargs="+",
+                   default=[None, 128], help="backward-pass checkpoints to time jax.grad with")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     clf = gcj.load(a.workdir)
@@ -89,20 +91,23 @@ def main():
     t_ref = time.perf_counter() - t0
     bpd, bpd_ref = (np.asarray(diffusion.bits_per_dim(jnp.asarray(l), dim)) for l in (ll, ll_ref))
 
-    grad = jax.jit(jax.grad(lambda x: jnp.sum(clf.log_likelihood_fn(clf.params, x, key))))
-    jax.block_until_ready(grad(x))
-    t0 = time.perf_counter()
-    jax.block_until_ready(grad(x))
-    t_grad = time.perf_counter() - t0
-
-    memory = {}
-    for max_steps in (256, 1024, 4096, 16384):
+    def with_ode(**kw):  # the classifier's likelihood with other ODE settings
         cfg2 = cfg.copy_and_resolve_references()
-        cfg2.model.ode.max_steps = max_steps
+        cfg2.model.ode.update(kw)
         f2 = classifier.make_log_likelihood_fn(module, cfg2)
-        g2 = jax.jit(jax.grad(lambda x: jnp.sum(f2(clf.params, x, key))))
-        m = g2.lower(x).compile().memory_analysis()
-        memory[max_steps] = int(m.temp_size_in_bytes) if m is not None else None
+        return jax.jit(jax.grad(lambda x: jnp.sum(f2(clf.params, x, key))))
+
+    grad_seconds, memory = {}, {}
+    for ck in a.checkpoints:  # None: diffrax's log2(max_steps) checkpoints
+        g = with_ode(checkpoints=ck)
+        jax.block_until_ready(g(x))
+        t0 = time.perf_counter()
+        jax.block_until_ready(g(x))
+        grad_seconds[str(ck)] = time.perf_counter() - t0
+        memory[str(ck)] = {}
+        for max_steps in (256, 1024, 4096, 16384):
+            m = with_ode(checkpoints=ck, max_steps=max_steps).lower(x).compile().memory_analysis()
+            memory[str(ck)][max_steps] = int(m.temp_size_in_bytes) if m is not None else None
 
     n = a.num_images * C
     result = dict(
@@ -115,8 +120,10 @@ def main():
         bpd_gcj=float(bpd.mean()), bpd_reference=float(bpd_ref.mean()),
         bpd_max_abs_difference=float(np.max(np.abs(bpd - bpd_ref))),
         same_predictions=float(np.mean(ll.argmax(1) == ll_ref.argmax(1))),
-        grad_seconds=t_grad, grad_over_forward=t_grad / t_gcj,
-        grad_temp_bytes_by_max_steps=memory)
+        gcj_steps_max=int(nfe.max() - 1) // 6,
+        grad_seconds_by_checkpoints=grad_seconds,
+        grad_over_forward_by_checkpoints={k: v / t_gcj for k, v in grad_seconds.items()},
+        grad_temp_bytes_by_checkpoints_and_max_steps=memory)
     print(json.dumps(result, indent=2))
     if a.out:
         with open(a.out, "w") as f:

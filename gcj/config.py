@@ -34,7 +34,8 @@ def base_config() -> ml_collections.ConfigDict:
                  weighting="likelihood_is",  # 'likelihood_is' | 'likelihood' | 'dsm'
                  train_eps=1e-5),
         ode=dict(num_probes=30, probe="rademacher", divergence="hutchinson", rtol=1e-5,
-                 atol=1e-5, eps=1e-5, max_steps=4096, dequantize=True))
+                 atol=1e-5, eps=1e-5, max_steps=4096, dequantize=True,
+                 checkpoints=None))  # backward-pass solver states (diffusion.log_likelihood)
     c.optim = dict(name="adam", lr=1e-3, schedule="constant", warmup_steps=0, weight_decay=0.0,
                    momentum=0.9, grad_clip=0.0,  # > 0: clip the global gradient norm
                    ema_decay=0.0)  # > 0: evaluate and save an EMA of the parameters

@@ -144,7 +144,7 @@ def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array |
                    probes: jax.Array | None = None, rtol: float = 1e-5, atol: float = 1e-5,
                    eps: float = 1e-5, solver: diffrax.AbstractSolver | None = None,
                    adjoint: diffrax.AbstractAdjoint | None = None,
-                   max_steps: int = 4096) -> LikelihoodResult:
+                   max_steps: int = 4096, checkpoints: int | None = None) -> LikelihoodResult:
     """log p(x) under the probability-flow ODE of ``sde`` with score ``score_fn``; jittable.
 
     One ``diffrax.diffeqsolve`` from ``eps`` to ``T`` (default ``Dopri5`` with a PID controller at
@@ -160,8 +160,11 @@ def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array |
 
     Differentiable w.r.t. ``x`` (and anything ``score_fn`` closes over) with the default
     ``diffrax.RecursiveCheckpointAdjoint``: discretise-then-optimise, so the gradient is the exact
-    gradient of the computed solution, it differentiates through the jvp in the drift
-    (second-order through the network), and its memory grows only logarithmically with the steps.
+    gradient of the computed solution and it differentiates through the jvp in the drift
+    (second-order through the network). It stores ``checkpoints`` solver states for the backward
+    pass, allocated up front: ``None`` is diffrax's log2(``max_steps``), least memory but
+    O(n log n) recomputation of the n forward steps; with ``checkpoints`` >= n nothing is recomputed
+    (memory ~ checkpoints x state; bench/likelihood_speed.py measures both).
     Not forward-differentiable: pass ``adjoint=diffrax.DirectAdjoint()`` for that or for Hessians.
     The solve raises if it needs more than ``max_steps`` steps.
     """
@@ -182,7 +185,10 @@ def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array |
         raise ValueError(f"probes must be [P, {', '.join(map(str, shape))}], got {probes.shape}")
     probes = probes.astype(dtype)
     solver = diffrax.Dopri5() if solver is None else solver
-    adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+    if adjoint is None:
+        adjoint = diffrax.RecursiveCheckpointAdjoint(checkpoints)
+    elif checkpoints is not None:
+        raise ValueError("checkpoints applies to the default adjoint only; set it on your adjoint")
 
     def flow(xi, t):  # the probability-flow drift of one sample
         xb, tb = xi[None], jnp.full((1,), t, dtype)

@@ -27,3 +27,19 @@ def test_pretrained_model_matches_its_report(name):
     assert abs(acc - p) < 3 * np.sqrt(p * (1 - p) / n), (acc, p)
     rejected = gcj.rejection.reject(ll, np.asarray(clf.thresholds["p1"])).mean()
     assert abs(rejected - report["rejection"]["p1"]["rejection_rate"]) < 0.03
+
+
+def test_pretrained_sbgc_digits_matches_its_report():
+    """The score-based classifier at its own ODE settings on the first 8 test images (the ODE
+    costs seconds per image on CPU): all classified right (report: 98.9% of 360) and log p(x) in
+    bits/dim within 0.35 of the test-set mean in the report (3 standard errors of a mean of 8:
+    the per-image spread is ~0.33 bits/dim)."""
+    path = os.path.join(ROOT, "pretrained", "sbgc_digits")
+    clf = gcj.load(path)
+    report = json.load(open(os.path.join(path, "report", "report.json")))
+    test = data.load_dataset(clf.config.data, "test")
+    n = 8
+    ll = gcj.classifier.batched_log_likelihoods(clf, test.images[:n], n)
+    assert np.array_equal(ll.argmax(1), test.labels[:n])
+    bpd = gcj.diffusion.bits_per_dim(gcj.classifier.log_marginal(ll), 64)
+    assert abs(float(np.mean(bpd)) - report["clean"]["bits_per_dim"]) < 0.35, np.asarray(bpd)

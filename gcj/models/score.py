@@ -210,7 +210,8 @@ def class_likelihoods(module: ScoreModel, ode: Any, variables, x, key) -> diffus
             variables, v, t, jnp.full(t.shape, y), method="score")
         return diffusion.log_likelihood(
             score_fn, module.sde, xc, divergence=ode.divergence, probes=probes, rtol=ode.rtol,
-            atol=ode.atol, eps=ode.eps, max_steps=ode.max_steps)
+            atol=ode.atol, eps=ode.eps, max_steps=ode.max_steps,
+            checkpoints=ode.checkpoints)
 
     res = jax.vmap(one_class, out_axes=1)(jnp.arange(module.num_classes))
     to_unit = math.prod(shape) * math.log(2.0)  # density on [-1, 1] -> on [0, 1]
