@@ -20,13 +20,14 @@ import numpy as np
 
 from gcj import config as config_lib
 from gcj import data
-from gcj.models import score, sdim
+from gcj.models import flow, score, sdim
 
 LogLikelihoodFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 # Families whose log p(x|y) is a density over the (dequantized) pixels in [0, 1]^D, so that
 # bits/dim = -log p / (D ln 2) + 8 is meaningful (SDIM's is a density over its representation).
-DENSITY_FAMILIES = ("score",)
+DENSITY_FAMILIES = ("score", "glow")
+FLOW_FAMILIES = ("glow",)  # initialised from data (ActNorm): init_variables(images=...)
 
 
 def check_images(x, image_shape: tuple[int, int, int]) -> None:
@@ -150,10 +151,15 @@ def build_module(config: ml_collections.ConfigDict, base_fn=None):
     ``base_fn``: SDIM-logit on any frozen function ``x -> logits`` (closing over its own
     parameters) instead of a gcj discriminative base.
     """
-    if config.model.family == "score":
-        if base_fn is not None:
-            raise ValueError("base_fn is for family 'sdim_logit', not 'score'")
+    family = config.model.family
+    if family in ("score", *FLOW_FAMILIES) and base_fn is not None:
+        raise ValueError(f"base_fn is for family 'sdim_logit', not {family!r}")
+    if family == "score":
         return score.build(config.model, config.data.num_classes, config.data.channels)
+    if family == "glow":
+        d = config.data
+        return flow.build(config.model, d.num_classes, (d.image_size, d.image_size, d.channels),
+                          config.seed)
     base = None if base_fn is None else sdim.FrozenFunction(base_fn)
     return sdim.build(config.model, config.data.num_classes, base)
 
@@ -162,6 +168,8 @@ def make_log_likelihood_fn(module, config: ml_collections.ConfigDict) -> LogLike
     """The contract of a family: ``(variables, x, key) -> [B, C]`` in inference mode."""
     if config.model.family == "score":
         return score.make_log_likelihood_fn(module, config.model.ode)
+    if config.model.family in FLOW_FAMILIES:  # the key dequantizes (and pads channels)
+        return lambda params, x, key: module.apply(params, x, rngs=dict(noise=key))
 
     def log_likelihood_fn(params, x, key):
         del key  # SDIM-family likelihoods are deterministic
@@ -169,11 +177,22 @@ def make_log_likelihood_fn(module, config: ml_collections.ConfigDict) -> LogLike
     return log_likelihood_fn
 
 
-def init_variables(config: ml_collections.ConfigDict, key: jax.Array, base_fn=None):
-    """Fresh variables (``{'params': ...}`` plus ``'batch_stats'`` where the family has them)."""
+def init_variables(config: ml_collections.ConfigDict, key: jax.Array, base_fn=None,
+                   images: jax.Array | None = None):
+    """Fresh variables (``{'params': ...}`` plus ``'batch_stats'`` where the family has them).
+
+    Flow families initialise their ActNorms from data: pass a training batch as ``images``
+    (float [B, H, W, C] in [0, 1]; train.py does); without one they see uniform noise."""
     d = config.data
-    x = jnp.zeros((2, d.image_size, d.image_size, d.channels), jnp.float32)
-    labels = jnp.zeros((2,), jnp.int32)
+    shape = (d.image_size, d.image_size, d.channels)
+    if images is not None and config.model.family in FLOW_FAMILIES:
+        check_images(images, shape)
+        x = jnp.asarray(images, jnp.float32)
+    elif config.model.family in FLOW_FAMILIES:
+        x = jax.random.uniform(jax.random.fold_in(key, 1), (16, *shape))
+    else:
+        x = jnp.zeros((2, *shape), jnp.float32)
+    labels = jnp.zeros((x.shape[0],), jnp.int32)
     # Through ``losses`` so that training-only parts (SDIM's MI critic) are created too.
     rngs = dict(params=key, noise=key, dropout=key)
     return build_module(config, base_fn).init(rngs, x, labels, train=False, method="losses")

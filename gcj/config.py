@@ -20,7 +20,7 @@ def base_config() -> ml_collections.ConfigDict:
         max_train_examples=0,   # 0 = all; a cap for smoke runs
         crop_padding=0, flip=False, dequantize=False)
     c.model = dict(
-        family="sdim",          # 'sdim' | 'disc' | 'sdim_logit' | 'score'
+        family="sdim",          # 'sdim' | 'disc' | 'sdim_logit' | 'score' | 'glow'
         width=16, blocks=1,     # ResNet 8n+2 with widths w,2w,4w,8w (n=1, w=16: ResNet10)
         rep_dim=64, mi_units=256, mi_bound="jsd", alpha=1.0, beta=1.0, gamma=1.0, margin=5.0,
         min_std=0.0,            # > 0 clamps the class std from below (SDIM-logit: 0.02)
@@ -35,10 +35,16 @@ def base_config() -> ml_collections.ConfigDict:
                  train_eps=1e-5),
         ode=dict(num_probes=30, probe="rademacher", divergence="hutchinson", rtol=1e-5,
                  atol=1e-5, eps=1e-5, max_steps=4096, dequantize=True,
-                 checkpoints=None))  # backward-pass solver states (diffusion.log_likelihood)
+                 checkpoints=None),  # backward-pass solver states (diffusion.log_likelihood)
+        # glow (paper 001): multi-scale Glow with a class-conditional prior
+        glow=dict(levels=4, steps=12, width=128, lu=True,
+                  variant="base",       # 'base' | 'reweighted' | 'split'
+                  pad_to=32,            # zero-pad images to this size (paper: MNIST to 32x32)
+                  split_scale=1.0, split_sigma=1.0))  # split prior: p(z_s|y) = N(scale e_y, sigma^2)
     c.optim = dict(name="adam", lr=1e-3, schedule="constant", warmup_steps=0, weight_decay=0.0,
                    momentum=0.9, grad_clip=0.0,  # > 0: clip the global gradient norm
-                   ema_decay=0.0)  # > 0: evaluate and save an EMA of the parameters
+                   ema_decay=0.0,  # > 0: evaluate and save an EMA of the parameters
+                   decay_every_epochs=0)  # schedule 'step': lr / 10 every this many epochs
     c.batch_size = 128
     c.num_epochs = 100
     c.eval_batch_size = 500
@@ -104,6 +110,31 @@ def score_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigD
         c.data.max_train_examples, c.data.val_size = 64, 16
         c.batch_size, c.eval_batch_size = 16, 16
         c.optim.update(dict(warmup_steps=2, ema_decay=0.9))
+    return c
+
+
+def glow_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """Paper 001's conditional Glow training (Adam 1e-3, divided by 10 every 60 of 150 epochs;
+    warm-up, as Glow needs; the image dequantized inside the model); the variant is
+    ``model.glow.variant``; ``arg='smoke'`` shrinks it."""
+    size, channels, val_size, flip = SCORE_DATASETS[dataset]
+    c = base_config()
+    c.model.family = "glow"
+    c.data.name, c.data.image_size, c.data.channels = dataset, size, channels
+    c.data.val_size, c.data.flip, c.data.resize = val_size, flip, "pad"
+    c.data.crop_padding = 4 if dataset == "cifar10" else 0
+    c.model.glow.pad_to = 32 if size > 8 else size
+    c.optim.update(dict(lr=1e-3, schedule="step", decay_every_epochs=60, warmup_steps=500))
+    c.num_epochs = 150
+    c.batch_size, c.eval_batch_size = 64, 200
+    if arg not in (None, "smoke"):
+        raise ValueError(f"unknown config argument {arg!r}; use ':smoke' or nothing")
+    if arg == "smoke":
+        c = smoke(c)
+        c.model.glow.update(dict(levels=2, steps=2, width=8, pad_to=0))
+        c.data.max_train_examples, c.data.val_size = 64, 16
+        c.batch_size, c.eval_batch_size = 16, 16
+        c.optim.warmup_steps = 2
     return c
 
 

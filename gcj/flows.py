@@ -322,7 +322,8 @@ class DCTPooling(Invertible, nn.Module):
 
 class NoisePad(Invertible, nn.Module):
     """Appends ``channels`` channels of uniform noise on [0, ``scale``) (paper 001 App. B: scale
-    2/256), drawn from the 'noise' rng. Not a bijection of x alone: log p(x) is estimated by
+    2/256), drawn from the 'noise' rng: per example in training, one draw shared by the batch
+    otherwise (a sample's result then does not depend on its batch). Not a bijection of x alone: log p(x) is estimated by
     log p(x, u) − log q(u), so its logdet is −log q(u) = D_pad·log(scale). The inverse drops them."""
     channels: int
     scale: float = 2.0 / 256
@@ -332,7 +333,9 @@ class NoisePad(Invertible, nn.Module):
         d_pad = _spatial(x) * self.channels
         if reverse:
             return x[..., :-self.channels], _batch_logdet(x, -d_pad * math.log(self.scale))
-        u = jax.random.uniform(self.make_rng("noise"), (*x.shape[:-1], self.channels), x.dtype)
+        shape = (x.shape[0] if train else 1, *x.shape[1:-1], self.channels)
+        u = jnp.broadcast_to(jax.random.uniform(self.make_rng("noise"), shape, x.dtype),
+                             (*x.shape[:-1], self.channels))
         return (jnp.concatenate([x, self.scale * u], -1),
                 _batch_logdet(x, d_pad * math.log(self.scale)))
 

@@ -29,9 +29,12 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epo
         lr = optax.constant_schedule(cfg.lr)
     elif cfg.schedule == "cosine":
         lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup_steps, total)
+    elif cfg.schedule == "step":  # divided by 10 every decay_every_epochs (paper 001: 60)
+        lr = optax.exponential_decay(cfg.lr, max(cfg.decay_every_epochs, 1) * steps_per_epoch,
+                                     0.1, staircase=True)
     else:
-        raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'constant' or 'cosine'")
-    if cfg.warmup_steps and cfg.schedule == "constant":
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'constant', 'cosine' or 'step'")
+    if cfg.warmup_steps and cfg.schedule in ("constant", "step"):
         lr = optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps), lr],
                                   [cfg.warmup_steps])
     if cfg.name == "adam":
@@ -146,8 +149,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     module = classifier.build_module(config, base_fn)
     log_likelihood_fn = classifier.make_log_likelihood_fn(module, config)  # one: shared compiles
     key = jax.random.key(config.seed)
-    variables = _attach_base(
-        config, classifier.init_variables(config, jax.random.fold_in(key, 0), base_fn), base_fn)
+    first = data.to_float(train.images[:config.batch_size])  # data-dependent init (flows)
+    variables = _attach_base(config, classifier.init_variables(
+        config, jax.random.fold_in(key, 0), base_fn, first), base_fn)
     tx = make_optimizer(config.optim, steps_per_epoch, config.num_epochs, variables["params"])
     state = init_state(variables, tx, config.optim.ema_decay)
 

@@ -27,7 +27,7 @@ def test_config_builds_and_documents_its_command(name):
     for arg in (None, "smoke"):
         c = _get(name, arg)
         v = jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))
-        assert v["params"] and (c.model.family == "score" or v["batch_stats"])
+        assert v["params"] and (c.model.family in classifier.DENSITY_FAMILIES or v["batch_stats"])
     with open(os.path.join(ROOT, "configs", f"{name}.py")) as f:
         assert f"python train.py --config configs/{name}.py" in f.read()
 

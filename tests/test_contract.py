@@ -11,7 +11,8 @@ from conftest import smoke_config
 FAMILIES = {"sdim": ("demo", {}), "disc": ("demo", {"model.family": "disc"}),
             "sdim_logit": ("demo", {"model.family": "sdim_logit"}),
             # tight tolerances: finite differences of an adaptive solve need a precise one
-            "score": ("score_digits", {"model.ode.rtol": 1e-6, "model.ode.atol": 1e-6})}
+            "score": ("score_digits", {"model.ode.rtol": 1e-6, "model.ode.atol": 1e-6}),
+            "glow": ("glow_digits", {})}
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
