@@ -121,7 +121,7 @@ def glow_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigDi
     c = base_config()
     c.model.family = "glow"
     c.data.name, c.data.image_size, c.data.channels = dataset, size, channels
-    c.data.val_size, c.data.flip, c.data.resize = val_size, flip, "pad"
+    c.data.val_size, c.data.flip = val_size, flip
     c.data.crop_padding = 4 if dataset == "cifar10" else 0
     c.model.glow.pad_to = 32 if size > 8 else size
     c.optim.update(dict(lr=1e-3, schedule="step", decay_every_epochs=60, warmup_steps=500))

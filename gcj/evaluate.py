@@ -123,6 +123,10 @@ def format_tables(report: dict) -> str:
     lines = [f"{report['family']} on {report['dataset']} ({report['num_test']} test images)"]
     if "clean" in report:
         lines.append(f"clean accuracy        {pct(report['clean']['accuracy'])}")
+        if "bits_per_dim" in report["clean"]:
+            c = report["clean"]
+            lines.append(f"bits/dim              {c['bits_per_dim']:.3f} (given the label "
+                         f"{c['bits_per_dim_given_label']:.3f})")
     if "rejection" in report:
         lines.append("rejection             threshold   acc-left   rejected")
         for k, v in report["rejection"].items():
