@@ -43,3 +43,19 @@ def test_pretrained_sbgc_digits_matches_its_report():
     assert np.array_equal(ll.argmax(1), test.labels[:n])
     bpd = gcj.diffusion.bits_per_dim(gcj.classifier.log_marginal(ll), 64)
     assert abs(float(np.mean(bpd)) - report["clean"]["bits_per_dim"]) < 0.35, np.asarray(bpd)
+
+
+@pytest.mark.parametrize("variant", ["base", "reweighted", "split"])
+def test_pretrained_glow_digits_matches_its_report(variant):
+    """The whole digits test set, with evaluate.py's key: accuracy and bits/dim as reported."""
+    import jax
+    path = os.path.join(ROOT, "pretrained", f"glow_digits_{variant}")
+    clf = gcj.load(path)
+    report = json.load(open(os.path.join(path, "report", "report.json")))
+    test = data.load_dataset(clf.config.data, "test")
+    key = jax.random.fold_in(jax.random.key(clf.config.seed), 0)
+    ll = gcj.classifier.batched_log_likelihoods(clf, test.images, clf.config.eval_batch_size, key)
+    acc = float(np.mean(ll.argmax(1) == test.labels))
+    assert abs(acc - report["clean"]["accuracy"]) <= 1.5 / len(test.labels)
+    bpd = float(np.mean(gcj.diffusion.bits_per_dim(gcj.classifier.log_marginal(ll), 64)))
+    assert bpd == pytest.approx(report["clean"]["bits_per_dim"], abs=0.01)
