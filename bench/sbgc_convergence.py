@@ -3,7 +3,7 @@ number of Hutchinson probes, from ONE solve per class with 30 probes (every prob
 divergence integral along the shared trajectory, so the estimate with n probes is the mean of
 the first n).
 
-    .venv/bin/python bench/sbgc_convergence.py --workdir pretrained/sbgc_digits --num_images 100 \
+    .venv/bin/python bench/sbgc_convergence.py --workdir pretrained/sbgc_digits --num_images 80 \
         --out bench/results/sbgc_digits_convergence.json
 """
 import argparse
