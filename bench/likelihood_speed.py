@@ -4,7 +4,7 @@ divergence, one class at a time, the batch sharing one error norm), same network
 dequantization and probes. Also the cost of jax.grad w.r.t. the input and its compiled temporary
 memory against max_steps, for diffrax's default log2(max_steps) checkpoints and for more.
 
-    .venv/bin/python bench/likelihood_speed.py --workdir pretrained/sbgc_digits \
+    .venv/bin/python bench/likelihood_speed.py --workdir pretrained/sbgc_digits --num_images 10 \
         --out bench/results/likelihood_speed_cpu.json
 """
 import argparse
