@@ -237,6 +237,17 @@ def to_float(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32) / 255.0
 
 
+def dequantize(x: jax.Array, key: jax.Array, per_example: bool = True) -> jax.Array:
+    """Uniform dequantization on [0, 1]: v = (255 x + u) / 256, u ~ U[0, 1) from ``key``; one u per
+    example, or with ``per_example=False`` one u for the whole batch (a sample's value then does not
+    depend on its batch)."""
+    shape = x.shape if per_example else (1, *x.shape[1:])
+    return (x * 255.0 + jax.random.uniform(key, shape, x.dtype)) / 256.0
+
+
+_dequantize = dequantize  # for augment, whose flag of the same name shadows it
+
+
 def augment(key: jax.Array, images: jax.Array, *, crop_padding: int = 0, flip: bool = False,
             dequantize: bool = False) -> jax.Array:
     """Training preprocessing on a uint8 batch -> float32 in [0, 1] (jittable)."""
@@ -253,8 +264,7 @@ def augment(key: jax.Array, images: jax.Array, *, crop_padding: int = 0, flip: b
         do = jax.random.bernoulli(k_flip, 0.5, (b, 1, 1, 1))
         x = jnp.where(do, x[:, :, ::-1], x)
     if dequantize:
-        # Uniform dequantization keeps the pixels in [0, 1]: (k + u) / 256 with u ~ U[0, 1).
-        x = (x * 255.0 + jax.random.uniform(k_noise, x.shape)) / 256.0
+        x = _dequantize(x, k_noise)
     return x
 
 

@@ -13,17 +13,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gcj import flows
+from gcj import data, flows
 
 LOG_2PI = math.log(2 * math.pi)
-
-
-def dequantize(x: jax.Array, key: jax.Array, per_example: bool = True) -> jax.Array:
-    """v = (255 x + u)/256 on [0, 1], u ~ U[0, 1) from ``key``: one u per example in training;
-    ``per_example=False`` draws one u for the whole batch, so that a sample's likelihood does not
-    depend on the rest of its batch (evaluation)."""
-    shape = x.shape if per_example else (1, *x.shape[1:])
-    return (255.0 * x + jax.random.uniform(key, shape, x.dtype)) / 256.0
 
 
 class Glow(flows.Invertible, nn.Module):
@@ -207,7 +199,7 @@ class GlowClassifier(nn.Module):
         ph, pw, _ = self.padded_shape
         top, left = (ph - h) // 2, (pw - w) // 2
         x = jnp.pad(x, ((0, 0), (top, ph - h - top), (left, pw - w - left), (0, 0)))
-        return dequantize(x, self.make_rng("noise"), per_example=train) - 0.5
+        return data.dequantize(x, self.make_rng("noise"), per_example=train) - 0.5
 
     def forward(self, x, train: bool = False):
         """(z [B, D], log|det J| [B]) of the dequantized, padded, shifted image."""

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gcj import diffusion
+from gcj import data, diffusion
 
 
 def _init(scale: float = 1.0):
@@ -185,7 +185,7 @@ def ode_inputs(ode: Any, x, key):
     k_deq, k_probe = jax.random.split(key)
     shape = x.shape[1:]
     if ode.dequantize:
-        x = (255.0 * x + jax.random.uniform(k_deq, shape, x.dtype)[None]) / 256.0
+        x = data.dequantize(x, k_deq, per_example=False)
     probes = None
     if ode.divergence == "hutchinson":
         probes = diffusion.make_probes(k_probe, shape, ode.num_probes, ode.probe, x.dtype)
