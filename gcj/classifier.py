@@ -20,14 +20,14 @@ import numpy as np
 
 from gcj import config as config_lib
 from gcj import data
-from gcj.models import flow, score, sdim
+from gcj.models import flow, ibinn, score, sdim
 
 LogLikelihoodFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 # Families whose log p(x|y) is a density over the (dequantized) pixels in [0, 1]^D, so that
 # bits/dim = -log p / (D ln 2) + 8 is meaningful (SDIM's is a density over its representation).
-DENSITY_FAMILIES = ("score", "glow")
-FLOW_FAMILIES = ("glow",)  # initialised from data (ActNorm): init_variables(images=...)
+DENSITY_FAMILIES = ("score", "glow", "ibinn")
+FLOW_FAMILIES = ("glow", "ibinn")  # forward / inverse / sample; ActNorm: init_variables(images=)
 
 
 def check_images(x, image_shape: tuple[int, int, int]) -> None:
@@ -89,11 +89,46 @@ class Classifier:
         """log p(x) = logsumexp_y log p(x|y) + log p(y), ``[B]``."""
         return log_marginal(self.class_log_likelihoods(x, key), log_prior)
 
+    # Flow families only: the bijection and sampling (jitted).
+    def forward(self, x, key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """(z ``[B, D]``, log|det J| ``[B]``) of the dequantized images (``key``: the noise)."""
+        check_images(x, self.image_shape)
+        key = jax.random.key(0) if key is None else key
+        fn = _flow_method(self._flow_module(), "forward")
+        return fn(self.params, jnp.asarray(x, jnp.float32), rngs=dict(noise=key))
+
+    def inverse(self, z) -> jax.Array:
+        """The images of latents ``z`` ``[B, D]`` (the inverse of ``forward``, unclipped)."""
+        z = jnp.asarray(z, jnp.float32)
+        if z.ndim != 2 or not np.all(np.isfinite(z)):
+            raise ValueError(f"latents must be finite [B, D], got shape {z.shape}")
+        return _flow_method(self._flow_module(), "inverse")(self.params, z)
+
+    def sample(self, labels, key: jax.Array) -> jax.Array:
+        """x ~ p(x|y) for integer ``labels`` ``[B]``, clipped to [0, 1]."""
+        labels = jnp.asarray(labels)
+        if labels.ndim != 1 or not jnp.issubdtype(labels.dtype, jnp.integer) or (
+                labels.size and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes):
+            raise ValueError(f"labels must be integers in [0, {self.num_classes}) of shape [B]")
+        return _flow_method(self._flow_module(), "sample")(self.params, labels, key)
+
+    def _flow_module(self):
+        if self.config.model.family not in FLOW_FAMILIES:
+            raise ValueError(f"forward / inverse / sample need a flow family {FLOW_FAMILIES}, "
+                             f"not {self.config.model.family!r}")
+        return build_module(self.config)
+
 
 @functools.lru_cache(maxsize=64)
 def _jit(log_likelihood_fn: LogLikelihoodFn):
     """One jitted function per likelihood function, so classifiers sharing it share compilations."""
     return jax.jit(log_likelihood_fn)
+
+
+@functools.lru_cache(maxsize=64)
+def _flow_method(module, method: str):
+    """``module.apply(variables, *args, method=method, **kw)``, jitted once per module and method."""
+    return jax.jit(lambda variables, *args, **kw: module.apply(variables, *args, method=method, **kw))
 
 
 @functools.lru_cache(maxsize=64)
@@ -156,10 +191,11 @@ def build_module(config: ml_collections.ConfigDict, base_fn=None):
         raise ValueError(f"base_fn is for family 'sdim_logit', not {family!r}")
     if family == "score":
         return score.build(config.model, config.data.num_classes, config.data.channels)
-    if family == "glow":
+    if family in FLOW_FAMILIES:
         d = config.data
-        return flow.build(config.model, d.num_classes, (d.image_size, d.image_size, d.channels),
-                          config.seed)
+        build = flow.build if family == "glow" else ibinn.build
+        return build(config.model, d.num_classes, (d.image_size, d.image_size, d.channels),
+                     config.seed)
     base = None if base_fn is None else sdim.FrozenFunction(base_fn)
     return sdim.build(config.model, config.data.num_classes, base)
 

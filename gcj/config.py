@@ -20,7 +20,7 @@ def base_config() -> ml_collections.ConfigDict:
         max_train_examples=0,   # 0 = all; a cap for smoke runs
         crop_padding=0, flip=False, dequantize=False)
     c.model = dict(
-        family="sdim",          # 'sdim' | 'disc' | 'sdim_logit' | 'score' | 'glow'
+        family="sdim",          # 'sdim' | 'disc' | 'sdim_logit' | 'score' | 'glow' | 'ibinn'
         width=16, blocks=1,     # ResNet 8n+2 with widths w,2w,4w,8w (n=1, w=16: ResNet10)
         rep_dim=64, mi_units=256, mi_bound="jsd", alpha=1.0, beta=1.0, gamma=1.0, margin=5.0,
         min_std=0.0,            # > 0 clamps the class std from below (SDIM-logit: 0.02)
@@ -40,11 +40,22 @@ def base_config() -> ml_collections.ConfigDict:
         glow=dict(levels=4, steps=12, width=128, lu=True,
                   variant="base",       # 'base' | 'reweighted' | 'split'
                   pad_to=32,            # zero-pad images to this size (paper: MNIST to 32x32)
-                  split_scale=1.0, split_sigma=1.0))  # split prior: p(z_s|y) = N(scale e_y, sigma^2)
+                  split_scale=1.0, split_sigma=1.0),  # split prior: p(z_s|y) = N(scale e_y, sigma^2)
+        # ibinn (paper 002, Ardizzone et al.): invertible ResNet-like network + Gaussian mixture
+        ibinn=dict(widths=(16, 32, 64), blocks=(8, 24, 24),  # per level; levels > 0 open with
+                   entry="",            # a downsampling coupling. '' | 'haar' | 'downsample_haar'
+                   entry_width=64, entry_kernel=7,  # the 'downsample_haar' entry coupling
+                   clamp=0.7, s0=0.1, bottleneck=False, dropout=0.0,
+                   fc_blocks=1, fc_width=1024, fc_dropout=0.5,  # couplings after the DCT pooling
+                   beta=1.0,            # loss L_X + beta L_Y (inf: L_Y only)
+                   label_smoothing=0.02, noise=0.01,  # training input noise (std, on [0, 1])
+                   rank=0,              # > 0: low-rank class means with this many prototypes
+                   learn_weights=True, init_scale=5.0))
     c.optim = dict(name="adam", lr=1e-3, schedule="constant", warmup_steps=0, weight_decay=0.0,
                    momentum=0.9, grad_clip=0.0,  # > 0: clip the global gradient norm
                    ema_decay=0.0,  # > 0: evaluate and save an EMA of the parameters
-                   decay_every_epochs=0)  # schedule 'step': lr / 10 every this many epochs
+                   decay_every_epochs=0,  # schedule 'step': lr / 10 every this many epochs
+                   milestones=())  # schedule 'milestones': lr / 10 at each of these epochs
     c.batch_size = 128
     c.num_epochs = 100
     c.eval_batch_size = 500
@@ -132,6 +143,36 @@ def glow_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigDi
     if arg == "smoke":
         c = smoke(c)
         c.model.glow.update(dict(levels=2, steps=2, width=8, pad_to=0))
+        c.data.max_train_examples, c.data.val_size = 64, 16
+        c.batch_size, c.eval_batch_size = 16, 16
+        c.optim.warmup_steps = 2
+    return c
+
+
+def ibinn_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """Ardizzone et al.'s IB-INN training as their code: SGD 0.07, momentum 0.9, weight decay 1e-4,
+    gradient clipping 8, batch 128, lr / 10 at epochs 150, 250, 350 of 450 after 500 warm-up steps;
+    CIFAR-10: widths (16, 32, 64), blocks (8, 24, 24), one fully connected coupling; MNIST-like
+    28x28: Haar entry, then levels (32, 64) of 24 blocks, label smoothing 0.01. The image is
+    dequantized inside the model. ``arg='smoke'`` shrinks it."""
+    size, channels, val_size, flip = SCORE_DATASETS[dataset]
+    c = base_config()
+    c.model.family = "ibinn"
+    c.data.name, c.data.image_size, c.data.channels = dataset, size, channels
+    c.data.val_size, c.data.flip = val_size, flip
+    c.data.crop_padding = 4 if dataset == "cifar10" else 0
+    if channels == 1:  # MNIST-like: Haar first, the first level skipped (28x28: 7x7 at the DCT)
+        c.model.ibinn.update(dict(entry="haar", widths=(32, 64), blocks=(24, 24),
+                                  label_smoothing=0.01))
+    c.optim.update(dict(name="sgd", lr=0.07, momentum=0.9, weight_decay=1e-4, grad_clip=8.0,
+                        schedule="milestones", milestones=(150, 250, 350), warmup_steps=500))
+    c.num_epochs = 450
+    c.batch_size, c.eval_batch_size = 128, 200
+    if arg not in (None, "smoke"):
+        raise ValueError(f"unknown config argument {arg!r}; use ':smoke' or nothing")
+    if arg == "smoke":
+        c = smoke(c)
+        c.model.ibinn.update(dict(widths=(4, 8), blocks=(1, 1), fc_width=16))
         c.data.max_train_examples, c.data.val_size = 64, 16
         c.batch_size, c.eval_batch_size = 16, 16
         c.optim.warmup_steps = 2

@@ -114,6 +114,17 @@ class Conv1x1(Invertible, nn.Module):
         return x @ w, logdet
 
 
+class FixedPermutation(Invertible, nn.Module):
+    """A random permutation of the channels from ``seed`` (static; log|det| = 0)."""
+    seed: int = 0
+
+    @nn.compact
+    def __call__(self, x, reverse: bool = False, train: bool = False):
+        perm = np.random.default_rng(self.seed).permutation(x.shape[-1])
+        zero = _batch_logdet(x, 0.0)
+        return (x[..., np.argsort(perm)], zero) if reverse else (x[..., perm], zero)
+
+
 class FixedOrthogonal(Invertible, nn.Module):
     """Paper 002's mixing: a random orthogonal 1x1 convolution from ``seed``, never trained
     (log|det| = 0)."""
@@ -153,49 +164,80 @@ class GlowSubnet(nn.Module):
         return ZeroConv(self.features)(h)
 
 
+def soft_clamp(h, alpha: float):
+    """α·tanh(h/α): the IB-INN's log-scale, bounded by ±α."""
+    return alpha * jnp.tanh(h / alpha)
+
+
 class ResNetSubnet(nn.Module):
     """Paper 002's subnetwork: conv-BN-ReLU-conv-BN-ReLU-(dropout)-1x1 projection, the last layer
     zero-initialised so that a new coupling is the identity. ``stride`` 2 in the first conv makes
-    the downsampling coupling's learned component."""
+    the downsampling coupling's learned component. ``bottleneck``: ResNet-50's 1x1 (width) -
+    k x k (width, strided) - 1x1 (4·width), each with BN-ReLU, before the projection (paper 002
+    App. A: the ResNet design plus "an additional 1x1 projection layer as the final output")."""
     width: int
     features: int
     kernel: int = 3
     stride: int = 1
     dropout: float = 0.0
+    bottleneck: bool = False
 
     @nn.compact
     def __call__(self, h, train: bool = False):
         k = (self.kernel, self.kernel)
-        h = nn.Conv(self.width, k, strides=self.stride, use_bias=False)(h)
-        h = nn.relu(nn.BatchNorm(use_running_average=not train)(h))
-        h = nn.Conv(self.width, (3, 3), use_bias=False)(h)
-        h = nn.relu(nn.BatchNorm(use_running_average=not train)(h))
+        if self.bottleneck:
+            convs = [(self.width, (1, 1), 1), (self.width, k, self.stride),
+                     (4 * self.width, (1, 1), 1)]
+        else:
+            convs = [(self.width, k, self.stride), (self.width, (3, 3), 1)]
+        for width, kernel, stride in convs:
+            h = nn.Conv(width, kernel, strides=stride, use_bias=False)(h)
+            h = nn.relu(nn.BatchNorm(use_running_average=not train)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return nn.Conv(self.features, (1, 1), kernel_init=nn.initializers.zeros)(h)
+
+
+class DenseSubnet(nn.Module):
+    """Dense-ReLU-(dropout)-Dense-ReLU-Dense (zero-initialised) on the last axis: the fully
+    connected coupling after the IB-INN's DCT pooling."""
+    width: int
+    features: int
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, h, train: bool = False):
+        h = nn.relu(nn.Dense(self.width)(h))
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        h = nn.relu(nn.Dense(self.width)(h))
+        return nn.Dense(self.features, kernel_init=nn.initializers.zeros)(h)
 
 
 class AffineCoupling(Invertible, nn.Module):
     """Affine coupling on the channel halves: x1 passes, x2 -> affine(x2 | x1).
 
     ``kind='glow'``: y2 = (x2 + t)·sigmoid(h + 2) with ``GlowSubnet``; ``kind='ib'`` (paper 002):
-    y2 = x2·exp(α·tanh(h/α)) + t with ``ResNetSubnet`` (α = ``clamp``)."""
+    y2 = x2·exp(α·tanh(h/α)) + t (α = ``clamp``) with ``ResNetSubnet`` (``bottleneck`` as
+    ResNet-50) or, ``dense=True``, ``DenseSubnet`` (for [B, 1, 1, D] inputs)."""
     width: int
     kind: str = "glow"
     clamp: float = 2.0
     kernel: int = 3
     dropout: float = 0.0
+    bottleneck: bool = False
+    dense: bool = False
 
     def _scale_shift(self, x1, c2, train):
         if self.kind == "glow":
             h = GlowSubnet(self.width, 2 * c2, name="subnet")(x1)
-            log_s = jax.nn.log_sigmoid(h[..., :c2] + 2.0)
-        elif self.kind == "ib":
-            h = ResNetSubnet(self.width, 2 * c2, self.kernel, dropout=self.dropout,
-                             name="subnet")(x1, train)
-            log_s = self.clamp * jnp.tanh(h[..., :c2] / self.clamp)
-        else:
+            return jax.nn.log_sigmoid(h[..., :c2] + 2.0), h[..., c2:]
+        if self.kind != "ib":
             raise ValueError(f"unknown coupling kind {self.kind!r}; use 'glow' or 'ib'")
-        return log_s, h[..., c2:]
+        if self.dense:
+            h = DenseSubnet(self.width, 2 * c2, self.dropout, name="subnet")(x1, train)
+        else:
+            h = ResNetSubnet(self.width, 2 * c2, self.kernel, dropout=self.dropout,
+                             bottleneck=self.bottleneck, name="subnet")(x1, train)
+        return soft_clamp(h[..., :c2], self.clamp), h[..., c2:]
 
     @nn.compact
     def __call__(self, x, reverse: bool = False, train: bool = False):
@@ -219,13 +261,14 @@ class DownsampleCoupling(Invertible, nn.Module):
     width: int
     clamp: float = 2.0
     kernel: int = 3
+    bottleneck: bool = False
 
     @nn.compact
     def __call__(self, x, reverse: bool = False, train: bool = False):
         if reverse:
-            c = x.shape[-1] // 2
+            c = 4 * (x.shape[-1] // 8)  # channels of squeeze(x1): x1 was the smaller half
             x1 = unsqueeze(x[..., :c])
-            log_s, t = self._st(x1, c, train)
+            log_s, t = self._st(x1, x.shape[-1] - c, train)
             x2 = unsqueeze((x[..., c:] - t) * jnp.exp(-log_s))
             return jnp.concatenate([x1, x2], -1), -jnp.sum(log_s.reshape(x.shape[0], -1), 1)
         c = x.shape[-1]
@@ -238,8 +281,9 @@ class DownsampleCoupling(Invertible, nn.Module):
                 jnp.sum(log_s.reshape(x.shape[0], -1), 1))
 
     def _st(self, x1, c2, train):
-        h = ResNetSubnet(self.width, 2 * c2, self.kernel, stride=2, name="subnet")(x1, train)
-        return self.clamp * jnp.tanh(h[..., :c2] / self.clamp), h[..., c2:]
+        h = ResNetSubnet(self.width, 2 * c2, self.kernel, stride=2, bottleneck=self.bottleneck,
+                         name="subnet")(x1, train)
+        return soft_clamp(h[..., :c2], self.clamp), h[..., c2:]
 
 
 # ----------------------------------------------------------------------------- reshaping

@@ -32,9 +32,13 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epo
     elif cfg.schedule == "step":  # divided by 10 every decay_every_epochs (paper 001: 60)
         lr = optax.exponential_decay(cfg.lr, max(cfg.decay_every_epochs, 1) * steps_per_epoch,
                                      0.1, staircase=True)
+    elif cfg.schedule == "milestones":  # divided by 10 at each of these epochs (IB-INN)
+        lr = optax.piecewise_constant_schedule(
+            cfg.lr, {int(m) * steps_per_epoch: 0.1 for m in cfg.milestones})
     else:
-        raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'constant', 'cosine' or 'step'")
-    if cfg.warmup_steps and cfg.schedule in ("constant", "step"):
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'constant', 'cosine', 'step' "
+                         "or 'milestones'")
+    if cfg.warmup_steps and cfg.schedule in ("constant", "step", "milestones"):
         lr = optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps), lr],
                                   [cfg.warmup_steps])
     if cfg.name == "adam":
