@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/results_table.py > bench/results/fashion_mnist_table.md
     .venv/bin/python bench/results_table.py glow > bench/results/glow_digits_table.md
+    .venv/bin/python bench/results_table.py ibinn > bench/results/ibinn_digits_table.md
 """
 import json
 import os
@@ -69,5 +70,39 @@ def glow():
               f"| {100 * r['calibration']['ece']:.2f} | {cfg['num_epochs']} |")
 
 
+# paper 002 Tab. 3 (ImageNet, 10-crop accuracy; gcj: 8x8 digits, so only the trend compares)
+IBINN_PAPER = {"1": (-1.90, 8.52, 4.34, 67.30), "4": (1.14, 8.14, 8.72, 73.69),
+               "16": (7.17, 8.06, 17.43, 75.54), "inf": (27.68, 7.99, 47.01, 76.27)}
+
+
+def ibinn():
+    """The IB-INN beta trade-off: test L_X and L_Y (the training definitions, with the model's
+    label smoothing) recomputed on the test set, bits/dim and the rest from the reports."""
+    import jax
+    import numpy as np
+    import gcj
+    from gcj import classifier, data
+
+    print("| β | paper L_X | paper L_Y | paper bits/dim | paper acc % | gcj L_X | gcj L_Y | gcj bits/dim "
+          "| gcj acc % | rejected p1 % | OOD AUROC % log p(x) / typicality / two-tailed | ECE % |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for beta, paper in IBINN_PAPER.items():
+        path = os.path.join(ROOT, "pretrained", f"ibinn_digits_beta{beta}")
+        r = json.load(open(os.path.join(path, "report", "report.json")))
+        clf = gcj.load(path)
+        test = data.load(clf.config.data.name, "test", clf.config.data.data_dir)
+        x = data.to_float(test.images)
+        z, logdet = clf.forward(x, jax.random.key(0))
+        module = classifier.build_module(clf.config)
+        l_x, l_y, _ = module.apply(clf.params, z, logdet, test.labels, method="ib_losses")
+        ood = r["ood"]["fashion_mnist"]["log_marginal"]
+        tests = r["ood"]["fashion_mnist"]["tests_auroc"]
+        print(f"| {beta} | " + " | ".join(f"{v}" for v in paper)
+              + f" | {float(l_x):.3f} | {float(l_y):.3f} | {r['clean']['bits_per_dim']:.3f} "
+              f"| {100 * r['clean']['accuracy']:.2f} | {100 * r['rejection']['p1']['rejection_rate']:.2f} "
+              f"| {100 * ood['auroc']:.2f} / {100 * tests['typicality']:.2f} / {100 * tests['two_tailed']:.2f} "
+              f"| {100 * r['calibration']['ece']:.2f} |")
+
+
 if __name__ == "__main__":
-    glow() if sys.argv[1:] == ["glow"] else main()
+    {"glow": glow, "ibinn": ibinn}.get(sys.argv[1] if sys.argv[1:] else "", main)()

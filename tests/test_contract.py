@@ -12,7 +12,7 @@ FAMILIES = {"sdim": ("demo", {}), "disc": ("demo", {"model.family": "disc"}),
             "sdim_logit": ("demo", {"model.family": "sdim_logit"}),
             # tight tolerances: finite differences of an adaptive solve need a precise one
             "score": ("score_digits", {"model.ode.rtol": 1e-6, "model.ode.atol": 1e-6}),
-            "glow": ("glow_digits", {})}
+            "glow": ("glow_digits", {}), "ibinn": ("ibinn_digits", {})}
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
@@ -90,3 +90,24 @@ def test_bad_inputs_raise(clf, bad, message):
 def test_log_prior_shape_is_checked(clf, x):
     with pytest.raises(ValueError, match="log_prior must have shape"):
         clf.log_posterior(x, log_prior=jnp.zeros(3))
+
+
+def test_flow_methods(clf, x):
+    """Flows: ``forward`` / ``inverse`` are the bijection of the dequantized image (the classes'
+    log-likelihoods are the prior's plus its logdet); other families say they have none."""
+    if clf.config.model.family not in gcj.classifier.FLOW_FAMILIES:
+        with pytest.raises(ValueError, match="need a flow family"):
+            clf.forward(x)
+        return
+    key = jax.random.key(7)
+    z, logdet = clf.forward(x, key)
+    assert z.shape[0] == 5 and logdet.shape == (5,)
+    back = clf.inverse(z)
+    h, w, _ = clf.image_shape  # (Glow may zero-pad: compare the image's own pixels)
+    top, left = (back.shape[1] - h) // 2, (back.shape[2] - w) // 2
+    diff = jnp.abs(back[:, top:top + h, left:left + w] - x)
+    assert 1e-4 < float(diff.max()) < 1 / 256 + 1e-4  # the dequantization noise, nothing more
+    samples = clf.sample(jnp.arange(3), jax.random.key(8))
+    assert samples.shape == (3, *back.shape[1:]) and 0 <= float(samples.min()) <= float(samples.max()) <= 1
+    with pytest.raises(ValueError, match="labels must be integers"):
+        clf.sample(jnp.array([0, clf.num_classes]), key)

@@ -1,5 +1,6 @@
 """gcj.flows: every invertible layer inverts, and its logdet is log|det| of its Jacobian."""
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,11 @@ LAYERS = {
     "fixed_orthogonal": lambda: flows.FixedOrthogonal(seed=5),
     "coupling_glow": lambda: flows.AffineCoupling(width=8),
     "coupling_ib": lambda: flows.AffineCoupling(width=8, kind="ib"),
+    "coupling_ib_bottleneck": lambda: flows.AffineCoupling(width=8, kind="ib", bottleneck=True),
+    "coupling_dense": lambda: flows.AffineCoupling(width=8, kind="ib", dense=True),
     "downsample_coupling": lambda: flows.DownsampleCoupling(width=8),
+    "downsample_coupling_3ch": lambda: flows.DownsampleCoupling(width=8, kernel=5, bottleneck=True),
+    "fixed_permutation": lambda: flows.FixedPermutation(seed=4),
     "squeeze": lambda: flows.Squeeze(),
     "haar": lambda: flows.HaarDownsampling(),
     "haar_rebalanced": lambda: flows.HaarDownsampling(rebalance=0.5),
@@ -43,7 +48,8 @@ def _init_perturbed(layer, x):
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_inverse_of_forward_is_identity_and_logdet_is_the_jacobian(name):
     layer = LAYERS[name]()
-    x = jax.random.normal(jax.random.key(0), (3, 4, 4, 4)) + 0.5
+    channels = 3 if name.endswith("_3ch") else 4  # odd: unequal coupling halves
+    x = jax.random.normal(jax.random.key(0), (3, 4, 4, channels)) + 0.5
     v = _init_perturbed(layer, x)
     y, logdet = layer.apply(v, x, method="forward")
     assert logdet.shape == (3,)
@@ -109,7 +115,7 @@ def test_layers_name_bad_input():
 
 from scipy import stats  # noqa: E402
 
-from conftest import smoke_config  # noqa: E402
+from conftest import ROOT, smoke_config  # noqa: E402
 from gcj import classifier  # noqa: E402
 from gcj.models import flow  # noqa: E402
 from gcj.train import init_state, make_optimizer, make_train_step  # noqa: E402
@@ -191,3 +197,141 @@ def test_glow_train_step(variant):
     moved = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
         lambda a, b: bool(jnp.any(a != b)), new["params"], state["params"]))
     assert all(moved)
+
+
+# ------------------------------------------------------------------ the IB-INN classifier
+
+from gcj.models import ibinn  # noqa: E402
+
+IBINN_LAYOUTS = {  # Ardizzone's MNIST-like layout, and paper 002's ImageNet entry with bottlenecks
+    "haar": ((8, 8, 1), dict(entry="haar", widths=(4, 8), blocks=(1, 1), fc_width=8,
+                             fc_dropout=0.0)),
+    "downsample_haar": ((8, 8, 3), dict(entry="downsample_haar", entry_width=4, entry_kernel=3,
+                                        widths=(4,), blocks=(2,), bottleneck=True, fc_blocks=0)),
+}
+
+
+@pytest.mark.parametrize("layout", list(IBINN_LAYOUTS))
+def test_ibinn_logdet_is_the_jacobian_and_inverts(layout):
+    shape, kw = IBINN_LAYOUTS[layout]
+    net = ibinn.IBINN(shape, **kw)
+    x = jax.random.uniform(jax.random.key(0), (3, *shape)) - 0.5
+    v = _init_perturbed(net, x)
+    f = jax.jit(lambda u, reverse=False: net.apply(v, u, reverse), static_argnums=1)
+    z, logdet = f(x)
+    assert z.shape == (3, math.prod(shape)) and logdet.shape == (3,)
+    back, inv_logdet = f(z, True)
+    np.testing.assert_allclose(back.reshape(x.shape), x, atol=5e-4)
+    np.testing.assert_allclose(inv_logdet, -logdet, rtol=1e-4, atol=1e-3)
+    jac = jax.jit(jax.jacfwd(lambda u: f(u.reshape(1, *shape))[0][0]))(x[0].ravel())
+    np.testing.assert_allclose(logdet[0], jnp.linalg.slogdet(jac)[1], rtol=1e-4, atol=2e-3)
+    # the DCT's first outputs (one per channel before it) are the mean-pooled channels
+    h, w, c = ibinn.final_shape(shape, kw["entry"], len(kw["widths"]))
+    assert (h, w) == (2, 2) and c == math.prod(shape) // 4
+
+
+def test_gmm_prior_is_the_stated_mixture():
+    z = jax.random.normal(jax.random.key(0), (4, 20))
+    prior = ibinn.GMMPrior(num_classes=4, dim=20, init_scale=5.0)
+    v = prior.init(jax.random.key(1), z)
+    mu = np.asarray(v["params"]["mu"])
+    # one-hot block initialisation: every pair of class means 5 apart
+    dist = np.linalg.norm(mu[:, None] - mu[None], axis=-1)
+    np.testing.assert_allclose(dist[~np.eye(4, dtype=bool)], 5.0, rtol=1e-5)
+    true = np.stack([stats.multivariate_normal(mu[k], np.eye(20)).logpdf(np.asarray(z))
+                     for k in range(4)], 1)
+    np.testing.assert_allclose(prior.apply(v, z), true, rtol=1e-5)
+    np.testing.assert_allclose(prior.apply(v, method="log_weights"), np.log(0.25), rtol=1e-6)
+    # low rank (paper 002 eq. 28): mu_y = [mu_mean_y, sum_k alpha_yk mu_k]
+    low = ibinn.GMMPrior(num_classes=4, dim=20, rank=3, mean_dims=8)
+    v = low.init(jax.random.key(1), z)
+    p = jax.tree_util.tree_map(lambda a: a + jax.random.normal(jax.random.key(5), a.shape), v["params"])
+    means = low.apply({"params": p}, method="means")
+    np.testing.assert_allclose(means, np.concatenate(
+        [p["mu_mean"], np.asarray(p["alpha"]) @ np.asarray(p["prototypes"])], 1), rtol=1e-5, atol=1e-5)
+    assert sum(a.size for a in jax.tree_util.tree_leaves(p)) == 8 * 4 + 3 * (12 + 4) + 4
+    with pytest.raises(ValueError, match="mean_dims"):
+        ibinn.GMMPrior(num_classes=4, dim=20, rank=3, mean_dims=0).init(jax.random.key(1), z)
+
+
+def _ibinn_classifier(beta=1.0, smoothing=0.1):
+    return ibinn.IBINNClassifier((8, 8, 1), 3, IBINN_LAYOUTS["haar"][1].items(), beta=beta,
+                                 label_smoothing=smoothing)
+
+
+def test_ib_losses_on_a_hand_computed_case():
+    m = _ibinn_classifier(smoothing=0.1)
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1))
+    v = m.init(RNGS, x, jnp.zeros(2, jnp.int32), method="losses")
+    mu = np.zeros((3, 64), np.float32)
+    mu[1, 0], mu[2, 1] = 2.0, 3.0
+    phi = np.array([0.0, np.log(2.0), np.log(3.0)], np.float32)  # w = (1, 2, 3)/6
+    params = {**v["params"], "prior": {"mu": mu, "phi": phi}}
+    z = np.zeros((2, 64), np.float32)
+    z[0, 0], z[1, 1] = 1.0, 1.0
+    logdet, labels = np.array([3.0, -1.0], np.float32), np.array([1, 2])
+    l_x, l_y, logits = m.apply({**v, "params": params}, z, logdet, labels, method="ib_losses")
+    # by hand: zz[0] = (1, 1, 1 + 9), zz[1] = (1, 1 + 4, 4)
+    zz = np.array([[1.0, 1.0, 10.0], [1.0, 5.0, 4.0]])
+    lw = np.log(np.array([1.0, 2.0, 3.0]) / 6)
+    t = -zz / 2 + lw
+    np.testing.assert_allclose(logits, t, rtol=1e-5)
+    lse = np.log(np.exp(t).sum(1))
+    assert float(l_x) == pytest.approx(np.mean(-lse - logdet) / 64, rel=1e-5)
+    target = 0.9 * np.eye(3)[labels] + 0.1 / 3
+    assert float(l_y) == pytest.approx(-np.mean(np.sum(target * (t - lse[:, None]), 1)), rel=1e-5)
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, 4.0, math.inf])
+def test_ibinn_classifier_likelihoods_inverse_and_loss(beta):
+    m = _ibinn_classifier(beta)
+    x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1))
+    labels = jnp.array([0, 1, 2, 0])
+    v = m.init(RNGS, x, labels, method="losses")
+    noise = {"noise": jax.random.key(3)}
+    ll = m.apply(v, x, rngs=noise)
+    z, logdet = m.apply(v, x, rngs=noise, method="forward")
+    np.testing.assert_allclose(ll, m.apply(v, z, method=lambda mod, z: mod.prior(z)) + logdet[:, None],
+                               rtol=1e-5)
+    back = m.apply(v, z, method="inverse")  # the dequantized image: |v - x| < 1/256
+    assert 1e-4 < float(jnp.max(jnp.abs(back - x))) < 1 / 256 + 1e-5
+    loss, metrics = m.apply(v, x, labels, False, rngs=noise, method="losses")
+    l_x, l_y = float(metrics["l_x"]), float(metrics["l_y"])
+    expected = 2 * l_y if math.isinf(beta) else 2 / (1 + beta) * l_x + 2 * beta / (1 + beta) * l_y
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    nll = -float(jnp.mean(ll[jnp.arange(4), labels]))
+    assert float(metrics["bits_per_dim"]) == pytest.approx(nll / (64 * np.log(2)) + 8, rel=1e-5)
+    samples = m.apply(v, labels, jax.random.key(4), method="sample")
+    assert samples.shape == x.shape and float(samples.min()) >= 0 and float(samples.max()) <= 1
+
+
+@pytest.mark.parametrize("beta", [1.0, math.inf])
+def test_ibinn_train_step(beta):
+    c = smoke_config("ibinn_digits", **{"model.ibinn.beta": beta, "optim.warmup_steps": 0})
+    module = classifier.build_module(c)
+    images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 1)).astype(np.uint8)
+    v = classifier.init_variables(c, jax.random.key(0), images=images / 255.0)
+    tx = make_optimizer(c.optim, 10, 1, v["params"])
+    state = init_state(v, tx)
+    labels = np.arange(8, dtype=np.int32) % 10
+    step = jax.jit(make_train_step(module, tx, c.data))
+    new, _ = step(state, images, labels, jax.random.key(1))
+    new, metrics = step(new, images, labels, jax.random.key(2))  # zero-init last layers: 2 steps
+    assert np.isfinite(float(metrics["loss"]))
+    moved = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), new["params"], state["params"])
+    assert all(jax.tree_util.tree_leaves(moved))
+
+
+def test_ibinn_imagenet_layout_has_the_papers_parameter_count():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("c", os.path.join(ROOT, "configs", "ibinn_imagenet.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    c = mod.get_config()
+    p = jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))["params"]
+    count = lambda t: sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(t))  # noqa: E731
+    # paper 002 Tab. 2: 55.4M in the network, 77.5M with the class means
+    assert count(p["flow"]) == pytest.approx(55.4e6, rel=0.05)   # gcj: 55,572,672
+    assert count(p) == pytest.approx(77.5e6, rel=0.05)           # gcj: 77,648,040
+    # low-rank means: D_mean·C + K·(D_rest + C) with D = 7·7·3072, D_mean = 3072, K = 128
+    assert count(p["prior"]) == 3072 * 1000 + 128 * (150528 - 3072 + 1000) + 1000

@@ -127,29 +127,33 @@ class SplitPrior(nn.Module):
     scale: float = 1.0
     sigma: float = 1.0
 
-    @nn.compact
+    def setup(self):
+        self.conditional = nn.Dense(2 * (self.dim - self.num_classes),
+                                    kernel_init=nn.initializers.zeros)
+
+    def _noise_dist(self, zs, onehot):
+        """Mean and log-std of p(z_n|z_s, y) (any leading axes)."""
+        h = self.conditional(jnp.concatenate([zs, onehot], -1))
+        dn = self.dim - self.num_classes
+        return h[..., :dn], h[..., dn:]
+
     def __call__(self, z):
         c, dn = self.num_classes, self.dim - self.num_classes
         zn, zs = z[:, :dn], z[:, dn:]
         onehot = jnp.eye(c, dtype=z.dtype)
         u = (zs[:, None, :] - self.scale * onehot[None]) / self.sigma  # [B, C, C]
         log_ps = -0.5 * jnp.sum(u ** 2 + LOG_2PI, -1) - c * math.log(self.sigma)
-        cond = jnp.concatenate([jnp.broadcast_to(zs[:, None], (z.shape[0], c, c)),
-                                jnp.broadcast_to(onehot[None], (z.shape[0], c, c))], -1)
-        h = nn.Dense(2 * dn, kernel_init=nn.initializers.zeros, name="conditional")(cond)
-        mean, log_std = h[..., :dn], h[..., dn:]
+        mean, log_std = self._noise_dist(jnp.broadcast_to(zs[:, None], (z.shape[0], c, c)),
+                                         jnp.broadcast_to(onehot[None], (z.shape[0], c, c)))
         v = (zn[:, None, :] - mean) * jnp.exp(-log_std)
         log_pn = -0.5 * jnp.sum(v ** 2 + LOG_2PI, -1) - jnp.sum(log_std, -1)
         return log_ps + log_pn
 
     def sample(self, key, labels):
-        c, dn = self.num_classes, self.dim - self.num_classes
         ks, kn = jax.random.split(key)
-        onehot = jax.nn.one_hot(labels, c)
+        onehot = jax.nn.one_hot(labels, self.num_classes)
         zs = self.scale * onehot + self.sigma * jax.random.normal(ks, onehot.shape)
-        p = self.variables["params"]["conditional"]
-        out = jnp.concatenate([zs, onehot], -1) @ p["kernel"] + p["bias"][None]
-        mean, log_std = out[:, :dn], out[:, dn:]
+        mean, log_std = self._noise_dist(zs, onehot)
         zn = mean + jnp.exp(log_std) * jax.random.normal(kn, mean.shape)
         return jnp.concatenate([zn, zs], 1)
 
