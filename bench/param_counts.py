@@ -1,13 +1,15 @@
 """Parameter counts of the paper configs via jax.eval_shape (no FLOPs), paper 000 / 003 vs gcj.
 
     .venv/bin/python bench/param_counts.py > bench/results/param_counts.md
+    .venv/bin/python bench/param_counts.py flows > bench/results/param_counts_flows.md
 """
 import os
 import sys
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 from gcj import classifier  # noqa: E402
 from gcj.config import paper_config  # noqa: E402
 from gcj.models.sdim import count_params  # noqa: E402
@@ -15,6 +17,25 @@ from gcj.models.sdim import count_params  # noqa: E402
 ROWS = [("disc", "fashion_mnist", "Disc ResNet10", "0.31M"), ("sdim", "fashion_mnist", "SDIM ResNet10", "0.36M"),
         ("disc", "cifar10", "Disc ResNet26", "4.39M"), ("sdim", "cifar10", "SDIM ResNet26", "4.60M"),
         ("sdim_logit", "fashion_mnist", "SDIM-logit head (C=10, d=10)", "~12k (reference code)")]
+
+
+# configs/<name>.py of the flow families: (paper's count, where it is stated)
+FLOWS = [("glow_mnist", "—"), ("glow_cifar10", "—"), ("ibinn_mnist", "—"), ("ibinn_cifar10", "—"),
+         ("ibinn_imagenet", "55.4M network, 77.5M with μ (paper 002 Tab. 2)")]
+
+
+def flows():
+    import importlib.util
+    print("| config | paper | gcj network | gcj prior (μ, class weights) | gcj total |")
+    print("|---|---|---|---|---|")
+    for name, paper in FLOWS:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+        m = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(m)
+        c = m.get_config()
+        p = jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))["params"]
+        prior = count_params(p["prior"])
+        print(f"| {name} | {paper} | {count_params(p) - prior:,} | {prior:,} | {count_params(p):,} |")
 
 
 def main():
@@ -32,4 +53,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    flows() if sys.argv[1:] == ["flows"] else main()

@@ -9,6 +9,7 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 # paper 000 (Tab. 2, 4, 6) and paper 003 targets; None where the paper gives no number
 PAPER = {
     "disc_fashion_mnist": dict(acc=94.25, epochs=100),

@@ -80,11 +80,8 @@ def test_score_family_trains_resumes_with_its_ema_and_loads(tmp_path, capsys):
     jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
     saved = checkpoint.restore_variables(interrupted, dict(params=a.params["params"]))
     jax.tree_util.tree_map(np.testing.assert_array_equal, saved["params"], a.params["params"])
-    x = np.random.default_rng(0).uniform(size=(3, 8, 8, 1)).astype(np.float32)
-    loaded = gcj.load(interrupted)
-    np.testing.assert_array_equal(loaded.class_log_likelihoods(x), b.class_log_likelihoods(x))
-    r = evaluate(interrupted, suites=("clean",), plots=False)
-    assert 7.0 < r["clean"]["bits_per_dim"] < 30.0  # an untrained model: near-Gaussian, > 8 bits
+    loaded = gcj.load(interrupted)  # (its likelihoods: test_pretrained's sbgc_digits)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, loaded.params, b.params)
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(trained_workdir, tmp_path):
