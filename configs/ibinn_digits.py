@@ -15,7 +15,8 @@ def get_config(arg=None):
     if arg is None:
         c.model.ibinn.update(dict(widths=(8, 16), blocks=(4, 4), fc_width=64, dropout=0.2))
         c.optim.update(dict(name="adam", lr=1e-3, weight_decay=0.0, momentum=0.9,
-                            schedule="step", decay_every_epochs=100, warmup_steps=200))
+                            schedule="step", decay_every_epochs=100, warmup_steps=200,
+                            prior_lr_factor=0.0))
         c.num_epochs = 150
         c.batch_size = 64
         c.checkpoint_every_epochs = c.val_every_epochs = c.log_every = 10

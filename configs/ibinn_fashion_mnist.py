@@ -13,6 +13,7 @@ def get_config(arg=None):
     if arg is None:
         c.model.ibinn.update(dict(widths=(16, 32), blocks=(4, 4), fc_width=256))
         c.optim.update(dict(name="adam", lr=1e-3, weight_decay=0.0, schedule="step",
-                            decay_every_epochs=20, warmup_steps=200))
+                            decay_every_epochs=20, warmup_steps=200,
+                            prior_lr_factor=0.0))
         c.num_epochs = 30
     return c

@@ -21,14 +21,13 @@ from tqdm.auto import tqdm
 from gcj import checkpoint, classifier, data, rejection
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int,
-                   params) -> optax.GradientTransformation:
-    """optax optimizer and schedule; parameters under a ``base`` module stay frozen."""
+def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int):
+    """The learning rate as an optax schedule of the step, warm-up included."""
     total = max(steps_per_epoch * num_epochs, 1)
     if cfg.schedule == "constant":
         lr = optax.constant_schedule(cfg.lr)
     elif cfg.schedule == "cosine":
-        lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup_steps, total)
+        return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup_steps, total)
     elif cfg.schedule == "step":  # divided by 10 every decay_every_epochs (paper 001: 60)
         lr = optax.exponential_decay(cfg.lr, max(cfg.decay_every_epochs, 1) * steps_per_epoch,
                                      0.1, staircase=True)
@@ -38,9 +37,16 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epo
     else:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'constant', 'cosine', 'step' "
                          "or 'milestones'")
-    if cfg.warmup_steps and cfg.schedule in ("constant", "step", "milestones"):
+    if cfg.warmup_steps:  # the decay counts from the end of the warm-up
         lr = optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps), lr],
                                   [cfg.warmup_steps])
+    return lr
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int,
+                   params) -> optax.GradientTransformation:
+    """optax optimizer and schedule; parameters under a ``base`` module stay frozen."""
+    lr = make_schedule(cfg, steps_per_epoch, num_epochs)
     if cfg.name == "adam":
         tx = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
     elif cfg.name == "sgd":
@@ -50,10 +56,16 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epo
         raise ValueError(f"unknown optimizer {cfg.name!r}; use 'adam' or 'sgd'")
     if cfg.grad_clip:
         tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
-    labels = jax.tree_util.tree_map_with_path(
-        lambda path, _: "frozen" if any(getattr(k, "key", None) == "base" for k in path) else "train",
-        params)
-    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+    def group(path, _):
+        keys = [getattr(k, "key", None) for k in path]
+        if "base" in keys:
+            return "frozen"
+        return "prior" if cfg.prior_lr_factor and keys[:1] == ["prior"] else "train"
+
+    transforms = {"train": tx, "frozen": optax.set_to_zero()}
+    if cfg.prior_lr_factor:  # IB-INN: the class means by plain SGD at a multiple of the lr
+        transforms["prior"] = optax.sgd(lambda step: cfg.prior_lr_factor * lr(step))
+    return optax.multi_transform(transforms, jax.tree_util.tree_map_with_path(group, params))
 
 
 def init_state(variables, tx, ema_decay: float = 0.0) -> dict:

@@ -193,3 +193,34 @@ def test_sdim_logit_on_any_user_function(tmp_path):
     np.testing.assert_array_equal(loaded.class_log_likelihoods(X), clf.class_log_likelihoods(X))
     g = jax.grad(lambda x: loaded.log_likelihood_fn(loaded.params, x, None)[:, 0].sum())(jnp.asarray(X))
     assert float(jnp.abs(g).sum()) > 0
+
+
+def test_learning_rate_schedules():
+    from gcj.config import base_config
+    from gcj.train import make_schedule
+    cfg = base_config().optim
+    cfg.update(dict(lr=1.0, warmup_steps=10, schedule="step", decay_every_epochs=2))
+    lr = make_schedule(cfg, steps_per_epoch=5, num_epochs=10)
+    # warm-up from 0, then / 10 every 2 epochs (10 steps) counted from its end
+    assert [float(lr(s)) for s in (0, 5, 10, 19, 20, 30)] == pytest.approx([0, 0.5, 1, 1, 0.1, 0.01])
+    cfg.update(dict(schedule="milestones", milestones=(1, 3), warmup_steps=0))
+    lr = make_schedule(cfg, steps_per_epoch=5, num_epochs=10)
+    assert [float(lr(s)) for s in (4, 5, 14, 15, 40)] == pytest.approx([1, 0.1, 0.1, 0.01, 0.01])
+    cfg.schedule = "linear"
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        make_schedule(cfg, 5, 10)
+
+
+def test_prior_lr_factor_trains_the_class_means_by_plain_sgd():
+    from gcj.config import base_config
+    from gcj.train import make_optimizer
+    cfg = base_config().optim
+    cfg.update(dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.5, prior_lr_factor=3.0))
+    params = {"prior": {"mu": np.ones(2)}, "flow": {"w": np.ones(2)}}
+    tx = make_optimizer(cfg, 10, 1, params)
+    state = tx.init(params)
+    grads = {"prior": {"mu": np.full(2, 2.0)}, "flow": {"w": np.full(2, 2.0)}}
+    for _ in range(2):  # the second step shows momentum where there is one
+        updates, state = tx.update(grads, state, params)
+        np.testing.assert_allclose(updates["prior"]["mu"], -0.3 * 2.0)  # 3 x lr, no decay/momentum
+    np.testing.assert_allclose(updates["flow"]["w"], -0.1 * (2.5 + 0.9 * 2.5))  # decay + momentum
