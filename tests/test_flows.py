@@ -258,7 +258,7 @@ def test_gmm_prior_is_the_stated_mixture():
 
 
 def _ibinn_classifier(beta=1.0, smoothing=0.1):
-    return ibinn.IBINNClassifier((8, 8, 1), 3, IBINN_LAYOUTS["haar"][1].items(), beta=beta,
+    return ibinn.IBINNClassifier((8, 8, 1), 3, tuple(IBINN_LAYOUTS["haar"][1].items()), beta=beta,
                                  label_smoothing=smoothing)
 
 
