@@ -3,6 +3,7 @@
     .venv/bin/python bench/results_table.py > bench/results/fashion_mnist_table.md
     .venv/bin/python bench/results_table.py glow > bench/results/glow_digits_table.md
     .venv/bin/python bench/results_table.py ibinn > bench/results/ibinn_digits_table.md
+    .venv/bin/python bench/results_table.py fashion_ood > bench/results/fashion_mnist_ood_table.md
 """
 import json
 import os
@@ -105,5 +106,22 @@ def ibinn():
               f"| {100 * r['calibration']['ece']:.2f} |")
 
 
+def fashion_ood():
+    """Fashion-MNIST -> MNIST-5k (all 5000) with paper 002's three tests on log p(x), per model."""
+    print("| model (Fashion-MNIST) | test acc % | bits/dim | rejected p1 % | acc-left p1 % "
+          "| detected p1 % | AUROC % log p(x): one-tailed | typicality | two-tailed | ECE % |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in ("ibinn_fashion_mnist_beta1", "ibinn_fashion_mnist_betainf", "sdim_fashion_mnist"):
+        r = json.load(open(os.path.join(ROOT, "pretrained", name, "report", "report.json")))
+        ood = r["ood"]["mnist5k"]
+        t = ood["tests_auroc"]
+        bpd = r["clean"].get("bits_per_dim")
+        print(f"| {name} | {100 * r['clean']['accuracy']:.2f} | {'—' if bpd is None else f'{bpd:.3f}'} "
+              f"| {100 * r['rejection']['p1']['rejection_rate']:.2f} "
+              f"| {100 * r['rejection']['p1']['acc_left']:.2f} | {100 * ood['detection_rate']['p1']:.2f} "
+              f"| {100 * t['one_tailed']:.2f} | {100 * t['typicality']:.2f} | {100 * t['two_tailed']:.2f} "
+              f"| {100 * r['calibration']['ece']:.2f} |")
+
+
 if __name__ == "__main__":
-    {"glow": glow, "ibinn": ibinn}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+    {"glow": glow, "ibinn": ibinn, "fashion_ood": fashion_ood}.get(sys.argv[1] if sys.argv[1:] else "", main)()

@@ -152,11 +152,12 @@ def glow_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigDi
 
 
 def ibinn_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigDict:
-    """Ardizzone et al.'s IB-INN training as their code: SGD 0.07, momentum 0.9, weight decay 1e-4,
-    gradient clipping 8, the class means at 3x the lr without momentum or decay, batch 128, lr / 10 at epochs 150, 250, 350 of 450 after 500 warm-up steps;
-    CIFAR-10: widths (16, 32, 64), blocks (8, 24, 24), one fully connected coupling; MNIST-like
-    28x28: Haar entry, then levels (32, 64) of 24 blocks, label smoothing 0.01. The image is
-    dequantized inside the model. ``arg='smoke'`` shrinks it."""
+    """Ardizzone et al.'s IB-INN training as their code: SGD 0.07, momentum 0.9, weight decay
+    1e-4, gradient clipping 8, the class means at 3x the lr without momentum or decay, batch 128,
+    lr / 10 at epochs 150, 250, 350 of 450 after 500 warm-up steps; CIFAR-10: widths (16, 32, 64),
+    blocks (8, 24, 24), one fully connected coupling; MNIST-like (one channel): Haar entry, then
+    levels (32, 64) of 24 blocks, label smoothing 0.01. The image is dequantized inside the
+    model. ``arg='smoke'`` shrinks it."""
     size, channels, val_size, flip = SCORE_DATASETS[dataset]
     c = base_config()
     c.model.family = "ibinn"

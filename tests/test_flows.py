@@ -253,6 +253,8 @@ def test_gmm_prior_is_the_stated_mixture():
     v = fixed.init(jax.random.key(1), z)
     assert set(v["params"]) == {"mu"}  # fixed, uniform class weights
     np.testing.assert_allclose(fixed.apply(v, method="log_weights"), np.log(0.25), rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown entry 'pool'"):
+        ibinn.final_shape((8, 8, 1), "pool", 2)
     with pytest.raises(ValueError, match="mean_dims"):
         ibinn.GMMPrior(num_classes=4, dim=20, rank=3, mean_dims=0).init(jax.random.key(1), z)
 

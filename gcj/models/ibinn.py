@@ -19,8 +19,11 @@ LOG_2PI = math.log(2 * math.pi)
 
 def final_shape(image_shape, entry: str, levels: int) -> tuple:
     """[H, W, C] before the IBINN's DCT pooling: every downsampling halves H, W and quadruples C."""
+    entries = {"": 0, "haar": 1, "downsample_haar": 2}
+    if entry not in entries:
+        raise ValueError(f"unknown entry {entry!r}: '', 'haar' or 'downsample_haar'")
     h, w, c = image_shape
-    downsamplings = {"": 0, "haar": 1, "downsample_haar": 2}[entry] + max(levels - 1, 0)
+    downsamplings = entries[entry] + max(levels - 1, 0)
     return h // 2 ** downsamplings, w // 2 ** downsamplings, c * 4 ** downsamplings
 
 
@@ -60,8 +63,7 @@ class IBINN(flows.Invertible, nn.Module):
             h, w, c = h // 2, w // 2, 4 * c
             return flows.DownsampleCoupling(width, self.clamp, kernel, self.bottleneck, name=name)
 
-        if self.entry not in ("", "haar", "downsample_haar"):
-            raise ValueError(f"unknown entry {self.entry!r}: '', 'haar' or 'downsample_haar'")
+        final_shape(self.image_shape, self.entry, len(self.widths))  # checks the entry
         if self.entry == "downsample_haar":
             layers.append(down("entry_downsample", self.entry_width, self.entry_kernel))
         if self.entry:
@@ -91,7 +93,6 @@ class IBINN(flows.Invertible, nn.Module):
                                             name=f"fc{b}_coupling"),
                        flows.GlobalAffine(self.s0, name=f"fc{b}_affine")]
         self.net = flows.Sequential(layers)
-        self.final_shape = (h, w, c)
 
     def __call__(self, x, reverse: bool = False, train: bool = False):
         if reverse:
