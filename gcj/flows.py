@@ -103,8 +103,14 @@ class Conv1x1(Invertible, nn.Module):
             lower = jnp.tril(self.param("lower", lambda _: l0), -1) + jnp.eye(c)
             upper = jnp.triu(self.param("upper", lambda _: u0), 1)
             log_s = self.param("log_s", lambda _: jnp.log(jnp.abs(s0)))
-            w = p @ lower @ (upper + jnp.diag(jnp.sign(s0) * jnp.exp(log_s)))
+            upper = upper + jnp.diag(jnp.sign(s0) * jnp.exp(log_s))
+            w = p @ lower @ upper
             log_det_w = jnp.sum(log_s)
+            if reverse:  # y W^-1: solve U^T L^T P^T x^T = y^T by two triangular solves
+                t = jax.scipy.linalg.solve_triangular(upper, x.reshape(-1, c).T, trans=1)
+                t = jax.scipy.linalg.solve_triangular(lower, t, trans=1, lower=True,
+                                                      unit_diagonal=True)
+                return (p @ t).T.reshape(x.shape), -_batch_logdet(x, _spatial(x) * log_det_w)
         else:
             w = self.param("kernel", lambda _: w0)
             log_det_w = jnp.linalg.slogdet(w)[1]

@@ -131,7 +131,8 @@ def test_glow_transform_logdet_is_the_jacobian_and_inverts():
     z, logdet = transform(x)
     assert z.shape == (3, 32)
     back, _ = transform(z, True)
-    np.testing.assert_allclose(back, x, atol=5e-4)  # float32 through 2 perturbed levels
+    # relative error <= 1e-4 (float32 through 2 perturbed levels: measured 5.5e-5)
+    assert float(jnp.linalg.norm(back - x) / jnp.linalg.norm(x)) <= 1e-4
     jac = jax.jit(jax.jacfwd(lambda u: transform(u.reshape(1, 4, 4, 2))[0][0]))(x[0].ravel())
     np.testing.assert_allclose(logdet[0], jnp.linalg.slogdet(jac)[1], rtol=1e-4, atol=1e-3)
 
@@ -220,7 +221,7 @@ def test_ibinn_logdet_is_the_jacobian_and_inverts(layout):
     z, logdet = f(x)
     assert z.shape == (3, math.prod(shape)) and logdet.shape == (3,)
     back, inv_logdet = f(z, True)
-    np.testing.assert_allclose(back.reshape(x.shape), x, atol=5e-4)
+    assert float(jnp.linalg.norm(back.reshape(x.shape) - x) / jnp.linalg.norm(x)) <= 1e-4
     np.testing.assert_allclose(inv_logdet, -logdet, rtol=1e-4, atol=1e-3)
     jac = jax.jit(jax.jacfwd(lambda u: f(u.reshape(1, *shape))[0][0]))(x[0].ravel())
     np.testing.assert_allclose(logdet[0], jnp.linalg.slogdet(jac)[1], rtol=1e-4, atol=2e-3)
