@@ -9,7 +9,8 @@ import gcj
 from conftest import ROOT
 from gcj import data
 
-NAMES = ["sdim_fashion_mnist", "disc_fashion_mnist", "sdim_logit_fashion_mnist"]
+NAMES = ["sdim_fashion_mnist", "disc_fashion_mnist", "sdim_logit_fashion_mnist",
+         "ibinn_fashion_mnist_beta1", "ibinn_fashion_mnist_betainf"]
 
 
 @pytest.mark.skipif(not os.path.isdir(data.FASHION_MNIST_DIR), reason="apt-get install dataset-fashion-mnist")
