@@ -130,24 +130,13 @@ def glow_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigDi
     """Paper 001's conditional Glow training (Adam 1e-3, divided by 10 every 60 of 150 epochs;
     warm-up, as Glow needs; the image dequantized inside the model); the variant is
     ``model.glow.variant``; ``arg='smoke'`` shrinks it."""
-    size, channels, val_size, flip = SCORE_DATASETS[dataset]
-    c = base_config()
-    c.model.family = "glow"
-    c.data.name, c.data.image_size, c.data.channels = dataset, size, channels
-    c.data.val_size, c.data.flip = val_size, flip
-    c.data.crop_padding = 4 if dataset == "cifar10" else 0
-    c.model.glow.pad_to = 32 if size > 8 else size
+    c = _flow_config("glow", dataset)
+    c.model.glow.pad_to = 32 if c.data.image_size > 8 else c.data.image_size
     c.optim.update(dict(lr=1e-3, schedule="step", decay_every_epochs=60, warmup_steps=500))
     c.num_epochs = 150
     c.batch_size, c.eval_batch_size = 64, 200
-    if arg not in (None, "smoke"):
-        raise ValueError(f"unknown config argument {arg!r}; use ':smoke' or nothing")
-    if arg == "smoke":
-        c = smoke(c)
+    if _flow_smoke(c, arg):
         c.model.glow.update(dict(levels=2, steps=2, width=8, pad_to=0))
-        c.data.max_train_examples, c.data.val_size = 64, 16
-        c.batch_size, c.eval_batch_size = 16, 16
-        c.optim.warmup_steps = 2
     return c
 
 
@@ -158,13 +147,8 @@ def ibinn_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigD
     blocks (8, 24, 24), one fully connected coupling; MNIST-like (one channel): Haar entry, then
     levels (32, 64) of 24 blocks, label smoothing 0.01. The image is dequantized inside the
     model. ``arg='smoke'`` shrinks it."""
-    size, channels, val_size, flip = SCORE_DATASETS[dataset]
-    c = base_config()
-    c.model.family = "ibinn"
-    c.data.name, c.data.image_size, c.data.channels = dataset, size, channels
-    c.data.val_size, c.data.flip = val_size, flip
-    c.data.crop_padding = 4 if dataset == "cifar10" else 0
-    if channels == 1:  # MNIST-like: Haar first, the first level skipped (28x28: 7x7 at the DCT)
+    c = _flow_config("ibinn", dataset)
+    if c.data.channels == 1:  # MNIST-like: Haar first, the first level skipped (28x28: 7x7 at the DCT)
         c.model.ibinn.update(dict(entry="haar", widths=(32, 64), blocks=(24, 24),
                                   label_smoothing=0.01))
     c.optim.update(dict(name="sgd", lr=0.07, momentum=0.9, weight_decay=1e-4, grad_clip=8.0,
@@ -172,15 +156,34 @@ def ibinn_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigD
                         prior_lr_factor=3.0))
     c.num_epochs = 450
     c.batch_size, c.eval_batch_size = 128, 200
+    if _flow_smoke(c, arg):
+        c.model.ibinn.update(dict(widths=(4, 8), blocks=(1, 1), fc_width=16))
+    return c
+
+
+def _flow_config(family: str, dataset: str) -> ml_collections.ConfigDict:
+    """The base config with a flow family's data block (random crops for CIFAR-10)."""
+    size, channels, val_size, flip = SCORE_DATASETS[dataset]
+    c = base_config()
+    c.model.family = family
+    c.data.name, c.data.image_size, c.data.channels = dataset, size, channels
+    c.data.val_size, c.data.flip = val_size, flip
+    c.data.crop_padding = 4 if dataset == "cifar10" else 0
+    return c
+
+
+def _flow_smoke(c: ml_collections.ConfigDict, arg: str | None) -> bool:
+    """Checks ``arg``; for 'smoke' shrinks ``c``'s data and batches in place and returns True
+    (the caller shrinks its model)."""
     if arg not in (None, "smoke"):
         raise ValueError(f"unknown config argument {arg!r}; use ':smoke' or nothing")
-    if arg == "smoke":
-        c = smoke(c)
-        c.model.ibinn.update(dict(widths=(4, 8), blocks=(1, 1), fc_width=16))
-        c.data.max_train_examples, c.data.val_size = 64, 16
-        c.batch_size, c.eval_batch_size = 16, 16
-        c.optim.warmup_steps = 2
-    return c
+    if arg is None:
+        return False
+    smoke(c)  # in place
+    c.data.max_train_examples, c.data.val_size = 64, 16
+    c.batch_size, c.eval_batch_size = 16, 16
+    c.optim.warmup_steps = 2
+    return True
 
 
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
