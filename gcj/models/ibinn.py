@@ -53,24 +53,17 @@ class IBINN(flows.Invertible, nn.Module):
     seed: int = 0
 
     def setup(self):
-        h, w, c = self.image_shape
+        # (each downsampling layer checks for even sizes itself)
+        h, w, _ = final_shape(self.image_shape, self.entry, len(self.widths))
         layers, seed = [], self.seed * 10007
 
         def down(name, width, kernel=3):
-            nonlocal h, w, c
-            if h % 2 or w % 2:
-                raise ValueError(f"{name}: downsampling needs even height and width, got {h}x{w}")
-            h, w, c = h // 2, w // 2, 4 * c
             return flows.DownsampleCoupling(width, self.clamp, kernel, self.bottleneck, name=name)
 
-        final_shape(self.image_shape, self.entry, len(self.widths))  # checks the entry
         if self.entry == "downsample_haar":
             layers.append(down("entry_downsample", self.entry_width, self.entry_kernel))
         if self.entry:
-            if h % 2 or w % 2:
-                raise ValueError(f"Haar downsampling needs even height and width, got {h}x{w}")
             layers.append(flows.HaarDownsampling(name="entry_haar"))
-            h, w, c = h // 2, w // 2, 4 * c
         if len(self.widths) != len(self.blocks):
             raise ValueError(f"widths {self.widths} and blocks {self.blocks} differ in length")
         for lvl, (width, n) in enumerate(zip(self.widths, self.blocks)):
