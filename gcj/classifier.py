@@ -159,12 +159,17 @@ def log_posterior(class_ll: jax.Array, log_prior=None) -> jax.Array:
 
 def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int,
                           key: jax.Array | None = None) -> np.ndarray:
-    """``[N, C]`` log-likelihoods of a uint8 dataset, batched (the last batch padded: one compile)."""
-    if images.dtype != np.uint8 or tuple(images.shape[1:]) != clf.image_shape:
-        raise ValueError(f"expected uint8 images [N, {', '.join(map(str, clf.image_shape))}], "
+    """``[N, C]`` log-likelihoods of uint8 images (or float ones in [0, 1]), batched (the last batch
+    padded: one compile)."""
+    if images.dtype == np.uint8 and tuple(images.shape[1:]) == clf.image_shape:
+        fn = _jit_uint8(clf.log_likelihood_fn)
+    elif images.dtype != np.uint8:
+        check_images(images, clf.image_shape)
+        fn, images = _jit(clf.log_likelihood_fn), np.asarray(images, np.float32)
+    else:
+        raise ValueError(f"expected images [N, {', '.join(map(str, clf.image_shape))}], "
                          f"got {images.dtype} {images.shape}")
     key = jax.random.key(0) if key is None else key
-    fn = _jit_uint8(clf.log_likelihood_fn)
     out = []
     for i in range(0, len(images), batch_size):
         chunk = images[i:i + batch_size]

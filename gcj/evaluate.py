@@ -9,15 +9,17 @@ import os
 import jax
 import numpy as np
 
-from gcj import classifier, data, diffusion, metrics, rejection
+from gcj import classifier, corruptions, data, diffusion, metrics, rejection, robustness
 
-SUITES = ("clean", "rejection", "ood", "calibration")
+DEFAULT_SUITES = ("clean", "rejection", "ood", "calibration")
+SUITES = DEFAULT_SUITES + ("adversarial", "corruptions", "interpolation", "nll_gap")
 CURVE_PERCENTILES = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0)
 
 
-def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = None,
+def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | None = None,
              ood_split: str = "test", data_dir: str | None = None, plots: bool = True,
-             max_images: int | None = None) -> dict:
+             max_images: int | None = None, options: robustness.Options | None = None,
+             log=print) -> dict:
     """Runs ``suites`` on a train.py workdir; writes ``out`` (JSON) and PNG plots beside it.
 
     ``max_images`` caps the sets scored besides the test set (the training scores of the rejection
@@ -31,7 +33,8 @@ def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = Non
     if "ood" in suites and not ood_datasets:
         raise ValueError("the 'ood' suite needs at least one --ood_dataset (e.g. mnist5k)")
     clf = classifier.load(workdir)
-    need_train = bool({"rejection", "ood"} & set(suites))  # thresholds and training scores
+    opts = options or robustness.Options()
+    need_train = bool({"rejection", "ood", "adversarial"} & set(suites))  # thresholds and training scores
     if clf.thresholds is None and need_train:
         raise FileNotFoundError(f"{workdir} has no thresholds.json: training did not finish")
     cfg = clf.config
@@ -100,6 +103,48 @@ def evaluate(workdir: str, suites=SUITES, ood_datasets=(), out: str | None = Non
         if plots and plot_dir:
             _plot_reliability(os.path.join(plot_dir, "reliability.png"), probs, test.labels)
 
+    if "adversarial" in suites:
+        log("adversarial suite:")
+        median_log_q = float(np.median(np.asarray(classifier.log_marginal(ll_train))))
+        report["adversarial"] = robustness.adversarial_suite(
+            clf, test, ll_test, jax.random.fold_in(key, 5), clf.thresholds, median_log_q,
+            opts.attack_images, opts.black_box_images, opts.attacks, opts.cw_steps,
+            opts.boundary_steps, opts.ls_rounds, bs, log)
+        report["adversarial"]["median_train_log_marginal"] = median_log_q
+        if plots and plot_dir:
+            _plot_eps_curve(os.path.join(plot_dir, "adversarial_accuracy_vs_eps.png"),
+                            report["adversarial"]["attacks"], report["clean"]["accuracy"]
+                            if "clean" in report else None)
+
+    if "corruptions" in suites:
+        log("corruption suite:")
+        n = opts.corruption_images or len(test.labels)
+        baseline = None
+        if opts.baseline_report:
+            with open(opts.baseline_report) as f:
+                base = json.load(f)
+            if "corruptions" not in base:
+                raise ValueError(f"{opts.baseline_report} has no corruptions suite to compare with")
+            baseline = dict(base["corruptions"], name=f"{base['family']} ({opts.baseline_report})")
+        report["corruptions"] = robustness.corruption_suite(
+            clf, ll_test[:n], test.labels[:n], jax.random.fold_in(key, 6), clf.thresholds or {},
+            opts.corruption_source, opts.corruption_images, opts.corruptions or corruptions.NAMES,
+            baseline, bs, log)
+        if plots and plot_dir:
+            _plot_corruptions(os.path.join(plot_dir, "corruptions.png"), report["corruptions"])
+
+    if "interpolation" in suites:
+        report["interpolation"] = robustness.interpolation_suite(
+            clf, test, ll_test, jax.random.fold_in(key, 7), clf.thresholds or {},
+            opts.interpolation_pairs, batch_size=bs)
+        if plots and plot_dir:
+            _plot_interpolation(os.path.join(plot_dir, "interpolation.png"), report["interpolation"])
+
+    if "nll_gap" in suites:
+        report["nll_gap"] = robustness.nll_gap(ll_test, test.labels)
+        if plots and plot_dir:
+            _plot_nll_gap(os.path.join(plot_dir, "nll_gap.png"), report["nll_gap"])
+
     if plots and plot_dir and "rejection" in report:
         _plot_rejection_curve(os.path.join(plot_dir, "rejection_curve.png"),
                               report["rejection"]["curve"])
@@ -144,6 +189,40 @@ def format_tables(report: dict) -> str:
         c = report["calibration"]
         lines.append(f"calibration           ECE {pct(c['ece'])}  MCE {pct(c['mce'])}  OCE {c['oce']:.2f}"
                      f" ({pct(c['oce_fraction'])} at conf>=0.997)  entropy {c['entropy']:.3f} nats")
+    if "adversarial" in report:
+        a = report["adversarial"]
+        lines.append(f"adversarial ({a['num_images']} correctly classified test images; black-box "
+                     f"{a['num_black_box']})")
+        lines.append(f"  {'attack':<30} {'success':>8} {'undet p1':>8} {'det p1':>8} {'acc':>7} "
+                     f"{'L2':>6} {'Linf':>6} {'conf':>6} {'AUROC':>7}")
+        for name, r in a["attacks"].items():
+            lines.append(f"  {name:<30} {pct(r['success_rate'])} {pct(r['undetected_success_rate'].get('p1', np.nan))}"
+                         f" {pct(r['detection_rate'].get('p1', np.nan))} {pct(r['accuracy'])}"
+                         f" {r['mean_l2']:6.3f} {r['mean_linf']:6.3f} {r['wrong_class_confidence']:6.3f}"
+                         f" {pct(r['auroc'])}")
+        lines += [f"  sanity {line}" for line in a["sanity"]]
+    if "corruptions" in report:
+        c = report["corruptions"]
+        lines.append(f"corruptions ({c['num_images']} test images, {'/'.join(c['source'])}): clean "
+                     f"{pct(c['clean_accuracy'])}, mean over the {len(c['sets'])} sets {pct(c['mean_accuracy'])}"
+                     + (f", mCE {100 * c['mce']:.1f}%, relative mCE {100 * c['relative_mce']:.1f}% vs "
+                        f"{c['baseline']}" if "mce" in c else ""))
+        for sev, r in c["per_severity"].items():
+            lines.append(f"  severity {sev}: accuracy {pct(r['accuracy'])}" + "".join(
+                f"  {k} acc-left {pct(v['acc_left'])} rejected {pct(v['rejection_rate'])}"
+                for k, v in r.items() if k != "accuracy"))
+        for name, r in c["per_corruption"].items():
+            lines.append(f"  {name:<18} accuracy {pct(r['accuracy'])}  OOD AUROC {pct(r['auroc'])}  "
+                         f"entropy change {r['entropy_change']:+.3f}")
+    if "interpolation" in report:
+        i = report["interpolation"]
+        lines.append(f"interpolation ({i['num_pairs']} pairs): never rejected {pct(i['fraction_never_rejected'])},"
+                     f" convex {pct(i['fraction_convex'])}, concave {pct(i['fraction_concave'])}, mean "
+                     f"log p(x) minus chord {i['mean_gap_to_chord']:.1f} nats")
+    if "nll_gap" in report:
+        g = report["nll_gap"]
+        lines.append(f"nll gap (log p(x|y_true) - max wrong): median {g['median_gap']:.1f} nats, "
+                     f"true class most likely {pct(g['fraction_true_more_likely'])}")
     return "\n".join(lines)
 
 
@@ -192,6 +271,74 @@ def _plot_rejection_curve(path, curve):
     ax.set_xlabel("rejected test images [%]")
     ax.set_ylabel("accuracy on accepted [%]")
     ax.set_title("threshold percentile annotated")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_eps_curve(path, results, clean_acc):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    for loss in ("ce", "margin"):
+        eps = [e for e in robustness.LINF_EPS if f"pgd_linf_{e}_{loss}" in results]
+        if eps:
+            acc = [100 * results[f"pgd_linf_{e}_{loss}"]["accuracy"] for e in eps]
+            # attacked images were correct: accuracy at eps 0 is 100% of them
+            ax.plot([0] + eps, [100] + acc, "o-", label=f"PGD L∞ ({loss})")
+    ax.set_xlabel("eps [/255]")
+    ax.set_ylabel("accuracy on attacked images [%]")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_corruptions(path, c):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    sev = sorted(c["per_severity"], key=int)
+    ax.plot([0] + [int(s) for s in sev], [100 * c["clean_accuracy"]] +
+            [100 * c["per_severity"][s]["accuracy"] for s in sev], "o-", label="accuracy")
+    for k in ("p1", "p2"):
+        if k in c["per_severity"][sev[0]]:
+            ax.plot([int(s) for s in sev], [100 * c["per_severity"][s][k]["acc_left"] for s in sev], "s--",
+                    label=f"acc-left ({k})")
+    ax.set_xlabel("severity (0 = clean)")
+    ax.set_ylabel("[%]")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_interpolation(path, i):
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.5))
+    t, lp = np.asarray(i["t"]), np.asarray(i["log_px"])
+    for row in lp[:10]:
+        a1.plot(t, row, lw=0.8)
+    a1.plot(t, np.median(lp, 0), "k", lw=2, label="median")
+    a1.set_xlabel("t  (x = t x_A + (1 - t) x_B)")
+    a1.set_ylabel("log p(x) [nats]")
+    a1.legend()
+    a2.plot(t, np.mean(i["posterior_a"], 0), label="p(y_A|x)")
+    a2.plot(t, np.mean(i["posterior_b"], 0), label="p(y_B|x)")
+    a2.set_xlabel("t")
+    a2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_nll_gap(path, g):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    a, b = np.asarray(g["nll_true"]), np.asarray(g["nll_wrong"])
+    ax.scatter(a, b, s=3, alpha=0.5)
+    lo, hi = np.percentile(np.r_[a, b], [0.5, 99.5])
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel("-log p(x|y_true) [nats]")
+    ax.set_ylabel("-log p(x|most likely wrong y) [nats]")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the robustness suites (adversarial, corruptions, interpolation, nll_gap) on every committed
+# pretrained model and writes pretrained/<name>/report/robustness.{json,txt} (+ plots beside them).
+# Same attacks and budgets for every model; sizes per dataset (2 CPU cores):
+#   8x8 digits: 200 attacked images (20 black-box), CW 300 steps, all 360 test images corrupted;
+#   Fashion-MNIST: 100 attacked images (10 black-box), CW 200 steps, 500 test images corrupted.
+# Not sbgc_digits: its ODE likelihood of the 360 clean test images alone takes ~1 h here (README).
+#   nohup bash bench/robustness_all.sh > workdirs/robustness.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+SUITES=clean,adversarial,corruptions,interpolation,nll_gap
+run() {  # name, extra flags...
+  local name=$1; shift
+  local out=pretrained/$name/report/robustness.json
+  if [ -f "$out" ]; then echo "skip $name (done)"; return; fi
+  echo "== $name $(date +%T)"
+  $PY evaluate.py --workdir pretrained/$name --suites "$SUITES" --out "$out.tmp" "$@" > pretrained/$name/report/robustness.txt
+  mv "$out.tmp" "$out"
+}
+DIGITS=${DIGITS:-"glow_digits_base glow_digits_reweighted glow_digits_split ibinn_digits_beta1 ibinn_digits_beta4 ibinn_digits_beta16 ibinn_digits_betainf"}
+FASHION=${FASHION:-"disc_fashion_mnist sdim_fashion_mnist sdim_logit_fashion_mnist ibinn_fashion_mnist_beta1 ibinn_fashion_mnist_betainf"}
+for m in $DIGITS; do run $m --corruption_images 360; done
+for m in $FASHION; do
+  run $m --attack_images 100 --black_box_images 10 --cw_steps 200 --boundary_steps 500 --corruption_images 500 --interpolation_pairs 30
+done
+echo "done $(date +%T)"

@@ -1,0 +1,390 @@
+"""Robustness suites — adversarial, corruptions, interpolation, nll_gap — written once against the
+contract: every family is attacked, corrupted and measured the same way, from ``log p(x|y)``.
+
+Each ``*_suite`` takes a ``Classifier``, the test split and what ``gcj.evaluate`` already computed,
+and returns a JSON-able dict; ``evaluate.py --suites ...`` calls them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gcj import attacks, classifier, corruptions, data, metrics, rejection
+
+
+
+@dataclasses.dataclass
+class Options:
+    """Sizes and choices of the robustness suites (evaluate.py flags of the same names)."""
+    attack_images: int = 200        # correctly classified test images attacked (white-box)
+    black_box_images: int = 20      # of them, for the boundary attack and LocalSearch
+    attacks: tuple = ()             # names of default_attacks to run; () = all
+    cw_steps: int = 300             # CW L2 Adam steps at most (each example stops after 20 without gain)
+    boundary_steps: int = 1000
+    ls_rounds: int = 150            # LocalSearch rounds
+    corruption_source: str = "auto"  # auto | tfds | generated
+    corruption_images: int | None = 1000
+    corruptions: tuple = ()         # names; () = all 15
+    baseline_report: str | None = None  # report.json whose corruptions block is the mCE baseline
+    interpolation_pairs: int = 50
+
+
+# ------------------------------------------------------------------------------ adversarial
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    kind: str            # pgd | fgsm | cw | boundary | local_search
+    params: tuple = ()   # keyword arguments of the attack, as (key, value) pairs
+    targeted: bool = False
+    detector: str = ""   # "" | "median" (paper 002 eq. 25) | "threshold" (paper 001; rejection-aware)
+    black_box: bool = False
+
+
+LINF_EPS = (4, 6, 8)  # / 255, paper 000 Fig. 2 and paper 003 Fig. 2
+
+
+def default_attacks(cw_steps: int = 300, boundary_steps: int = 1000, ls_rounds: int = 150):
+    """Every attack of the suite, with the papers' budgets (pixels in [0, 1])."""
+    specs = [AttackSpec("fgsm_linf_8", "fgsm", (("eps", 8 / 255), ("loss", "ce")))]
+    for eps in LINF_EPS:  # 40 steps of 0.01 (paper 003), both losses
+        for loss in ("ce", "margin"):
+            specs.append(AttackSpec(f"pgd_linf_{eps}_{loss}", "pgd",
+                                    (("eps", eps / 255), ("steps", 40), ("step_size", 0.01), ("loss", loss))))
+    specs += [
+        AttackSpec("pgd_linf_unbounded", "pgd", (("eps", 1.0), ("steps", 100), ("step_size", 0.05),
+                                                  ("loss", "margin"), ("random_start", False))),
+        AttackSpec("pgd_l2_0.5", "pgd", (("eps", 0.5), ("norm", "l2"), ("steps", 50), ("loss", "margin"))),
+        AttackSpec("pgd_l2_2", "pgd", (("eps", 2.0), ("norm", "l2"), ("steps", 50), ("loss", "margin"))),
+        # The rejection-aware loss must keep a class likelihood high: large signed steps overshoot
+        # the curved log-likelihood and never get accepted (measured on glow_digits_base: 0% at
+        # step 0.01-0.05, 95% at 0.002), so these take 200 steps of 0.002.
+        AttackSpec("pgd_linf_8_rejection", "pgd", (("eps", 8 / 255), ("steps", 200), ("step_size", 0.002),
+                                                    ("loss", "rejection")), detector="threshold"),
+        AttackSpec("pgd_linf_unbounded_rejection", "pgd", (("eps", 1.0), ("steps", 200),
+                   ("step_size", 0.002), ("loss", "rejection"), ("random_start", False)),
+                   detector="threshold"),
+    ]
+    cw = (("c", 10.0), ("max_steps", cw_steps))
+    for kappa in (0.01, 1.0, float("inf")):
+        specs.append(AttackSpec(f"cw_l2_kappa{kappa:g}", "cw", cw + (("kappa", kappa),), targeted=True))
+    for d in (66.0, 1000.0):
+        specs.append(AttackSpec(f"cw_l2_kappa1_d{d:g}", "cw", cw + (("kappa", 1.0), ("detector_weight", d)),
+                                targeted=True, detector="median"))
+    specs.append(AttackSpec("cw_l2_kappa1_threshold", "cw", cw + (("kappa", 1.0), ("threshold_weight", 1.0)),
+                            targeted=True, detector="threshold"))
+    for c in (1.0, 10.0, 100.0, 1000.0):
+        specs.append(AttackSpec(f"cw_l2_untargeted_c{c:g}", "cw",
+                                (("c", c), ("kappa", 0.0), ("max_steps", cw_steps), ("targeted", False))))
+    specs += [AttackSpec("boundary", "boundary", (("steps", boundary_steps),), targeted=True,
+                         detector="threshold", black_box=True),
+              AttackSpec("local_search", "local_search", (("rounds", ls_rounds),), black_box=True)]
+    return specs
+
+
+def _run_attack(spec: AttackSpec, clf, x, labels, targets, key, thresholds, median_log_q, starts):
+    kw = dict(spec.params)
+    if spec.kind in ("pgd", "fgsm"):
+        run = attacks.pgd if spec.kind == "pgd" else attacks.fgsm
+        t = thresholds if spec.detector == "threshold" else None
+        return run(clf, x, targets if spec.targeted else labels, key, thresholds=t, **kw)
+    if spec.kind == "cw":
+        targeted = kw.pop("targeted", True)
+        if spec.detector == "median":
+            kw["detector_median"] = median_log_q
+        t = thresholds if spec.detector == "threshold" else None
+        return attacks.cw_l2(clf, x, targets if targeted else labels, key, targeted=targeted,
+                             thresholds=t, **kw)
+    if spec.kind == "boundary":
+        return attacks.boundary(clf, x, targets, starts, key, thresholds=thresholds, **kw)
+    if spec.kind == "local_search":
+        return attacks.local_search(clf, x, labels, key, **kw)
+    raise ValueError(f"unknown attack kind {spec.kind!r}")
+
+
+def attack_metrics(ll_adv, ll_clean, x_adv, x, labels, targets, thresholds: dict) -> dict:
+    """The metrics of one attack on images that were classified correctly before it.
+
+    success: untargeted, the prediction changed; targeted, it is the target. Undetected success
+    (paper 001 Tab. 2): success AND accepted at the threshold; detection rate: rejected among the
+    successes; rejection rate: rejected among all attacked inputs. Perturbations and the wrong
+    class's confidence are averaged over successes; the OOD ROC-AUC scores adversarial inputs
+    against the clean ones (max_y log p(x|y)), as paper 002 Tab. 7–9.
+    """
+    pred = ll_adv.argmax(1)
+    success = pred == targets if targets is not None else pred != labels
+    probs = np.exp(np.asarray(classifier.log_posterior(jnp.asarray(ll_adv))))
+    delta = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(labels), -1)
+    l2, linf = np.sqrt((delta ** 2).sum(1)), np.abs(delta).max(1)
+    mean = lambda v: float(v.mean()) if v.size else float("nan")
+    out = dict(num=int(len(labels)), success_rate=mean(success),
+               accuracy=mean(pred == labels),
+               mean_l2=mean(l2[success]), median_l2=float(np.median(l2[success])) if success.any() else float("nan"),
+               mean_linf=mean(linf[success]),
+               wrong_class_confidence=mean(probs.max(1)[success]),
+               auroc=metrics.auroc(ll_clean.max(1), ll_adv.max(1)),
+               auroc_log_marginal=metrics.auroc(np.asarray(classifier.log_marginal(jnp.asarray(ll_clean))),
+                                                np.asarray(classifier.log_marginal(jnp.asarray(ll_adv)))))
+    out["undetected_success_rate"], out["detection_rate"], out["rejection_rate"] = {}, {}, {}
+    for k, t in thresholds.items():
+        rej = rejection.reject(ll_adv, t)
+        out["undetected_success_rate"][k] = mean(success & ~rej)
+        out["detection_rate"][k] = mean(rej[success])
+        out["rejection_rate"][k] = mean(rej)
+    return out
+
+
+def sanity_checks(results: dict) -> list[str]:
+    """Gradient-masking checks (Athalye et al.; Carlini et al.): a list of 'ok: ...' / 'WARNING: ...'."""
+    lines = []
+    for loss in ("ce", "margin"):
+        accs = [results[f"pgd_linf_{e}_{loss}"]["accuracy"] for e in LINF_EPS if f"pgd_linf_{e}_{loss}" in results]
+        if len(accs) > 1:
+            ok = all(a >= b - 1e-9 for a, b in zip(accs, accs[1:]))
+            lines.append(f"{'ok' if ok else 'WARNING'}: PGD L∞ ({loss}) accuracy falls monotonically with eps: "
+                         + " >= ".join(f"{100 * a:.1f}%" for a in accs))
+    if "pgd_linf_unbounded" in results:
+        s = results["pgd_linf_unbounded"]["success_rate"]
+        lines.append(f"{'ok' if s >= 0.99 else 'WARNING'}: unbounded PGD success {100 * s:.1f}% (expect ~100%)")
+    white = max((r["success_rate"] for n, r in results.items() if n.startswith("pgd_linf_unbounded")
+                 and "rejection" not in n), default=None)
+    for n in ("local_search",):
+        if n in results and white is not None:
+            s = results[n]["success_rate"]
+            lines.append(f"{'ok' if s <= white + 1e-9 else 'WARNING'}: black-box {n} success {100 * s:.1f}% "
+                         f"<= white-box unbounded PGD {100 * white:.1f}%")
+    if "boundary" in results and "pgd_linf_unbounded_rejection" in results:
+        b = results["boundary"]["undetected_success_rate"].get("p1", float("nan"))
+        w = results["pgd_linf_unbounded_rejection"]["undetected_success_rate"].get("p1", float("nan"))
+        lines.append(f"{'ok' if not b > w + 1e-9 else 'WARNING'}: black-box boundary undetected success "
+                     f"{100 * b:.1f}% <= rejection-aware PGD {100 * w:.1f}% (p1)")
+    return lines
+
+
+def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, thresholds: dict,
+                      median_log_q: float,
+                      num_images: int = 200, black_box_images: int = 20, only=None,
+                      cw_steps: int = 300, boundary_steps: int = 1000, ls_rounds: int = 150,
+                      batch_size: int = 100, log=print) -> dict:
+    """Runs ``default_attacks`` (or the names in ``only``) on ``num_images`` seeded-random test images
+    classified correctly (``black_box_images`` of them for the decision/score-based attacks).
+
+    Targets (targeted attacks) are uniform among the other classes; the boundary attack starts
+    from a test image of the target class that is classified as it and accepted at ``p1``.
+    """
+    specs = default_attacks(cw_steps, boundary_steps, ls_rounds)
+    if only:
+        unknown = set(only) - {s.name for s in specs}
+        if unknown:
+            raise ValueError(f"unknown attacks {sorted(unknown)}; known: {', '.join(s.name for s in specs)}")
+        specs = [s for s in specs if s.name in only]
+    k_sel, k_tgt, k_att = jax.random.split(key, 3)
+    ll_all = ll_test
+    order = np.asarray(jax.random.permutation(k_sel, len(test.labels)))
+    correct = ll_all.argmax(1) == test.labels
+    idx = order[correct[order]][:num_images]
+    x = data.to_float(test.images[idx])
+    labels = test.labels[idx]
+    c = clf.num_classes
+    targets = (labels + np.asarray(jax.random.randint(k_tgt, labels.shape, 1, c))) % c
+    thr = {k: np.asarray(v) for k, v in thresholds.items() if k in ("p1", "p2")}
+    accepted_ok = correct & ~rejection.reject(ll_all, thr["p1"]) if "p1" in thr else correct
+    starts = None
+    if any(s.kind == "boundary" for s in specs):
+        # per target class, the test image of it that is classified as it and accepted (p1) with
+        # the largest margin above its threshold: the boundary attack's start
+        p1 = thr.get("p1", np.full(c, -np.inf))
+        margin = np.where(accepted_ok & (ll_all.argmax(1) == test.labels),
+                          ll_all[np.arange(len(test.labels)), test.labels] - p1[test.labels], -np.inf)
+        best = np.array([np.argmax(np.where(test.labels == t, margin, -np.inf)) for t in range(c)])
+        if not np.all(np.isfinite(margin[best])):
+            raise ValueError("the boundary attack needs an accepted, correctly classified test image of "
+                             "every class")
+        starts = data.to_float(test.images[best[targets]])
+    results = {}
+    for spec in specs:
+        n = black_box_images if spec.black_box else num_images
+        xs, ys, ts = x[:n], labels[:n], targets[:n]
+        st = None if starts is None else starts[:n]
+        k = jax.random.fold_in(k_att, zlib.crc32(spec.name.encode()))
+        t0 = time.time()
+        adv = [_run_attack(spec, clf, xs[i:i + batch_size], ys[i:i + batch_size], ts[i:i + batch_size],
+                           jax.random.fold_in(k, i), thr.get("p1"), median_log_q,
+                           None if st is None else st[i:i + batch_size])
+               for i in range(0, len(ys), batch_size)]
+        x_adv = np.concatenate([np.asarray(a.x) for a in adv])
+        ll_adv = classifier.batched_log_likelihoods(clf, x_adv, batch_size, jax.random.fold_in(k, 1))
+        ll_clean = ll_all[idx[:n]]
+        r = attack_metrics(ll_adv, ll_clean, x_adv, np.asarray(xs), ys,
+                           ts if spec.targeted or spec.kind == "boundary" else None, thr)
+        r["seconds"] = time.time() - t0
+        results[spec.name] = r
+        log(f"  {spec.name:<32} success {100 * r['success_rate']:6.2f}%  undetected(p1) "
+            f"{100 * r['undetected_success_rate'].get('p1', float('nan')):6.2f}%  L2 {r['mean_l2']:.3f}  "
+            f"({r['seconds']:.0f} s)")
+    return dict(num_images=int(len(labels)), num_black_box=int(min(black_box_images, len(labels))),
+                attacks=results, sanity=sanity_checks(results))
+
+
+# ------------------------------------------------------------------------------ corruptions
+
+def corrupted_test_set(cfg_data, name: str, severity: int, key, source: str = "auto",
+                       max_images: int | None = None) -> tuple[data.Split, str]:
+    """(corrupted test split at model shape, its source) for corruption ``name`` at ``severity``.
+
+    ``source``: ``"tfds"`` reads TFDS ``cifar10_corrupted/<name>_<severity>`` (CIFAR-10 only;
+    prepared array_record data), ``"generated"`` corrupts the dataset's own test images with
+    ``gcj.corruptions`` (seeded by ``key``), ``"auto"`` tries TFDS for CIFAR-10 and falls back to
+    generating. ``max_images``: the first that many test images (the same for every set).
+    """
+    if source not in ("auto", "tfds", "generated"):
+        raise ValueError(f"corruption source must be 'auto', 'tfds' or 'generated', got {source!r}")
+    if source == "tfds" and cfg_data.name != "cifar10":
+        raise ValueError(f"TFDS corruptions exist here for cifar10 only, not {cfg_data.name!r}")
+    split = None
+    if source in ("auto", "tfds") and cfg_data.name == "cifar10":
+        try:
+            split, used = data.read_tfds(f"cifar10_corrupted/{name}_{severity}", "test",
+                                         cfg_data.data_dir or None), "tfds"
+        except Exception as e:  # noqa: BLE001 - tfds raises several types for "not prepared"
+            if source == "tfds":
+                raise data.DatasetNotFoundError(
+                    f"TFDS cifar10_corrupted/{name}_{severity} is not prepared: {e}. Prepare it on a "
+                    "machine with internet, or use --corruption_source generated") from e
+    if split is None:
+        clean = data.load(cfg_data.name, "test", cfg_data.data_dir or None)
+        if max_images is not None:
+            clean = data.Split(clean.images[:max_images], clean.labels[:max_images])
+        split, used = data.Split(corruptions.corrupt(clean.images, name, severity, key), clean.labels), "generated"
+    if max_images is not None:
+        split = data.Split(split.images[:max_images], split.labels[:max_images])
+    images = data.to_shape(split.images, cfg_data.image_size, cfg_data.channels, cfg_data.resize)
+    return data.Split(images, split.labels), used
+
+
+def _entropy(ll):
+    logp = np.asarray(classifier.log_posterior(jnp.asarray(ll)), np.float64)
+    return float(-(np.exp(logp) * logp).sum(1).mean())
+
+
+def corruption_suite(clf, ll_clean: np.ndarray, clean_labels: np.ndarray, key, thresholds: dict,
+                     source: str = "auto", max_images: int | None = 1000, names=corruptions.NAMES,
+                     baseline: dict | None = None, batch_size: int = 100, log=print) -> dict:
+    """Accuracy, acc-left / rejection rate, entropy and OOD ROC-AUC on every corruption × severity.
+
+    ``ll_clean``: the clean test log-likelihoods of the same images (first ``max_images``).
+    mCE and relative mCE (paper 002 eqs. 22–23) against ``baseline``, the ``corruptions`` block of
+    another report (named in it): mCE = mean_c Σ_s E_sc / Σ_s E^base_sc, relative
+    mCE = mean_c Σ_s (E_sc − E_clean) / Σ_s (E^base_sc − E^base_clean).
+    """
+    thr = {k: np.asarray(v) for k, v in thresholds.items() if k in ("p1", "p2")}
+    clean_acc = float((ll_clean.argmax(1) == clean_labels).mean())
+    h_clean = _entropy(ll_clean)
+    sets, sources = {}, set()
+    for name in names:
+        for sev in corruptions.SEVERITIES:
+            k = jax.random.fold_in(key, zlib.crc32(f"{name}_{sev}".encode()))
+            split, used = corrupted_test_set(clf.config.data, name, sev, jax.random.fold_in(key, 0),
+                                             source, max_images)
+            sources.add(used)
+            ll = classifier.batched_log_likelihoods(clf, split.images, batch_size, k)
+            r = dict(accuracy=float((ll.argmax(1) == split.labels).mean()),
+                     entropy_change=_entropy(ll) - h_clean,
+                     auroc=metrics.auroc(ll_clean.max(1), ll.max(1)))
+            r.update({k_: rejection.rejection_metrics(ll, split.labels, t) for k_, t in thr.items()})
+            for k_ in thr:
+                del r[k_]["accuracy"]
+            sets[f"{name}_{sev}"] = r
+        log(f"  {name:<18} accuracy by severity: " + " ".join(
+            f"{100 * sets[f'{name}_{s}']['accuracy']:5.1f}" for s in corruptions.SEVERITIES))
+    out = dict(num_images=int(len(clean_labels)), source=sorted(sources), clean_accuracy=clean_acc,
+               mean_accuracy=float(np.mean([v["accuracy"] for v in sets.values()])), sets=sets)
+    out["per_severity"] = {}
+    for sev in corruptions.SEVERITIES:
+        rows = [sets[f"{n}_{sev}"] for n in names]
+        out["per_severity"][str(sev)] = dict(
+            accuracy=float(np.mean([r["accuracy"] for r in rows])),
+            **{k: dict(acc_left=float(np.nanmean([r[k]["acc_left"] for r in rows])),
+                       rejection_rate=float(np.mean([r[k]["rejection_rate"] for r in rows]))) for k in thr})
+    out["per_corruption"] = {n: dict(
+        accuracy=float(np.mean([sets[f"{n}_{s}"]["accuracy"] for s in corruptions.SEVERITIES])),
+        auroc=float(np.mean([sets[f"{n}_{s}"]["auroc"] for s in corruptions.SEVERITIES])),
+        entropy_change=float(np.mean([sets[f"{n}_{s}"]["entropy_change"] for s in corruptions.SEVERITIES])))
+        for n in names}
+    if baseline is not None:
+        out.update(mce(out, baseline))
+    return out
+
+
+def mce(report: dict, baseline: dict) -> dict:
+    """mCE and relative mCE of a ``corruptions`` report block against a baseline's (same sets)."""
+    names = sorted({k.rsplit("_", 1)[0] for k in report["sets"]})
+    missing = [f"{n}_{s}" for n in names for s in corruptions.SEVERITIES if f"{n}_{s}" not in baseline["sets"]]
+    if missing:
+        raise ValueError(f"the baseline report lacks corruption sets {missing[:3]}...")
+    err = lambda r, n, s: 1 - r["sets"][f"{n}_{s}"]["accuracy"]
+    ce, rel = [], []
+    for n in names:
+        base = sum(err(baseline, n, s) for s in corruptions.SEVERITIES)
+        ce.append(sum(err(report, n, s) for s in corruptions.SEVERITIES) / base)
+        base_rel = sum(err(baseline, n, s) - (1 - baseline["clean_accuracy"]) for s in corruptions.SEVERITIES)
+        rel.append(sum(err(report, n, s) - (1 - report["clean_accuracy"]) for s in corruptions.SEVERITIES)
+                   / base_rel)
+    return dict(mce=float(np.mean(ce)), relative_mce=float(np.mean(rel)),
+                baseline=baseline.get("name", "unnamed"))
+
+
+# ---------------------------------------------------------------------- likelihood analyses
+
+def interpolation_suite(clf, test: data.Split, ll_test: np.ndarray, key, thresholds: dict,
+                        num_pairs: int = 50, num_t: int = 24, batch_size: int = 100) -> dict:
+    """log p(x) and posteriors along t·x_A + (1−t)·x_B (paper 001 Fig. 1/4, paper 004 Fig. 2).
+
+    Pairs: seeded random correctly classified, accepted (p1) test images of different classes.
+    Reports per path whether it stays accepted at every t, and its shape against the chord
+    between its end points: "convex" (below the chord everywhere inside: a likelihood valley
+    between the classes), "concave" (above it everywhere), else "mixed".
+    """
+    thr = np.asarray(thresholds["p1"]) if "p1" in thresholds else np.full(clf.num_classes, -np.inf)
+    ok = (ll_test.argmax(1) == test.labels) & ~rejection.reject(ll_test, thr)
+    pool = np.flatnonzero(ok)
+    k_a, k_b, k_ll = jax.random.split(key, 3)
+    a = pool[np.asarray(jax.random.randint(k_a, (4 * num_pairs,), 0, len(pool)))]
+    b = pool[np.asarray(jax.random.randint(k_b, (4 * num_pairs,), 0, len(pool)))]
+    keep = test.labels[a] != test.labels[b]
+    a, b = a[keep][:num_pairs], b[keep][:num_pairs]
+    ts = np.linspace(0.0, 1.0, num_t)
+    xa, xb = data.to_float(test.images[a]), data.to_float(test.images[b])
+    path = np.asarray(ts[None, :, None, None, None] * xa[:, None] + (1 - ts[None, :, None, None, None]) * xb[:, None])
+    ll = classifier.batched_log_likelihoods(clf, path.reshape(-1, *clf.image_shape), batch_size, k_ll)
+    ll = ll.reshape(len(a), num_t, -1)
+    log_px = np.asarray(classifier.log_marginal(jnp.asarray(ll.reshape(-1, ll.shape[-1])))).reshape(len(a), num_t)
+    post = np.exp(np.asarray(classifier.log_posterior(jnp.asarray(ll.reshape(-1, ll.shape[-1]))))).reshape(ll.shape)
+    accepted_all = ~rejection.reject(ll.reshape(-1, ll.shape[-1]), thr).reshape(len(a), num_t)
+    chord = log_px[:, :1] * (1 - ts[None]) + log_px[:, -1:] * ts[None]  # t=0 is x_B, t=1 is x_A
+    gap = (log_px - chord)[:, 1:-1]
+    shape = np.where((gap < 0).all(1), "convex", np.where((gap > 0).all(1), "concave", "mixed"))
+    return dict(num_pairs=int(len(a)), t=ts.tolist(),
+                fraction_never_rejected=float(accepted_all.all(1).mean()),
+                fraction_convex=float((shape == "convex").mean()),
+                fraction_concave=float((shape == "concave").mean()),
+                mean_gap_to_chord=float(gap.mean()), min_gap_to_chord_median=float(np.median(gap.min(1))),
+                log_px=log_px.tolist(), posterior_a=post[np.arange(len(a)), :, test.labels[a]].tolist(),
+                posterior_b=post[np.arange(len(a)), :, test.labels[b]].tolist())
+
+
+def nll_gap(ll_test: np.ndarray, labels: np.ndarray) -> dict:
+    """−log p(x|y_true) against the most likely wrong class's −log p(x|y') (paper 001 Fig. 3)."""
+    true = ll_test[np.arange(len(labels)), labels]
+    wrong = np.where(np.eye(ll_test.shape[1], dtype=bool)[labels], -np.inf, ll_test).max(1)
+    gap = true - wrong  # > 0: the true class is the most likely
+    return dict(num=int(len(labels)), median_gap=float(np.median(gap)), mean_gap=float(gap.mean()),
+                gap_quantiles={str(q): float(np.quantile(gap, q)) for q in (0.01, 0.1, 0.5, 0.9)},
+                fraction_true_more_likely=float((gap > 0).mean()),
+                nll_true=(-true).tolist(), nll_wrong=(-wrong).tolist())
