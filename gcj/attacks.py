@@ -64,7 +64,7 @@ def _check(x, labels, num_classes=None):
         xs = np.asarray(x)
         if not np.all(np.isfinite(xs)) or xs.min(initial=0) < 0 or xs.max(initial=0) > 1:
             raise ValueError("images must be finite with pixels in [0, 1]")
-    return x.astype(jnp.float32), labels.astype(jnp.int32)
+    return x, labels.astype(jnp.int32)
 
 
 def _thresholds(thresholds, num_classes: int | None = None):
@@ -126,6 +126,21 @@ def is_success(ll, y, targeted: bool = False, thresholds=None):
 
 
 # ------------------------------------------------------------------------------ PGD and FGSM
+
+def loss_gradient(model, x, labels, key, *, loss: str = "margin", targeted: bool = False,
+                  thresholds=None) -> jax.Array:
+    """∇_x of the summed attack loss: the direction every white-box attack here ascends (for the
+    score family, through its ODE, divergence term included)."""
+    fn, params = as_function(model)
+    x, labels = _check(x, labels)
+    return _loss_gradient(fn, params, x, labels, key, _thresholds(thresholds), loss=loss,
+                          targeted=targeted)
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "loss", "targeted"))
+def _loss_gradient(fn, params, x, y, key, thresholds, *, loss, targeted):
+    return jax.grad(lambda v: attack_loss(fn(params, v, key), y, loss, targeted, thresholds).sum())(x)
+
 
 def _project(delta, eps, norm):
     if norm == "linf":
@@ -258,23 +273,24 @@ def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, t
     grad_fn = jax.grad(losses, has_aux=True)
 
     def cond(state):
-        step, _, _, _, since = state
-        return (step < max_steps) & jnp.any(since < patience)
+        return (state[0] < max_steps) & jnp.any(state[-1] < patience)
 
     def body(state):
-        step, w, opt_state, best, since = state
-        g, per = grad_fn(w, jax.random.fold_in(key, step))
-        active = since < patience
-        g = jnp.where(active[:, None, None, None], g, 0.0)
-        updates, new_opt_state = opt.update(g, opt_state, w)
-        w = jnp.where(active[:, None, None, None], optax.apply_updates(w, updates), w)
+        step, w, opt_state, best_w, best, since = state
+        g, per = grad_fn(w, jax.random.fold_in(key, step))  # the loss at w, before the update
         improved = jnp.isinf(best) | (per < best - 1e-4 * jnp.maximum(1.0, jnp.abs(best)))
+        active = since < patience
+        best_w = jnp.where((active & (per < best))[:, None, None, None], w, best_w)
+        best = jnp.where(active, jnp.minimum(per, best), best)
         since = jnp.where(active, jnp.where(improved, 0, since + 1), since)
-        return step + 1, w, new_opt_state, jnp.where(improved, per, best), since
+        g = jnp.where(active[:, None, None, None], g, 0.0)
+        updates, opt_state = opt.update(g, opt_state, w)
+        w = jnp.where(active[:, None, None, None], optax.apply_updates(w, updates), w)
+        return step + 1, w, opt_state, best_w, best, since
 
-    state = (0, w0, opt.init(w0), jnp.full((num,), jnp.inf), jnp.zeros((num,), jnp.int32))
-    _, w, _, _, _ = jax.lax.while_loop(cond, body, state)
-    xa = 0.5 * (jnp.tanh(w) + 1)
+    state = (0, w0, opt.init(w0), w0, jnp.full((num,), jnp.inf), jnp.zeros((num,), jnp.int32))
+    best_w = jax.lax.while_loop(cond, body, state)[3]
+    xa = 0.5 * (jnp.tanh(best_w) + 1)  # per example, the iterate of lowest loss
     ll = fn(params, xa, jax.random.fold_in(key, max_steps))
     return AttackResult(xa, is_success(ll, y, targeted, thresholds))
 
@@ -294,6 +310,7 @@ def cw_l2(model, x, labels, key, *, c: float = 10.0, kappa: float = 0.01, target
       (−log p(x'|j) above its rejection threshold T = −δ_j is penalised).
     ``kappa=float('inf')`` never stops pushing. An example stops after ``patience`` steps whose
     loss did not improve by a relative 1e-4; the loop ends when all stopped or at ``max_steps``.
+    Per example the iterate of lowest loss is returned.
     Success is judged with ``thresholds`` when given (fooled and accepted).
     """
     if detector_weight and detector_median is None:
