@@ -25,6 +25,7 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     ``max_images`` caps the sets scored besides the test set (the training scores of the rejection
     curve and typicality tests, each OOD set) by a seeded random subset, for families whose
     likelihood is expensive (the score family's ODE); the thresholds are those fitted at training."""
+    opts = options or robustness.Options()
     if max_images is not None and max_images < 2:
         raise ValueError(f"max_images must be at least 2, got {max_images}")
     unknown = set(suites) - set(SUITES)
@@ -32,8 +33,15 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
         raise ValueError(f"unknown suites {sorted(unknown)}; known: {', '.join(SUITES)}")
     if "ood" in suites and not ood_datasets:
         raise ValueError("the 'ood' suite needs at least one --ood_dataset (e.g. mnist5k)")
+    baseline = None
+    if "corruptions" in suites and opts.baseline_report:  # checked before any work
+        with open(opts.baseline_report) as f:
+            base = json.load(f)
+        if "corruptions" not in base:
+            raise ValueError(f"{opts.baseline_report} has no corruptions suite to compare with")
+        baseline = dict(base["corruptions"], name=f"{base['family']} on {base['dataset']} "
+                        f"({opts.baseline_report})")
     clf = classifier.load(workdir)
-    opts = options or robustness.Options()
     need_train = bool({"rejection", "ood", "adversarial"} & set(suites))  # thresholds and training scores
     if clf.thresholds is None and need_train:
         raise FileNotFoundError(f"{workdir} has no thresholds.json: training did not finish")
@@ -119,13 +127,6 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     if "corruptions" in suites:
         log("corruption suite:")
         n = opts.corruption_images or len(test.labels)
-        baseline = None
-        if opts.baseline_report:
-            with open(opts.baseline_report) as f:
-                base = json.load(f)
-            if "corruptions" not in base:
-                raise ValueError(f"{opts.baseline_report} has no corruptions suite to compare with")
-            baseline = dict(base["corruptions"], name=f"{base['family']} ({opts.baseline_report})")
         report["corruptions"] = robustness.corruption_suite(
             clf, ll_test[:n], test.labels[:n], jax.random.fold_in(key, 6), clf.thresholds or {},
             opts.corruption_source, opts.corruption_images, opts.corruptions or corruptions.NAMES,

@@ -268,6 +268,12 @@ def corrupted_test_set(cfg_data, name: str, severity: int, key, source: str = "a
     return data.Split(images, split.labels), used
 
 
+def _nanmean(values):
+    """Mean over the finite values (NaN: acc-left of a set with everything rejected); NaN if none."""
+    v = np.asarray(values, np.float64)
+    return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("nan")
+
+
 def _entropy(ll):
     logp = np.asarray(classifier.log_posterior(jnp.asarray(ll)), np.float64)
     return float(-(np.exp(logp) * logp).sum(1).mean())
@@ -310,7 +316,7 @@ def corruption_suite(clf, ll_clean: np.ndarray, clean_labels: np.ndarray, key, t
         rows = [sets[f"{n}_{sev}"] for n in names]
         out["per_severity"][str(sev)] = dict(
             accuracy=float(np.mean([r["accuracy"] for r in rows])),
-            **{k: dict(acc_left=float(np.nanmean([r[k]["acc_left"] for r in rows])),
+            **{k: dict(acc_left=_nanmean([r[k]["acc_left"] for r in rows]),
                        rejection_rate=float(np.mean([r[k]["rejection_rate"] for r in rows]))) for k in thr})
     out["per_corruption"] = {n: dict(
         accuracy=float(np.mean([sets[f"{n}_{s}"]["accuracy"] for s in corruptions.SEVERITIES])),

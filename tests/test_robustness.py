@@ -1,0 +1,159 @@
+"""The corruption generator, the robustness metrics on hand-made cases, and the suites end to end:
+through evaluate.py on a committed model, and on CIFAR-10 from TFDS mock data."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import gcj
+from conftest import smoke_config
+from gcj import corruptions, data, robustness
+from gcj.evaluate import evaluate, format_tables
+
+
+@pytest.fixture(scope="module")
+def images():
+    return data.load("digits", "test").images[:6]  # 8x8 real digits, uint8
+
+
+def rgb(n=3, size=32):
+    return np.asarray(jax.random.randint(jax.random.key(0), (n, size, size, 3), 40, 216)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", corruptions.NAMES)
+def test_every_corruption_is_deterministic_and_keeps_shape_and_dtype(name):
+    gray = data.load("fashion_mnist", "test").images[:3]
+    for x in (gray, rgb()):
+        a = corruptions.corrupt(x, name, 3, jax.random.key(1))
+        assert a.shape == x.shape and a.dtype == np.uint8
+        np.testing.assert_array_equal(a, corruptions.corrupt(x, name, 3, jax.random.key(1)))
+        # an image's corruption does not depend on the others
+        np.testing.assert_array_equal(a[:2], corruptions.corrupt(x[:2], name, 3, jax.random.key(1)))
+        assert np.any(a != x)
+
+
+def test_corruptions_are_what_they_say():
+    x = rgb(4)
+    xf = x.astype(np.float64) / 255
+    key = jax.random.key(2)
+    noisy = corruptions.corrupt(x, "gaussian_noise", 5, key).astype(np.float64) / 255
+    assert np.std(noisy - xf) == pytest.approx(0.10, rel=0.05)  # sigma of severity 5 (no clipping here)
+    assert not np.array_equal(noisy, corruptions.corrupt(x, "gaussian_noise", 5, jax.random.key(3)) / 255)
+    low = corruptions.corrupt(x, "contrast", 5, key).astype(np.float64) / 255  # (x - mean) * 0.15 + mean
+    np.testing.assert_allclose(low, np.round(255 * ((xf - xf.mean((1, 2), keepdims=True)) * 0.15
+                                                     + xf.mean((1, 2), keepdims=True))) / 255, atol=1e-9)
+    gray = np.full((1, 8, 8, 1), 100, np.uint8)  # HSV value + 0.3 on a gray image
+    assert np.all(corruptions.corrupt(gray, "brightness", 5, key) == round(100 + 0.3 * 255))
+    # impulse noise: salt or pepper on about `amount` of the values
+    sp = corruptions.corrupt(x, "impulse_noise", 5, key)
+    assert np.mean(sp != x) == pytest.approx(0.07, abs=0.02) and set(np.unique(sp[sp != x])) <= {0, 255}
+    # noise and blur grow with severity
+    for name in ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "zoom_blur", "contrast",
+                 "pixelate", "fog"):
+        change = [np.abs(corruptions.corrupt(x, name, s, key).astype(float) - x).mean() for s in (1, 3, 5)]
+        assert change[0] < change[1] < change[2], (name, change)
+
+
+def test_corruption_arguments_are_checked(images):
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corruptions.corrupt(images, "rain", 1, jax.random.key(0))
+    with pytest.raises(ValueError, match="severity"):
+        corruptions.corrupt(images, "fog", 6, jax.random.key(0))
+    with pytest.raises(ValueError, match="uint8"):
+        corruptions.corrupt(images / 255.0, "fog", 1, jax.random.key(0))
+
+
+def test_attack_metrics_on_a_hand_made_case():
+    # 4 attacked images of class 0; thresholds -5 for both classes
+    ll_clean = np.array([[0.0, -9.0]] * 4)
+    ll_adv = np.array([[0.0, -9.0],    # not fooled
+                       [-9.0, -1.0],   # fooled, accepted
+                       [-9.0, -7.0],   # fooled, rejected
+                       [-20.0, -6.0]])  # fooled, rejected
+    x = np.zeros((4, 2, 2, 1))
+    x_adv = x.copy()
+    x_adv[1, 0, 0, 0], x_adv[2, 0, 0, 0], x_adv[3] = 0.3, 0.4, 0.5
+    r = robustness.attack_metrics(ll_adv, ll_clean, x_adv, x, np.zeros(4, int), None, {"p1": np.array([-5.0, -5.0])})
+    assert r["success_rate"] == 0.75 and r["accuracy"] == 0.25
+    assert r["undetected_success_rate"]["p1"] == 0.25
+    assert r["detection_rate"]["p1"] == pytest.approx(2 / 3) and r["rejection_rate"]["p1"] == 0.5
+    assert r["mean_l2"] == pytest.approx((0.3 + 0.4 + 1.0) / 3) and r["mean_linf"] == pytest.approx(0.4)
+    assert r["wrong_class_confidence"] == pytest.approx(np.mean([1 / (1 + np.exp(-8)), 1 / (1 + np.exp(-2)),
+                                                                 1 / (1 + np.exp(-14))]))
+    assert r["auroc"] == pytest.approx(0.875)  # clean max 0 (x4) vs adversarial max 0, -1, -7, -6
+
+
+def test_mce_of_a_model_against_itself_is_one_and_scales_with_errors():
+    sets = {f"{n}_{s}": dict(accuracy=0.9 - 0.1 * s / 5) for n in corruptions.NAMES for s in corruptions.SEVERITIES}
+    base = dict(sets=sets, clean_accuracy=0.95)
+    assert robustness.mce(base, base)["mce"] == pytest.approx(1.0)
+    assert robustness.mce(base, base)["relative_mce"] == pytest.approx(1.0)
+    worse = dict(sets={k: dict(accuracy=1 - 2 * (1 - v["accuracy"])) for k, v in sets.items()}, clean_accuracy=0.9)
+    m = robustness.mce(worse, base)
+    assert m["mce"] == pytest.approx(2.0) and m["relative_mce"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="lacks"):
+        robustness.mce(base, dict(sets={}, clean_accuracy=0.9))
+
+
+def test_nll_gap():
+    ll = np.array([[-1.0, -3.0, -2.0], [-5.0, -1.0, -4.0]])
+    g = robustness.nll_gap(ll, np.array([0, 0]))
+    assert g["nll_true"] == [1.0, 5.0] and g["nll_wrong"] == [2.0, 1.0]
+    assert g["fraction_true_more_likely"] == 0.5 and g["median_gap"] == pytest.approx(-1.5)
+
+
+def test_suites_through_evaluate_on_a_committed_model(tmp_path):
+    out = tmp_path / "report.json"
+    # attacks sharing one compilation, the sanity checks' unbounded and black-box attacks; every
+    # attack itself is tested in test_attacks.py
+    opts = robustness.Options(attack_images=12, black_box_images=3, ls_rounds=3,
+                              attacks=("pgd_linf_4_margin", "pgd_linf_8_margin", "pgd_linf_unbounded",
+                                       "local_search"),
+                              corruptions=("gaussian_noise", "contrast"), corruption_images=40,
+                              interpolation_pairs=4)
+    report = evaluate("pretrained/glow_digits_base", ("clean", "adversarial", "corruptions", "interpolation",
+                                                      "nll_gap"), out=str(out), options=opts, log=lambda *_: None)
+    a = report["adversarial"]["attacks"]
+    assert set(a) == set(opts.attacks) and a["pgd_linf_unbounded"]["success_rate"] == 1.0
+    assert a["pgd_linf_8_margin"]["success_rate"] >= a["pgd_linf_4_margin"]["success_rate"] - 1e-9
+    assert a["local_search"]["num"] == 3 and all(len(r["undetected_success_rate"]) == 2 for r in a.values())
+    assert any("unbounded PGD success 100.0%" in s for s in report["adversarial"]["sanity"])
+    c = report["corruptions"]
+    assert len(c["sets"]) == 10 and c["source"] == ["generated"] and c["num_images"] == 40
+    assert robustness.mce(c, c)["mce"] == pytest.approx(1.0)
+    i = report["interpolation"]
+    assert i["num_pairs"] == 4 and np.asarray(i["log_px"]).shape == (4, 24)
+    assert report["nll_gap"]["fraction_true_more_likely"] == pytest.approx(report["clean"]["accuracy"])
+    assert json.loads(out.read_text())["corruptions"]["mean_accuracy"] == c["mean_accuracy"]
+    for png in ("adversarial_accuracy_vs_eps", "corruptions", "interpolation", "nll_gap"):
+        assert (tmp_path / f"{png}.png").exists()
+    text = format_tables(report)
+    assert "pgd_linf_unbounded" in text and "severity 5" in text and "interpolation (4 pairs)" in text
+    with pytest.raises(ValueError, match="unknown attacks"):
+        evaluate("pretrained/glow_digits_base", ("adversarial",), options=robustness.Options(attacks=("pgd",)))
+    with pytest.raises(ValueError, match="no corruptions suite"):
+        evaluate("pretrained/glow_digits_base", ("corruptions",),
+                 options=robustness.Options(baseline_report="pretrained/glow_digits_base/report/report.json"))
+
+
+def test_suites_on_cifar10_from_tfds_mock_data():
+    import tensorflow_datasets as tfds
+
+    cfg = smoke_config("glow_cifar10")
+    clf = gcj.create(cfg, jax.random.key(0))
+    thresholds = {"p1": np.full(10, -np.inf), "p2": np.full(10, -np.inf)}
+    with tfds.testing.mock_data(num_examples=6):
+        split, source = robustness.corrupted_test_set(cfg.data, "frost", 2, jax.random.key(0), "tfds")
+        assert source == "tfds" and split.images.shape == (6, 32, 32, 3)
+        test = data.load_dataset(cfg.data, "test")
+        ll = gcj.classifier.batched_log_likelihoods(clf, test.images, 6)
+        r = robustness.corruption_suite(clf, ll, test.labels, jax.random.key(1), thresholds,
+                                        source="tfds", names=("frost",), log=lambda *_: None)
+    assert r["source"] == ["tfds"] and set(r["sets"]) == {f"frost_{s}" for s in range(1, 6)}
+    test = data.Split(test.images, (ll.argmax(1)).astype(np.int32))  # every image "correct"
+    adv = robustness.adversarial_suite(clf, test, ll, jax.random.key(2), thresholds, 0.0, num_images=2,
+                                       only=("fgsm_linf_8",), log=lambda *_: None)
+    assert adv["attacks"]["fgsm_linf_8"]["num"] == 2
+    with pytest.raises(ValueError, match="cifar10 only"):
+        robustness.corrupted_test_set(smoke_config("glow_digits").data, "fog", 1, jax.random.key(0), "tfds")
