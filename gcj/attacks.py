@@ -100,7 +100,11 @@ def attack_loss(ll, y, kind: str = "margin", targeted: bool = False, thresholds=
     l_y = _take(ll, y)
     other, j = _best_other(ll, y)
     if kind == "ce":
-        ce = -_take(jax.nn.log_softmax(ll, axis=1), y)
+        # -log softmax(l)_y written as softplus(logsumexp_{j != y}(l_j - l_y)): the same value, but
+        # its float32 gradient keeps the -∇l_y part that 1 - p_y = 0 (rounded) drops when the
+        # posterior saturates (jax.nn.log_softmax's gradient is then ∇l_j alone, or exactly 0)
+        rest = jnp.where(jax.nn.one_hot(y, ll.shape[1], dtype=bool), -jnp.inf, ll - l_y[:, None])
+        ce = jax.nn.softplus(jax.nn.logsumexp(rest, axis=1))
         return -ce if targeted else ce
     if kind == "margin":
         return l_y - other if targeted else other - l_y

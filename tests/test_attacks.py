@@ -237,3 +237,14 @@ def test_attack_gradient_through_the_ode_matches_finite_differences(x64):
         e = jnp.zeros_like(x).at[:, 0, i, 0].set(h)
         fd = (loss(x + e) - loss(x - e)) / (2 * h)
         np.testing.assert_allclose(g[:, 0, i, 0], fd, rtol=1e-4, atol=1e-5)
+
+
+def test_cross_entropy_is_the_posterior_and_its_gradient_keeps_the_true_class(x64):
+    ll = jax.random.normal(jax.random.key(12), (50, 4), jnp.float64) * 30
+    y = jax.random.randint(jax.random.key(13), (50,), 0, 4)
+    np.testing.assert_allclose(attacks.attack_loss(ll, y, "ce"),
+                               -jnp.take_along_axis(jax.nn.log_softmax(ll), y[:, None], 1)[:, 0], rtol=1e-10, atol=1e-12)
+    # saturated in float32 (gap 40 nats): the gradient is along l_j - l_y, not l_j alone
+    ll32 = jnp.array([[0.0, -40.0, -300.0]], jnp.float32)
+    g = jax.grad(lambda v: attacks.attack_loss(v, jnp.array([0]), "ce").sum())(ll32)
+    assert float(g[0, 0]) < 0 < float(g[0, 1]) and float(g[0, 0]) == pytest.approx(-float(g[0, 1]), rel=1e-6)
