@@ -14,6 +14,8 @@ flags.DEFINE_string("ood_split", "test", "Split of the OOD datasets ('all' for m
 flags.DEFINE_string("data_dir", None, "Directory of IDX / CIFAR-10 binary / TFDS data for OOD sets.")
 flags.DEFINE_integer("max_images", None, "Score at most this many training / OOD images (a seeded "
                      "random subset; the test set is always whole). For expensive likelihoods.")
+flags.DEFINE_integer("max_test_images", None, "Use a seeded random subset of this many test images "
+                     "(default: all). For expensive likelihoods.")
 flags.DEFINE_string("out", None, "JSON report path; PNG plots are written beside it.")
 _O = Options()
 flags.DEFINE_integer("attack_images", _O.attack_images, "adversarial: correctly classified test images attacked.")
@@ -40,7 +42,7 @@ def main(argv):
                       f.boundary_steps, f.ls_rounds, f.corruption_source, f.corruption_images,
                       tuple(f.corruptions), f.baseline_report, f.interpolation_pairs)
     report = evaluate(f.workdir, f.suites, f.ood_dataset, f.out, f.ood_split, f.data_dir,
-                      max_images=f.max_images, options=options)
+                      max_images=f.max_images, options=options, max_test_images=f.max_test_images)
     print(format_tables(report))
     if f.out:
         print(f"report: {f.out}")

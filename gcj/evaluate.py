@@ -19,15 +19,16 @@ CURVE_PERCENTILES = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0)
 def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | None = None,
              ood_split: str = "test", data_dir: str | None = None, plots: bool = True,
              max_images: int | None = None, options: robustness.Options | None = None,
-             log=print) -> dict:
+             log=print, max_test_images: int | None = None) -> dict:
     """Runs ``suites`` on a train.py workdir; writes ``out`` (JSON) and PNG plots beside it.
 
     ``max_images`` caps the sets scored besides the test set (the training scores of the rejection
     curve and typicality tests, each OOD set) by a seeded random subset, for families whose
     likelihood is expensive (the score family's ODE); the thresholds are those fitted at training."""
     opts = options or robustness.Options()
-    if max_images is not None and max_images < 2:
-        raise ValueError(f"max_images must be at least 2, got {max_images}")
+    for name, v in (("max_images", max_images), ("max_test_images", max_test_images)):
+        if v is not None and v < 2:
+            raise ValueError(f"{name} must be at least 2, got {v}")
     unknown = set(suites) - set(SUITES)
     if unknown:
         raise ValueError(f"unknown suites {sorted(unknown)}; known: {', '.join(SUITES)}")
@@ -48,7 +49,7 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     cfg = clf.config
     bs = cfg.eval_batch_size
     key = jax.random.key(cfg.seed)
-    test = data.load_dataset(cfg.data, "test")
+    test = _subset(data.load_dataset(cfg.data, "test"), max_test_images, jax.random.fold_in(key, 8))
     ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, jax.random.fold_in(key, 0))
     if need_train:
         train = _subset(data.load_train_val(cfg)[0], max_images, jax.random.fold_in(key, 3))
