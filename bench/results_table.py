@@ -128,7 +128,7 @@ ROBUSTNESS = {
     "8×8 digits (200 attacked test images, 20 black-box; all 360 test images corrupted)": [
         "glow_digits_base", "glow_digits_reweighted", "glow_digits_split", "ibinn_digits_beta1",
         "ibinn_digits_beta4", "ibinn_digits_beta16", "ibinn_digits_betainf"],
-    "Fashion-MNIST (100 attacked test images, 10 black-box; first 500 test images corrupted)": [
+    "Fashion-MNIST (50 attacked test images, 5 black-box; first 300 test images corrupted)": [
         "disc_fashion_mnist", "sdim_fashion_mnist", "sdim_logit_fashion_mnist",
         "ibinn_fashion_mnist_beta1", "ibinn_fashion_mnist_betainf"],
 }

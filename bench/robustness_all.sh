@@ -3,7 +3,8 @@
 # pretrained model and writes pretrained/<name>/report/robustness.{json,txt} (+ plots beside them).
 # Same attacks and budgets for every model; sizes per dataset (2 CPU cores):
 #   8x8 digits: 200 attacked images (20 black-box), CW 300 steps, all 360 test images corrupted;
-#   Fashion-MNIST: 100 attacked images (10 black-box), CW 200 steps, 500 test images corrupted.
+#   Fashion-MNIST: 50 attacked images (5 black-box), CW 100 steps, boundary 300 steps,
+#   LocalSearch 50 rounds, the first 300 test images corrupted, 20 interpolation pairs.
 # Not sbgc_digits: its ODE likelihood of the 360 clean test images alone takes ~1 h here (README).
 #   nohup bash bench/robustness_all.sh > workdirs/robustness.log 2>&1 &
 set -euo pipefail
@@ -22,6 +23,7 @@ DIGITS=${DIGITS:-"glow_digits_base glow_digits_reweighted glow_digits_split ibin
 FASHION=${FASHION:-"disc_fashion_mnist sdim_fashion_mnist sdim_logit_fashion_mnist ibinn_fashion_mnist_beta1 ibinn_fashion_mnist_betainf"}
 for m in $DIGITS; do run $m --corruption_images 360; done
 for m in $FASHION; do
-  run $m --attack_images 100 --black_box_images 10 --cw_steps 200 --boundary_steps 500 --corruption_images 500 --interpolation_pairs 30
+  run $m --attack_images 50 --black_box_images 5 --cw_steps 100 --boundary_steps 300 --ls_rounds 50 \
+    --corruption_images 300 --interpolation_pairs 20
 done
 echo "done $(date +%T)"

@@ -185,23 +185,21 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
             raise ValueError(f"unknown attacks {sorted(unknown)}; known: {', '.join(s.name for s in specs)}")
         specs = [s for s in specs if s.name in only]
     k_sel, k_tgt, k_att = jax.random.split(key, 3)
-    ll_all = ll_test
     order = np.asarray(jax.random.permutation(k_sel, len(test.labels)))
-    correct = ll_all.argmax(1) == test.labels
+    correct = ll_test.argmax(1) == test.labels
     idx = order[correct[order]][:num_images]
     x = data.to_float(test.images[idx])
     labels = test.labels[idx]
     c = clf.num_classes
     targets = (labels + np.asarray(jax.random.randint(k_tgt, labels.shape, 1, c))) % c
     thr = {k: np.asarray(v) for k, v in thresholds.items() if k in ("p1", "p2")}
-    accepted_ok = correct & ~rejection.reject(ll_all, thr["p1"]) if "p1" in thr else correct
     starts = None
     if any(s.kind == "boundary" for s in specs):
         # per target class, the test image of it that is classified as it and accepted (p1) with
         # the largest margin above its threshold: the boundary attack's start
         p1 = thr.get("p1", np.full(c, -np.inf))
-        margin = np.where(accepted_ok & (ll_all.argmax(1) == test.labels),
-                          ll_all[np.arange(len(test.labels)), test.labels] - p1[test.labels], -np.inf)
+        margin = np.where(correct, ll_test[np.arange(len(test.labels)), test.labels] - p1[test.labels], -np.inf)
+        margin = np.where(margin >= 0, margin, -np.inf)  # accepted
         best = np.array([np.argmax(np.where(test.labels == t, margin, -np.inf)) for t in range(c)])
         if not np.all(np.isfinite(margin[best])):
             raise ValueError("the boundary attack needs an accepted, correctly classified test image of "
@@ -220,7 +218,7 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
                for i in range(0, len(ys), batch_size)]
         x_adv = np.concatenate([np.asarray(a.x) for a in adv])
         ll_adv = classifier.batched_log_likelihoods(clf, x_adv, batch_size, jax.random.fold_in(k, 1))
-        ll_clean = ll_all[idx[:n]]
+        ll_clean = ll_test[idx[:n]]
         r = attack_metrics(ll_adv, ll_clean, x_adv, np.asarray(xs), ys,
                            ts if spec.targeted or spec.kind == "boundary" else None, thr)
         r["seconds"] = time.time() - t0

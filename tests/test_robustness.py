@@ -132,6 +132,8 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path):
     assert "pgd_linf_unbounded" in text and "severity 5" in text and "interpolation (4 pairs)" in text
     with pytest.raises(ValueError, match="unknown attacks"):
         evaluate("pretrained/glow_digits_base", ("adversarial",), options=robustness.Options(attacks=("pgd",)))
+    with pytest.raises(ValueError, match="max_test_images"):
+        evaluate("pretrained/glow_digits_base", ("clean",), max_test_images=1)
     with pytest.raises(ValueError, match="no corruptions suite"):
         evaluate("pretrained/glow_digits_base", ("corruptions",),
                  options=robustness.Options(baseline_report="pretrained/glow_digits_base/report/report.json"))
