@@ -125,7 +125,7 @@ def fashion_ood():
 
 
 ROBUSTNESS = {
-    "8×8 digits (200 attacked test images, 20 black-box; all 360 test images corrupted)": [
+    "8×8 digits (100 attacked test images, 10 black-box; all 360 test images corrupted)": [
         "glow_digits_base", "glow_digits_reweighted", "glow_digits_split", "ibinn_digits_beta1",
         "ibinn_digits_beta4", "ibinn_digits_beta16", "ibinn_digits_betainf"],
     "Fashion-MNIST (50 attacked test images, 5 black-box; first 300 test images corrupted)": [

@@ -2,7 +2,7 @@
 # Runs the robustness suites (adversarial, corruptions, interpolation, nll_gap) on every committed
 # pretrained model and writes pretrained/<name>/report/robustness.{json,txt} (+ plots beside them).
 # Same attacks and budgets for every model; sizes per dataset (2 CPU cores):
-#   8x8 digits: 200 attacked images (20 black-box), CW 300 steps, all 360 test images corrupted;
+#   8x8 digits: 100 attacked images (10 black-box), CW 300 steps, all 360 test images corrupted;
 #   Fashion-MNIST: 50 attacked images (5 black-box), CW 100 steps, boundary 300 steps,
 #   LocalSearch 50 rounds, the first 300 test images corrupted, 20 interpolation pairs.
 # Not sbgc_digits: its ODE likelihood of the 360 clean test images alone takes ~1 h here (README).
@@ -21,7 +21,7 @@ run() {  # name, extra flags...
 }
 DIGITS=${DIGITS:-"glow_digits_base glow_digits_reweighted glow_digits_split ibinn_digits_beta1 ibinn_digits_beta4 ibinn_digits_beta16 ibinn_digits_betainf"}
 FASHION=${FASHION:-"disc_fashion_mnist sdim_fashion_mnist sdim_logit_fashion_mnist ibinn_fashion_mnist_beta1 ibinn_fashion_mnist_betainf"}
-for m in $DIGITS; do run $m --corruption_images 360; done
+for m in $DIGITS; do run $m --attack_images 100 --black_box_images 10 --corruption_images 360; done
 for m in $FASHION; do
   run $m --attack_images 50 --black_box_images 5 --cw_steps 100 --boundary_steps 300 --ls_rounds 50 \
     --corruption_images 300 --interpolation_pairs 20
