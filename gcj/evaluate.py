@@ -289,7 +289,8 @@ def _plot_eps_curve(path, results, clean_acc):
             ax.plot([0] + eps, [100] + acc, "o-", label=f"PGD L∞ ({loss})")
     ax.set_xlabel("eps [/255]")
     ax.set_ylabel("accuracy on attacked images [%]")
-    ax.legend()
+    if ax.lines:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
