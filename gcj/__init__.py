@@ -2,10 +2,11 @@
 
 Public API: ``load``, ``create``, ``Classifier``, ``log_posterior``, ``log_marginal``, and the
 modules ``data``, ``rejection``, ``metrics`` (written once against the contract) and
-``diffusion`` (SDEs and probability-flow ODE likelihoods for any score function).
+``diffusion`` (SDEs and probability-flow ODE likelihoods for any score function), ``attacks``,
+``corruptions`` and ``robustness`` (the robustness suites).
 """
-from gcj import data, diffusion, metrics, rejection
+from gcj import attacks, corruptions, data, diffusion, metrics, rejection, robustness
 from gcj.classifier import Classifier, check_images, create, load, log_marginal, log_posterior
 
 __all__ = ["Classifier", "check_images", "create", "load", "log_marginal", "log_posterior", "data",
-           "diffusion", "metrics", "rejection"]
+           "attacks", "corruptions", "diffusion", "metrics", "rejection", "robustness"]
