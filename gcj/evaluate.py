@@ -3,6 +3,7 @@ same way, from its ``[N, C]`` class log-likelihoods only."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -228,120 +229,100 @@ def format_tables(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
+@contextlib.contextmanager
+def _figure(path, *grid, figsize):
+    """The axes of a new figure, laid out, saved to ``path`` (PNG) and closed on exit."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    return plt
+    fig, axes = plt.subplots(*grid, figsize=figsize)
+    try:
+        yield axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def _plot_histograms(path, ll_in, ll_out, in_name, out_name):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    lo, hi = np.percentile(np.r_[ll_in, ll_out], [0.5, 99.9])
-    bins = np.linspace(lo, hi, 60)
-    ax.hist(ll_in, bins, alpha=0.6, density=True, label=f"{in_name} (in)")
-    ax.hist(ll_out, bins, alpha=0.6, density=True, label=f"{out_name} (out)")
-    ax.set_xlabel("max_y log p(x|y) [nats]")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with _figure(path, figsize=(5, 3.5)) as ax:
+        lo, hi = np.percentile(np.r_[ll_in, ll_out], [0.5, 99.9])
+        bins = np.linspace(lo, hi, 60)
+        ax.hist(ll_in, bins, alpha=0.6, density=True, label=f"{in_name} (in)")
+        ax.hist(ll_out, bins, alpha=0.6, density=True, label=f"{out_name} (out)")
+        ax.set_xlabel("max_y log p(x|y) [nats]")
+        ax.legend()
 
 
 def _plot_reliability(path, probs, labels):
-    plt = _pyplot()
     count, conf, acc = metrics.calibration_bins(probs.max(1), probs.argmax(1) == labels)
     centers = (np.arange(15) + 0.5) / 15
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.bar(centers[count > 0], acc[count > 0], width=1 / 15, edgecolor="k", alpha=0.7, label="accuracy")
-    ax.plot([0, 1], [0, 1], "k--", lw=1)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with _figure(path, figsize=(4, 4)) as ax:
+        ax.bar(centers[count > 0], acc[count > 0], width=1 / 15, edgecolor="k", alpha=0.7, label="accuracy")
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.legend()
 
 
 def _plot_rejection_curve(path, curve):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    ax.plot([100 * c["rejection_rate"] for c in curve], [100 * c["acc_left"] for c in curve], "o-")
-    for c in curve:
-        ax.annotate(f"{c['percentile']:g}", (100 * c["rejection_rate"], 100 * c["acc_left"]), fontsize=7)
-    ax.set_xlabel("rejected test images [%]")
-    ax.set_ylabel("accuracy on accepted [%]")
-    ax.set_title("threshold percentile annotated")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with _figure(path, figsize=(4.5, 3.5)) as ax:
+        ax.plot([100 * c["rejection_rate"] for c in curve], [100 * c["acc_left"] for c in curve], "o-")
+        for c in curve:
+            ax.annotate(f"{c['percentile']:g}", (100 * c["rejection_rate"], 100 * c["acc_left"]), fontsize=7)
+        ax.set_xlabel("rejected test images [%]")
+        ax.set_ylabel("accuracy on accepted [%]")
+        ax.set_title("threshold percentile annotated")
 
 
 def _plot_eps_curve(path, results, clean_acc):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    for loss in ("ce", "margin"):
-        eps = [e for e in robustness.LINF_EPS if f"pgd_linf_{e}_{loss}" in results]
-        if eps:
-            acc = [100 * results[f"pgd_linf_{e}_{loss}"]["accuracy"] for e in eps]
-            # attacked images were correct: accuracy at eps 0 is 100% of them
-            ax.plot([0] + eps, [100] + acc, "o-", label=f"PGD L∞ ({loss})")
-    ax.set_xlabel("eps [/255]")
-    ax.set_ylabel("accuracy on attacked images [%]")
-    if ax.lines:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with _figure(path, figsize=(4.5, 3.5)) as ax:
+        for loss in ("ce", "margin"):
+            eps = [e for e in robustness.LINF_EPS if f"pgd_linf_{e}_{loss}" in results]
+            if eps:
+                acc = [100 * results[f"pgd_linf_{e}_{loss}"]["accuracy"] for e in eps]
+                # attacked images were correct: accuracy at eps 0 is 100% of them
+                ax.plot([0] + eps, [100] + acc, "o-", label=f"PGD L∞ ({loss})")
+        ax.set_xlabel("eps [/255]")
+        ax.set_ylabel("accuracy on attacked images [%]")
+        if ax.lines:
+            ax.legend()
 
 
 def _plot_corruptions(path, c):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    sev = sorted(c["per_severity"], key=int)
-    ax.plot([0] + [int(s) for s in sev], [100 * c["clean_accuracy"]] +
-            [100 * c["per_severity"][s]["accuracy"] for s in sev], "o-", label="accuracy")
-    for k in ("p1", "p2"):
-        if k in c["per_severity"][sev[0]]:
-            ax.plot([int(s) for s in sev], [100 * c["per_severity"][s][k]["acc_left"] for s in sev], "s--",
-                    label=f"acc-left ({k})")
-    ax.set_xlabel("severity (0 = clean)")
-    ax.set_ylabel("[%]")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with _figure(path, figsize=(5, 3.5)) as ax:
+        sev = sorted(c["per_severity"], key=int)
+        ax.plot([0] + [int(s) for s in sev], [100 * c["clean_accuracy"]] +
+                [100 * c["per_severity"][s]["accuracy"] for s in sev], "o-", label="accuracy")
+        for k in ("p1", "p2"):
+            if k in c["per_severity"][sev[0]]:
+                ax.plot([int(s) for s in sev], [100 * c["per_severity"][s][k]["acc_left"] for s in sev], "s--",
+                        label=f"acc-left ({k})")
+        ax.set_xlabel("severity (0 = clean)")
+        ax.set_ylabel("[%]")
+        ax.legend()
 
 
 def _plot_interpolation(path, i):
-    plt = _pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.5))
-    t, lp = np.asarray(i["t"]), np.asarray(i["log_px"])
-    for row in lp[:10]:
-        a1.plot(t, row, lw=0.8)
-    a1.plot(t, np.median(lp, 0), "k", lw=2, label="median")
-    a1.set_xlabel("t  (x = t x_A + (1 - t) x_B)")
-    a1.set_ylabel("log p(x) [nats]")
-    a1.legend()
-    a2.plot(t, np.mean(i["posterior_a"], 0), label="p(y_A|x)")
-    a2.plot(t, np.mean(i["posterior_b"], 0), label="p(y_B|x)")
-    a2.set_xlabel("t")
-    a2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with _figure(path, 1, 2, figsize=(8, 3.5)) as (a1, a2):
+        t, lp = np.asarray(i["t"]), np.asarray(i["log_px"])
+        for row in lp[:10]:
+            a1.plot(t, row, lw=0.8)
+        a1.plot(t, np.median(lp, 0), "k", lw=2, label="median")
+        a1.set_xlabel("t  (x = t x_A + (1 - t) x_B)")
+        a1.set_ylabel("log p(x) [nats]")
+        a1.legend()
+        a2.plot(t, np.mean(i["posterior_a"], 0), label="p(y_A|x)")
+        a2.plot(t, np.mean(i["posterior_b"], 0), label="p(y_B|x)")
+        a2.set_xlabel("t")
+        a2.legend()
 
 
 def _plot_nll_gap(path, g):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4, 4))
-    a, b = np.asarray(g["nll_true"]), np.asarray(g["nll_wrong"])
-    ax.scatter(a, b, s=3, alpha=0.5)
-    lo, hi = np.percentile(np.r_[a, b], [0.5, 99.5])
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-    ax.set_xlabel("-log p(x|y_true) [nats]")
-    ax.set_ylabel("-log p(x|most likely wrong y) [nats]")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with _figure(path, figsize=(4, 4)) as ax:
+        a, b = np.asarray(g["nll_true"]), np.asarray(g["nll_wrong"])
+        ax.scatter(a, b, s=3, alpha=0.5)
+        lo, hi = np.percentile(np.r_[a, b], [0.5, 99.5])
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_xlabel("-log p(x|y_true) [nats]")
+        ax.set_ylabel("-log p(x|most likely wrong y) [nats]")
