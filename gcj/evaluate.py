@@ -35,6 +35,10 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
         raise ValueError(f"unknown suites {sorted(unknown)}; known: {', '.join(SUITES)}")
     if "ood" in suites and not ood_datasets:
         raise ValueError("the 'ood' suite needs at least one --ood_dataset (e.g. mnist5k)")
+    if "corruptions" in suites and max_test_images is not None:
+        # the corrupted sets are the first test images, not the random subset
+        raise ValueError("the corruptions suite uses the first --corruption_images test images; "
+                         "it cannot be combined with max_test_images")
     baseline = None
     if "corruptions" in suites and opts.baseline_report:  # checked before any work
         with open(opts.baseline_report) as f:
@@ -123,8 +127,7 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
         report["adversarial"]["median_train_log_marginal"] = median_log_q
         if plots and plot_dir:
             _plot_eps_curve(os.path.join(plot_dir, "adversarial_accuracy_vs_eps.png"),
-                            report["adversarial"]["attacks"], report["clean"]["accuracy"]
-                            if "clean" in report else None)
+                            report["adversarial"]["attacks"])
 
     if "corruptions" in suites:
         log("corruption suite:")
@@ -275,7 +278,7 @@ def _plot_rejection_curve(path, curve):
         ax.set_title("threshold percentile annotated")
 
 
-def _plot_eps_curve(path, results, clean_acc):
+def _plot_eps_curve(path, results):
     with _figure(path, figsize=(4.5, 3.5)) as ax:
         for loss in ("ce", "margin"):
             eps = [e for e in robustness.LINF_EPS if f"pgd_linf_{e}_{loss}" in results]

@@ -134,6 +134,8 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path):
         evaluate("pretrained/glow_digits_base", ("adversarial",), options=robustness.Options(attacks=("pgd",)))
     with pytest.raises(ValueError, match="max_test_images"):
         evaluate("pretrained/glow_digits_base", ("clean",), max_test_images=1)
+    with pytest.raises(ValueError, match="cannot be combined with max_test_images"):
+        evaluate("pretrained/glow_digits_base", ("corruptions",), max_test_images=10)
     with pytest.raises(ValueError, match="no corruptions suite"):
         evaluate("pretrained/glow_digits_base", ("corruptions",),
                  options=robustness.Options(baseline_report="pretrained/glow_digits_base/report/report.json"))
