@@ -4,6 +4,7 @@ python evaluate.py --workdir <dir> --suites clean,adversarial,corruptions,interp
 """
 from absl import app, flags, logging
 
+from gcj import cli
 from gcj.evaluate import DEFAULT_SUITES, SUITES, evaluate, format_tables
 from gcj.robustness import Options
 
@@ -49,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -2,6 +2,7 @@
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from gcj import cli
 from gcj.train import train_and_evaluate
 
 config_flags.DEFINE_config_file("config", None, "Python config file (configs/<name>.py[:smoke]).",
@@ -18,4 +19,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

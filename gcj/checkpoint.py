@@ -1,11 +1,19 @@
 """Orbax checkpoints in ``<workdir>/checkpoints``: the model variables and the optimizer state are
-separate items, so a classifier can be restored without knowing the optimizer."""
+separate items, so a classifier can be restored without knowing the optimizer.
+
+The manager keeps the two latest steps; when the newest cannot be read (a disk filled or a file
+overwritten), ``restore_latest`` falls back to the newest readable one with a warning naming both."""
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import orbax.checkpoint as ocp
+
+
+class UnreadableCheckpointError(ValueError):
+    """No checkpoint of a workdir (or not the one asked for) can be read."""
 
 
 def manager(workdir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
@@ -29,15 +37,50 @@ def restore(mgr: ocp.CheckpointManager, step: int, variables_target, train_targe
     try:
         out = mgr.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # orbax raises many types for corrupt or mismatched files
-        raise ValueError(f"unreadable checkpoint at step {step} in {mgr.directory}: "
-                         f"{type(e).__name__}: {e}") from e
+        raise UnreadableCheckpointError(f"unreadable checkpoint at step {step} in {mgr.directory}: "
+                                        f"{type(e).__name__}: {e}") from e
     return out["variables"], out.get("train") if train_target is not None else None
 
 
+def restore_latest(mgr: ocp.CheckpointManager, variables_target, train_target=None):
+    """``(step, variables, train_state)`` of the newest readable checkpoint, or None if there is
+    none at all. An unreadable newer one is skipped with a warning naming both steps; if none can
+    be read, ``UnreadableCheckpointError`` says so for each."""
+    errors = []
+    for step in sorted(mgr.all_steps(), reverse=True):
+        try:
+            variables, train = restore(mgr, step, variables_target, train_target)
+        except UnreadableCheckpointError as e:
+            errors.append(e)
+            continue
+        if errors:
+            warnings.warn(f"the newest checkpoint (step {max(mgr.all_steps())}) in {mgr.directory} "
+                          f"is unreadable; using step {step} instead ({errors[0]})", stacklevel=2)
+        return step, variables, train
+    if errors:
+        raise UnreadableCheckpointError("no readable checkpoint: " + "; ".join(map(str, errors)))
+    return None
+
+
+def set_aside(mgr: ocp.CheckpointManager, after_step: int) -> list[str]:
+    """Renames the checkpoints newer than ``after_step`` (unreadable ones a resumed run would
+    otherwise collide with) to ``<step>.unreadable``; returns the new paths."""
+    moved = []
+    for step in sorted(s for s in mgr.all_steps() if s > after_step):
+        src = os.path.join(str(mgr.directory), str(step))
+        os.replace(src, src + ".unreadable")
+        moved.append(src + ".unreadable")
+    if moved:
+        mgr.reload()
+    return moved
+
+
 def restore_variables(workdir: str, target, step: int | None = None):
-    """The model variables of ``step`` (default: latest) in a workdir."""
+    """The model variables of ``step`` (default: the newest readable one) in a workdir."""
     mgr = manager(workdir)
-    step = mgr.latest_step() if step is None else step
-    if step is None:
+    if step is not None:
+        return restore(mgr, step, target)[0]
+    latest = restore_latest(mgr, target)
+    if latest is None:
         raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
-    return restore(mgr, step, target)[0]
+    return latest[1]

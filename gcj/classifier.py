@@ -35,7 +35,9 @@ def check_images(x, image_shape: tuple[int, int, int]) -> None:
 
     Values (NaN, range) are checked only for concrete arrays; under ``jit`` only shape and dtype.
     """
-    shape, dtype = np.shape(x), getattr(x, "dtype", np.asarray(x).dtype)
+    if not isinstance(x, (jax.Array, np.ndarray)):  # lists, scalars; tracers are jax.Arrays
+        x = np.asarray(x)
+    shape, dtype = x.shape, x.dtype
     if len(shape) != 4:
         raise ValueError(f"images must have rank 4 [B, H, W, C], got shape {shape}")
     if tuple(shape[1:]) != tuple(image_shape):
@@ -43,7 +45,7 @@ def check_images(x, image_shape: tuple[int, int, int]) -> None:
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"images must be floating point with pixels in [0, 1], got dtype {dtype}"
                          + (" (divide uint8 images by 255)" if dtype == np.uint8 else ""))
-    if isinstance(x, jax.core.Tracer):
+    if _traced(x):
         return
     x = np.asarray(x)
     if not np.all(np.isfinite(x)):
@@ -51,6 +53,11 @@ def check_images(x, image_shape: tuple[int, int, int]) -> None:
     lo, hi = float(x.min(initial=0.0)), float(x.max(initial=0.0))
     if lo < 0.0 or hi > 1.0:
         raise ValueError(f"pixels must be in [0, 1], got range [{lo:g}, {hi:g}]")
+
+
+def _traced(x) -> bool:
+    """True inside ``jit`` / ``grad`` / ``vmap``, where values cannot be checked (only shapes)."""
+    return isinstance(x, jax.core.Tracer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +107,7 @@ class Classifier:
     def inverse(self, z) -> jax.Array:
         """The images of latents ``z`` ``[B, D]`` (the inverse of ``forward``, unclipped)."""
         z = jnp.asarray(z, jnp.float32)
-        if z.ndim != 2 or not np.all(np.isfinite(z)):
+        if z.ndim != 2 or not (_traced(z) or np.all(np.isfinite(z))):
             raise ValueError(f"latents must be finite [B, D], got shape {z.shape}")
         return _flow_method(self._flow_module(), "inverse")(self.params, z)
 
@@ -108,7 +115,8 @@ class Classifier:
         """x ~ p(x|y) for integer ``labels`` ``[B]``, clipped to [0, 1]."""
         labels = jnp.asarray(labels)
         if labels.ndim != 1 or not jnp.issubdtype(labels.dtype, jnp.integer) or (
-                labels.size and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes):
+                labels.size and not _traced(labels)
+                and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes):
             raise ValueError(f"labels must be integers in [0, {self.num_classes}) of shape [B]")
         return _flow_method(self._flow_module(), "sample")(self.params, labels, key)
 
@@ -236,7 +244,9 @@ def init_variables(config: ml_collections.ConfigDict, key: jax.Array, base_fn=No
     labels = jnp.zeros((x.shape[0],), jnp.int32)
     # Through ``losses`` so that training-only parts (SDIM's MI critic) are created too.
     rngs = dict(params=key, noise=key, dropout=key)
-    return build_module(config, base_fn).init(rngs, x, labels, train=False, method="losses")
+    # jitted: one compilation instead of hundreds of op-by-op dispatches (seconds on CPU)
+    init = functools.partial(build_module(config, base_fn).init, train=False, method="losses")
+    return jax.jit(init)(rngs, x, labels)
 
 
 def create(config: ml_collections.ConfigDict, key: jax.Array, base_fn=None) -> Classifier:

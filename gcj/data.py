@@ -134,10 +134,15 @@ def _digits(split: str) -> Split:
     return Split(images[idx], d.target[idx].astype(np.int32))
 
 
-def load(name: str, split: str, data_dir: str | None = None) -> Split:
-    """Loads ``split`` ('train', 'test'; 'all' for mnist5k/digits) of dataset ``name``."""
+def check_name(name: str) -> None:
+    """Raises ``ValueError`` unless ``name`` is a dataset gcj knows."""
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+
+
+def load(name: str, split: str, data_dir: str | None = None) -> Split:
+    """Loads ``split`` ('train', 'test'; 'all' for mnist5k/digits) of dataset ``name``."""
+    check_name(name)
     if split not in ("train", "test", "all"):
         raise ValueError(f"unknown split {split!r}; use 'train', 'test' or 'all'")
     if name == "mnist5k":

@@ -10,7 +10,7 @@ import os
 import jax
 import numpy as np
 
-from gcj import classifier, corruptions, data, diffusion, metrics, rejection, robustness
+from gcj import classifier, corruptions, data, diffusion, metrics, rejection, robustness, stopwatch
 
 DEFAULT_SUITES = ("clean", "rejection", "ood", "calibration")
 SUITES = DEFAULT_SUITES + ("adversarial", "corruptions", "interpolation", "nll_gap")
@@ -26,6 +26,8 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     ``max_images`` caps the sets scored besides the test set (the training scores of the rejection
     curve and typicality tests, each OOD set) by a seeded random subset, for families whose
     likelihood is expensive (the score family's ODE); the thresholds are those fitted at training."""
+    classifier.read_config(workdir)  # a missing workdir is the first thing to say
+    clock = stopwatch.Stopwatch()
     opts = options or robustness.Options()
     for name, v in (("max_images", max_images), ("max_test_images", max_test_images)):
         if v is not None and v < 2:
@@ -35,6 +37,8 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
         raise ValueError(f"unknown suites {sorted(unknown)}; known: {', '.join(SUITES)}")
     if "ood" in suites and not ood_datasets:
         raise ValueError("the 'ood' suite needs at least one --ood_dataset (e.g. mnist5k)")
+    for name in ood_datasets:
+        data.check_name(name)
     if "corruptions" in suites and max_test_images is not None:
         # the corrupted sets are the first test images, not the random subset
         raise ValueError("the corruptions suite uses the first --corruption_images test images; "
@@ -53,15 +57,20 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
         raise FileNotFoundError(f"{workdir} has no thresholds.json: training did not finish")
     cfg = clf.config
     bs = cfg.eval_batch_size
+    clock.lap("load")
     key = jax.random.key(cfg.seed)
     test = _subset(data.load_dataset(cfg.data, "test"), max_test_images, jax.random.fold_in(key, 8))
     ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, jax.random.fold_in(key, 0))
     if need_train:
         train = _subset(data.load_train_val(cfg)[0], max_images, jax.random.fold_in(key, 3))
         ll_train = classifier.batched_log_likelihoods(clf, train.images, bs, jax.random.fold_in(key, 1))
-    thresholds = {k: np.asarray(v) for k, v in (clf.thresholds or {}).items()}
+    clock.lap("scoring")
+    thresholds, not_fitted = rejection.split_fitted(clf.thresholds or {}, cfg.thresholds.conformal_alpha,
+                                                    cfg.data.val_size)
     report = dict(workdir=os.path.abspath(workdir), dataset=cfg.data.name, family=cfg.model.family,
                   num_test=int(len(test.labels)))
+    if not_fitted:
+        report["thresholds_not_fitted"] = not_fitted
     if need_train:
         report["num_train_scored"] = int(len(train.labels))
     plot_dir = os.path.dirname(os.path.abspath(out)) if out else None
@@ -154,6 +163,8 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     if plots and plot_dir and "rejection" in report:
         _plot_rejection_curve(os.path.join(plot_dir, "rejection_curve.png"),
                               report["rejection"]["curve"])
+    clock.lap("suites")
+    report["seconds"] = clock.laps
     if out:
         with open(out, "w") as f:
             json.dump(report, f, indent=2)
@@ -178,15 +189,18 @@ def format_tables(report: dict) -> str:
             c = report["clean"]
             lines.append(f"bits/dim              {c['bits_per_dim']:.3f} (given the label "
                          f"{c['bits_per_dim_given_label']:.3f})")
+    not_fitted = [f"{k:<10} n/a ({why})" for k, why in report.get("thresholds_not_fitted", {}).items()]
     if "rejection" in report:
         lines.append("rejection             threshold   acc-left   rejected")
         for k, v in report["rejection"].items():
             if k != "curve":
                 lines.append(f"                      {k:<10} {pct(v['acc_left'])}   {pct(v['rejection_rate'])}")
+        lines += [f"                      {line}" for line in not_fitted]
     for name, r in report.get("ood", {}).items():
         lines.append(f"OOD vs {name} ({r['num']} images, split {r['split']})")
         for k, v in r["detection_rate"].items():
             lines.append(f"  detection rate {k:<10} {pct(v)}   (max-class rejection {pct(r['rejection_rate'][k])})")
+        lines += [f"  detection rate {line}" for line in not_fitted]
         lines.append(f"  max_y log p(x|y): AUROC {pct(r['auroc'])}  AUPR {pct(r['aupr'])}  FPR@95 {pct(r['fpr95'])}")
         m = r["log_marginal"]
         lines.append(f"  log p(x):         AUROC {pct(m['auroc'])}  AUPR {pct(m['aupr'])}  FPR@95 {pct(m['fpr95'])}")
@@ -229,6 +243,8 @@ def format_tables(report: dict) -> str:
         g = report["nll_gap"]
         lines.append(f"nll gap (log p(x|y_true) - max wrong): median {g['median_gap']:.1f} nats, "
                      f"true class most likely {pct(g['fraction_true_more_likely'])}")
+    if "seconds" in report:
+        lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["seconds"].items()))
     return "\n".join(lines)
 
 

@@ -47,6 +47,29 @@ def conformal_thresholds(class_ll: np.ndarray, alpha: float) -> np.ndarray:
     return out
 
 
+def conformal_min_calibration(alpha: float) -> int:
+    """The fewest calibration images a class needs for ``conformal_thresholds`` to fit its
+    threshold: the smallest n with floor(alpha (n + 1)) >= 1."""
+    return math.ceil(1.0 / alpha) - 1
+
+
+def split_fitted(thresholds: dict, conformal_alpha: float, num_calibration: int) -> tuple[dict, dict]:
+    """``(fitted, not_fitted)``: threshold sets as arrays, and for each set that could not be
+    fitted (a conformal class with too few calibration images: -inf, never reject) the reason.
+    A set not fitted must be reported as n/a, never as a detection or rejection rate of 0."""
+    fitted, not_fitted = {}, {}
+    for name, t in thresholds.items():
+        t = np.asarray(t, np.float64)
+        unfit = np.flatnonzero(t == -np.inf)
+        if unfit.size:
+            not_fitted[name] = (f"too few calibration images: {num_calibration} in all, fewer than "
+                                f"{conformal_min_calibration(conformal_alpha)} predicted as class "
+                                f"{', '.join(map(str, unfit))}")
+        else:
+            fitted[name] = t
+    return fitted, not_fitted
+
+
 def reject(class_ll: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Boolean ``[N]``: True where max_y log p(x|y) < delta_{argmax_y} (the input is rejected)."""
     class_ll = np.asarray(class_ll)

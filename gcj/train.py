@@ -18,7 +18,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from gcj import checkpoint, classifier, data, rejection
+from gcj import checkpoint, classifier, data, rejection, stopwatch
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int):
@@ -154,7 +154,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json(indent=2))
 
+    clock = stopwatch.Stopwatch()
     train, val = data.load_train_val(config)
+    clock.lap("data")
     steps_per_epoch = len(train.labels) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train.labels)} training images")
@@ -172,8 +174,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = init_state(variables, tx, config.optim.ema_decay)
 
     mgr = checkpoint.manager(workdir)
-    if mgr.latest_step() is not None:
-        v, t = checkpoint.restore(mgr, mgr.latest_step(), eval_variables(state), _train_item(state))
+    latest = checkpoint.restore_latest(mgr, eval_variables(state), _train_item(state))
+    if latest is not None:
+        step, v, t = latest
+        for path in checkpoint.set_aside(mgr, step):  # the run will write these steps again
+            print(f"unreadable checkpoint moved to {path}", flush=True)
         state.update(step=t["step"], opt_state=t["opt_state"], batch_stats=v.get("batch_stats", {}))
         state.update({"ema": v["params"], "params": t["params"]} if "ema" in state
                      else {"params": v["params"]})
@@ -192,7 +197,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         local = batch[jax.process_index() * per:(jax.process_index() + 1) * per]
         return jax.make_array_from_process_local_data(sharded, local, batch.shape)
 
+    clock.lap("build")
     start_epoch = int(state["step"]) // steps_per_epoch
+    first_step_seconds = None
     data_key = jax.random.fold_in(key, 2)
     step_key = jax.random.fold_in(key, 3)
     log = open(os.path.join(workdir, "metrics.jsonl"), "a")
@@ -204,13 +211,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         for images, labels in bar:
             state, metrics = step_fn(state, to_global(images), to_global(labels), step_key)
             metrics = jax.device_get(metrics)
+            if first_step_seconds is None:
+                first_step_seconds = clock.since_lap()
             step = int(state["step"])
             if not math.isfinite(float(metrics["loss"])):
                 last = mgr.latest_step()
+                kept = (f"The last good checkpoint (step {last}) in {workdir} is intact"
+                        if last is not None else
+                        f"There is no checkpoint yet: nothing was saved in {workdir}")
                 raise FloatingPointError(
                     f"non-finite loss {float(metrics['loss'])} at step {step} (epoch {epoch + 1}); "
-                    f"training stopped. The last good checkpoint (step {last}) in {workdir} is "
-                    "intact: lower optim.lr or add optim.warmup_steps and run again to resume.")
+                    f"training stopped. {kept}: lower optim.lr or add optim.warmup_steps and run "
+                    "again" + (" to resume." if last is not None else "."))
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             count += 1
@@ -236,11 +248,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs:
             checkpoint.save(mgr, int(state["step"]), eval_variables(state), _train_item(state))
     log.close()
+    steps = int(state["step"]) - start_epoch * steps_per_epoch
+    clock.lap("training" + (f" ({steps} steps; the first, with compilation, "
+                            f"{first_step_seconds:.1f} s)" if first_step_seconds else ""))
 
     clf = _classifier(config, log_likelihood_fn, state)
     thresholds = fit_thresholds(clf, train, val, config)
     with open(os.path.join(workdir, "thresholds.json"), "w") as f:
         json.dump(thresholds, f, indent=2)
+    clock.lap("thresholds")
+    print(f"time: {clock}", flush=True)
     return classifier.Classifier(config, clf.params, clf.log_likelihood_fn, thresholds)
 
 
@@ -250,9 +267,11 @@ def _classifier(config, log_likelihood_fn, state) -> classifier.Classifier:
 
 def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Split, config) -> dict:
     """Percentile thresholds on un-augmented training images; conformal ones on the validation split."""
-    ll = classifier.batched_log_likelihoods(clf, train.images, config.eval_batch_size)
-    out = {f"p{p:g}": rejection.percentile_thresholds(ll, train.labels, p).tolist()
-           for p in config.thresholds.percentiles}
+    out = {}
+    if config.thresholds.percentiles:
+        ll = classifier.batched_log_likelihoods(clf, train.images, config.eval_batch_size)
+        out = {f"p{p:g}": rejection.percentile_thresholds(ll, train.labels, p).tolist()
+               for p in config.thresholds.percentiles}
     if len(val.labels):
         val_ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size)
         alpha = config.thresholds.conformal_alpha

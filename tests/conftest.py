@@ -1,13 +1,30 @@
 """Shared fixtures: strict JAX, one tiny trained workdir for the whole session."""
 import os
 import sys
+import tempfile
 
-import jax
-import pytest
+# One XLA compilation cache for the run, shared by the xdist workers and the train.py /
+# evaluate.py subprocesses: many tests build the same small models (a new module object is a new
+# jit trace, but the same XLA program), and a cache hit skips the compilation that dominates this
+# suite on CPU. Fresh for every run (keyed by xdist's run id), so timings stay a fresh clone's.
+# Set before jax is imported: jax reads these at import.
+_run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"gcj-tests-xla-{_run_id}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# (again, in case a pytest plugin imported jax before this file)
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                  int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
 
 
 def smoke_config(name="demo", **overrides):

@@ -31,31 +31,60 @@ def test_shape_and_finite(clf, x):
     assert np.all(np.isfinite(ll))
 
 
-def test_pure_function_jit_equals_eager(clf, x):
+def _methods(clf, x):
+    """Every public method of the contract on images ``x``, as one tuple."""
+    return (clf.class_log_likelihoods(x), clf.predict(x), clf.log_posterior(x), clf.log_marginal(x))
+
+
+def _assert_methods_agree(got, want):
+    """Two evaluations of ``_methods`` agree within float32 noise; a prediction may differ only
+    between classes tied within that noise (an untrained model has near-ties)."""
+    ll, pred, post, marg = got
+    np.testing.assert_allclose(ll, want[0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(post, want[2], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(marg, want[3], rtol=1e-5, atol=1e-4)
+    ll = np.asarray(ll)
+    assert np.all(ll[np.arange(len(ll)), np.asarray(pred)] >= ll.max(1) - 1e-4)
+
+
+def test_methods_under_jit_equal_eager(clf, x):
+    """The pure function and every method, inside a user's ``jax.jit`` (shapes checked at trace)."""
     key = jax.random.key(0)
     eager = clf.log_likelihood_fn(clf.params, x, key)
     np.testing.assert_allclose(jax.jit(clf.log_likelihood_fn)(clf.params, x, key), eager, rtol=1e-5, atol=1e-4)
+    _assert_methods_agree(jax.jit(lambda xi: _methods(clf, xi))(x), _methods(clf, x))
+    with pytest.raises(ValueError, match="must be \\[B, "):
+        jax.jit(lambda xi: clf.predict(xi))(x[:, :-1])
 
 
 def test_a_sample_does_not_depend_on_its_batch(clf, x):
+    """Batch independence, and the methods under a user's ``jax.vmap`` over single images."""
     full = clf.class_log_likelihoods(x)
     np.testing.assert_allclose(clf.class_log_likelihoods(x[2:3]), full[2:3], rtol=1e-5, atol=1e-4)
-    per_sample = jax.vmap(lambda xi: clf.log_likelihood_fn(clf.params, xi[None], jax.random.key(0))[0])(x)
-    np.testing.assert_allclose(per_sample, full, rtol=1e-5, atol=1e-4)
+    per_sample = jax.vmap(lambda xi: tuple(m[0] for m in _methods(clf, xi[None])))(x)
+    _assert_methods_agree(per_sample, _methods(clf, x))
 
 
 def test_grad_wrt_input(clf, x):
-    f = lambda xi: clf.log_likelihood_fn(clf.params, xi, jax.random.key(0))[:, 0].sum()
-    g = jax.grad(f)(x)
+    """``jax.grad`` through the methods: of log p(x|y=0) and of log p(x), log p(y|x) by Bayes."""
+    g = jax.grad(lambda xi: clf.class_log_likelihoods(xi)[:, 0].sum())(x)
     assert g.shape == x.shape and np.all(np.isfinite(g)) and float(jnp.abs(g).sum()) > 0
+    if clf.config.model.family == "score":
+        # three more ODE adjoints would take a minute; the derived methods below are the same
+        # code for every family. The ODE's checkpointed adjoint is reverse-mode only, and finite
+        # differences of an adaptive solve need tolerances that make this test minutes long:
+        # test_diffusion checks the ODE gradient against the true score and float64 finite
+        # differences
+        return
+    # Bayes, differentiated: log p(y|x) + log p(x) - log p(x|y) is constant in x
+    bayes = lambda xi: (clf.log_posterior(xi)[:, 0] + clf.log_marginal(xi)
+                        - clf.class_log_likelihoods(xi)[:, 0]).sum()
+    assert float(jnp.abs(jax.grad(bayes)(x)).max()) <= 1e-3 * float(jnp.abs(g).max())
     # reverse mode agrees with forward mode and with a finite difference along a unit direction
+    # (of the pure function: the methods refuse the pixels outside [0, 1] that x +- eps v has)
+    f = lambda xi: clf.log_likelihood_fn(clf.params, xi, jax.random.key(0))[:, 0].sum()
     v = jax.random.normal(jax.random.key(3), x.shape)
     v = v / jnp.linalg.norm(v)
-    if clf.config.model.family == "score":
-        # the ODE's checkpointed adjoint is reverse-mode only, and finite differences of an
-        # adaptive solve need tolerances that make this test minutes long: test_diffusion checks
-        # the ODE gradient against the true score and float64 finite differences
-        return
     _, jvp = jax.jvp(f, (x,), (v,))
     assert float(jnp.vdot(g, v)) == pytest.approx(float(jvp), rel=1e-4, abs=1e-5)
     eps = 1e-2
@@ -69,7 +98,9 @@ def test_derived_quantities(clf, x):
     lp = clf.log_posterior(x)
     np.testing.assert_allclose(jax.nn.logsumexp(lp, axis=1), 0.0, atol=1e-5)
     lm = clf.log_marginal(x)
-    np.testing.assert_allclose(lm, jax.nn.logsumexp(ll, axis=1) - np.log(clf.num_classes), rtol=1e-6)
+    # |log p(x)| ranges from ~0.01 (SDIM smoke) to ~1e3 nats: relative float32 error plus an
+    # absolute floor, which holds whatever order the CPU sums in
+    np.testing.assert_allclose(lm, jax.nn.logsumexp(ll, axis=1) - np.log(clf.num_classes), rtol=1e-5, atol=1e-5)
     # Bayes: log p(y|x) = log p(x|y) + log p(y) - log p(x), with a non-uniform prior too
     prior = jnp.log(jnp.arange(1.0, clf.num_classes + 1) / jnp.sum(jnp.arange(1.0, clf.num_classes + 1)))
     np.testing.assert_allclose(clf.log_posterior(x, log_prior=prior),
@@ -112,5 +143,18 @@ def test_flow_methods(clf, x):
     assert 1e-4 < float(diff.max()) < 1 / 256 + 1e-4  # the dequantization noise, nothing more
     samples = clf.sample(jnp.arange(3), jax.random.key(8))
     assert samples.shape == (3, *back.shape[1:]) and 0 <= float(samples.min()) <= float(samples.max()) <= 1
+    # the flow methods inside a user's jit / vmap / grad / jacfwd
+    zj, ldj = jax.jit(lambda xi: clf.forward(xi, key))(x)
+    np.testing.assert_allclose(zj, z, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ldj, logdet, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(jax.vmap(lambda zi: clf.inverse(zi[None])[0])(z), back, atol=1e-4)
+    np.testing.assert_allclose(jax.jit(lambda l, k: clf.sample(l, k))(jnp.arange(3), jax.random.key(8)),
+                               samples, atol=1e-4)
+    # d z / d x of one image against the logdet: log|det J| = slogdet of the forward's Jacobian
+    # is tested in test_flows; here only that jacfwd and grad trace through the methods
+    jac = jax.jacfwd(lambda xi: clf.forward(xi, key)[0])(x[:1])
+    assert jac.shape == (*z[:1].shape, *x[:1].shape) and np.all(np.isfinite(jac))
+    g = jax.grad(lambda zi: clf.inverse(zi).sum())(z)
+    assert g.shape == z.shape and np.all(np.isfinite(g))
     with pytest.raises(ValueError, match="labels must be integers"):
         clf.sample(jnp.array([0, clf.num_classes]), key)

@@ -101,3 +101,19 @@ def test_conformal_false_rejection_rate_is_at_most_alpha():
 def test_conformal_needs_valid_alpha():
     with pytest.raises(ValueError, match="alpha"):
         rejection.conformal_thresholds(np.zeros((10, 2)), 1.5)
+
+
+def test_a_conformal_threshold_needs_its_minimum_calibration_size():
+    """conformal_min_calibration(alpha) is exactly the size at which a class's threshold becomes
+    finite; split_fitted reports a set with any unfitted class as not fitted, with the reason."""
+    rng = np.random.default_rng(0)
+    for alpha in (0.01, 0.05, 0.1):
+        need = rejection.conformal_min_calibration(alpha)
+        for n, finite in ((need - 1, False), (need, True)):
+            ll = rng.normal(size=(n, 2)) + np.array([5.0, 0.0])  # all predicted as class 0
+            assert np.isfinite(rejection.conformal_thresholds(ll, alpha)[0]) == finite
+    thr = {"p1": [0.0, 1.0], "conformal0.01": [-1.0, -np.inf]}
+    fitted, not_fitted = rejection.split_fitted(thr, 0.01, 120)
+    assert list(fitted) == ["p1"] and list(not_fitted) == ["conformal0.01"]
+    assert not_fitted["conformal0.01"] == ("too few calibration images: 120 in all, fewer than 99 "
+                                           "predicted as class 1")

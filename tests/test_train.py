@@ -52,15 +52,28 @@ def test_checkpoint_round_trip(trained_workdir):
     assert loaded.config.to_dict() == clf.config.to_dict()
 
 
+def _corrupt(workdir, step):
+    """Overwrites the variables' data files of checkpoint ``step`` (as a full disk might)."""
+    for root, _, files in os.walk(os.path.join(workdir, "checkpoints", str(step), "variables")):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+
+
 def test_resume_equals_uninterrupted_run(tmp_path, capsys):
+    """A run resumed from the newest READABLE checkpoint (the newest is corrupted) ends where an
+    uninterrupted run ends; the unreadable one is set aside, not overwritten."""
     cfg = smoke_config(num_epochs=3)
     straight = str(tmp_path / "straight")
     a = train_and_evaluate(cfg, straight)
     interrupted = _copy(straight, tmp_path)
-    shutil.rmtree(os.path.join(interrupted, "checkpoints", "18"))  # as if killed in epoch 3
+    _corrupt(interrupted, 18)
     capsys.readouterr()
-    b = train_and_evaluate(smoke_config(num_epochs=3), interrupted)
-    assert "resumed from step 12" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="newest checkpoint \\(step 18\\).*unreadable; using step 12"):
+        b = train_and_evaluate(smoke_config(num_epochs=3), interrupted)
+    out = capsys.readouterr().out
+    assert "resumed from step 12" in out and "18.unreadable" in out
+    assert os.path.isdir(os.path.join(interrupted, "checkpoints", "18.unreadable"))
     assert [r["epoch"] for r in _epochs(interrupted)] == [1, 2, 3, 3]
     # same config and seed: the same parameters, whether interrupted or not
     jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
@@ -69,14 +82,16 @@ def test_resume_equals_uninterrupted_run(tmp_path, capsys):
 def test_score_family_trains_resumes_with_its_ema_and_loads(tmp_path, capsys):
     """The score family through the same loop: EMA parameters are what is evaluated and saved;
     the raw parameters travel in the train item, so a resumed run equals an uninterrupted one."""
+    # no likelihood is computed (no validation split, no thresholds): ODE solves take minutes
+    quick = {"data.val_size": 0, "thresholds.percentiles": ()}
     straight = str(tmp_path / "straight")
-    a = train_and_evaluate(smoke_config("score_digits"), straight)
+    a = train_and_evaluate(smoke_config("score_digits", **quick), straight)
     interrupted = _copy(straight, tmp_path)
     ckpts = os.path.join(interrupted, "checkpoints")
     shutil.rmtree(os.path.join(ckpts, max(os.listdir(ckpts), key=int)))  # killed in epoch 2
     capsys.readouterr()
-    b = train_and_evaluate(smoke_config("score_digits"), interrupted)
-    assert "resumed from step 3" in capsys.readouterr().out
+    b = train_and_evaluate(smoke_config("score_digits", **quick), interrupted)
+    assert "resumed from step 4" in capsys.readouterr().out
     jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
     saved = checkpoint.restore_variables(interrupted, dict(params=a.params["params"]))
     jax.tree_util.tree_map(np.testing.assert_array_equal, saved["params"], a.params["params"])
@@ -91,15 +106,23 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(trained_workdir, tm
         train_and_evaluate(smoke_config(num_epochs=4, **{"optim.lr": 1e30}), workdir)
     assert checkpoint.manager(workdir).latest_step() == 12
     np.testing.assert_array_equal(gcj.load(workdir).class_log_likelihoods(X), before)
+    fresh = str(tmp_path / "fresh")  # diverging before the first checkpoint: says there is none
+    with pytest.raises(FloatingPointError, match="There is no checkpoint yet: nothing was saved"):
+        train_and_evaluate(smoke_config(**{"optim.lr": 1e30}), fresh)
 
 
 def test_unreadable_checkpoint_and_missing_workdir(trained_workdir, tmp_path):
+    """gcj.load falls back to the newest readable checkpoint with a warning naming both steps,
+    and fails with a message naming every step only when none can be read."""
     workdir = _copy(trained_workdir[0], tmp_path)
-    for root, _, files in os.walk(os.path.join(workdir, "checkpoints", "12", "variables")):
-        for name in files:
-            with open(os.path.join(root, name), "wb") as f:
-                f.write(b"garbage")
+    _corrupt(workdir, 12)
+    with pytest.warns(UserWarning, match="newest checkpoint \\(step 12\\).*unreadable; using step 6"):
+        fallback = gcj.load(workdir)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, fallback.params, gcj.load(workdir, step=6).params)
     with pytest.raises(ValueError, match="unreadable checkpoint at step 12"):
+        gcj.load(workdir, step=12)  # a step asked for is not replaced by another
+    _corrupt(workdir, 6)
+    with pytest.raises(ValueError, match="no readable checkpoint: unreadable checkpoint at step 12.*step 6"):
         gcj.load(workdir)
     with pytest.raises(FileNotFoundError, match="not a gcj workdir"):
         gcj.load(str(tmp_path / "nothing"))
@@ -107,8 +130,8 @@ def test_unreadable_checkpoint_and_missing_workdir(trained_workdir, tmp_path):
 
 def test_unknown_config_keys_are_errors(trained_workdir, tmp_path):
     r = _run(["train.py", "--config", "configs/demo.py:smoke", "--workdir", str(tmp_path / "w"),
-              "--config.optim.nope=1"])
-    assert r.returncode != 0 and "nope" in r.stderr
+              "--config.optim.nope=1"])  # one line, no traceback
+    assert r.returncode != 0 and r.stderr == "train.py: error: unknown config key 'nope' in --config.optim.nope\n"
     workdir = _copy(trained_workdir[0], tmp_path)
     cfg = json.load(open(os.path.join(workdir, "config.json")))
     cfg["model"]["widht"] = 3
@@ -160,8 +183,16 @@ def test_evaluate_cli_writes_report_and_plots(trained_workdir, tmp_path):
     assert np.isfinite(rep["calibration"]["oce"]) or rep["calibration"]["oce_fraction"] == 0
     assert {"rejection_curve.png", "reliability.png", "ood_digits_hist.png"} <= set(os.listdir(out.parent))
     assert "clean accuracy" in r.stdout and "detection rate p1" in r.stdout
+    # the smoke model's 64 validation images cannot fit conformal thresholds: n/a, not 0.00%
+    assert set(rep["thresholds_not_fitted"]) == {"conformal0.01"} and "conformal0.01" not in rep["rejection"]
+    assert "conformal0.01 n/a (too few calibration images: 64 in all, fewer than 99" in r.stdout
+    assert "time: load" in r.stdout and set(rep["seconds"]) == {"load", "scoring", "suites"}
+    # user errors: one line naming the problem, no traceback; a missing workdir is said first
     bad = _run(["evaluate.py", "--workdir", trained_workdir[0], "--suites", "clean,attacks"])
-    assert bad.returncode != 0 and "unknown suites ['attacks']" in bad.stderr
+    assert bad.returncode != 0 and bad.stderr.startswith("evaluate.py: error: unknown suites ['attacks']")
+    missing = _run(["evaluate.py", "--workdir", str(tmp_path / "nowhere"), "--suites", "ood"])
+    assert missing.returncode != 0 and missing.stderr.count("\n") == 1
+    assert "nowhere' is not a gcj workdir: no config.json" in missing.stderr
 
 
 def test_bad_requests_name_the_problem(trained_workdir, tmp_path):
