@@ -182,7 +182,8 @@ def _subset(split, n, key):
 def format_tables(report: dict) -> str:
     """Plain-text tables of a report (what evaluate.py prints)."""
     pct = lambda v: f"{100 * v:6.2f}%"
-    lines = [f"{report['family']} on {report['dataset']} ({report['num_test']} test images)"]
+    lines = [f"{report['family']} on {report['dataset']} ({report['num_test']} test images): "
+             f"{os.path.basename(report['workdir'])}"]
     if "clean" in report:
         lines.append(f"clean accuracy        {pct(report['clean']['accuracy'])}")
         if "bits_per_dim" in report["clean"]:
