@@ -42,7 +42,7 @@ def _fail(e: BaseException, argv, hint: str = ""):
 
 
 def _message(e: BaseException, argv) -> str:
-    """The deepest useful message of ``e``'s chain, on one line."""
+    """``e``'s message on one line; an unknown key named with the ``--config.`` override that has it."""
     if isinstance(e, (KeyError, AttributeError)):  # an unknown key: name the override that has it
         key = str(e.args[0] if e.args else e).strip("'\"")
         for arg in argv or ():

@@ -245,7 +245,7 @@ def format_tables(report: dict) -> str:
         lines.append(f"nll gap (log p(x|y_true) - max wrong): median {g['median_gap']:.1f} nats, "
                      f"true class most likely {pct(g['fraction_true_more_likely'])}")
     if "seconds" in report:
-        lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["seconds"].items()))
+        lines.append(f"time: {stopwatch.format_laps(report['seconds'])}")
     return "\n".join(lines)
 
 

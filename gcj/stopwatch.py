@@ -18,5 +18,9 @@ class Stopwatch:
         return self.laps[name]
 
     def __str__(self):
-        total = sum(self.laps.values())
-        return ", ".join(f"{k} {v:.1f} s" for k, v in self.laps.items()) + f"; total {total:.1f} s"
+        return f"{format_laps(self.laps)}; total {sum(self.laps.values()):.1f} s"
+
+
+def format_laps(laps: dict) -> str:
+    """``{'load': 0.31, ...}`` as 'load 0.3 s, ...' (also for the ``seconds`` of a report)."""
+    return ", ".join(f"{k} {v:.1f} s" for k, v in laps.items())

@@ -198,7 +198,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         return jax.make_array_from_process_local_data(sharded, local, batch.shape)
 
     clock.lap("build")
-    start_epoch = int(state["step"]) // steps_per_epoch
+    start_step = int(state["step"])
+    start_epoch = start_step // steps_per_epoch
     first_step_seconds = None
     data_key = jax.random.fold_in(key, 2)
     step_key = jax.random.fold_in(key, 3)
@@ -248,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs:
             checkpoint.save(mgr, int(state["step"]), eval_variables(state), _train_item(state))
     log.close()
-    steps = int(state["step"]) - start_epoch * steps_per_epoch
+    steps = int(state["step"]) - start_step
     clock.lap("training" + (f" ({steps} steps; the first, with compilation, "
                             f"{first_step_seconds:.1f} s)" if first_step_seconds else ""))
 
