@@ -118,7 +118,7 @@ def score_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigD
         raise ValueError(f"unknown config argument {arg!r}; use ':smoke' or nothing")
     if arg == "smoke":
         c = smoke(c)
-        c.model.unet.update(dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()))
+        c.model.unet.update(dict(nf=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=()))
         c.model.ode.update(dict(num_probes=2, rtol=1e-3, atol=1e-3))
         c.data.max_train_examples, c.data.val_size = 64, 16
         c.batch_size, c.eval_batch_size = 16, 16

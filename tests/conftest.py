@@ -27,6 +27,16 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes",
                   int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test of 15 s or more on 2 CPU cores (runs first)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (a stable sort): xdist then deals them to its workers at the start, and
+    the workers finish together instead of one waiting on a long test dealt last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def smoke_config(name="demo", **overrides):
     """A configs/<name>.py:smoke config with flattened ``overrides`` ('optim.lr': 1.0, ...)."""
     from ml_collections import config_flags  # noqa: F401  (the same loader train.py uses)

@@ -32,7 +32,8 @@ def test_config_builds_and_documents_its_command(name):
         assert f"python train.py --config configs/{name}.py" in f.read()
 
 
-@pytest.mark.parametrize("name", ["sdim_cifar10", "sdim_fashion_mnist", "score_cifar10"])
+@pytest.mark.parametrize("name", [pytest.param("sdim_cifar10", marks=pytest.mark.slow), "sdim_fashion_mnist",
+                                  pytest.param("score_cifar10", marks=pytest.mark.slow)])
 def test_paper_size_model_takes_one_step(name):
     c = _get(name)
     c.optim.warmup_steps = 0  # a warm-up's first step has learning rate 0: nothing would move

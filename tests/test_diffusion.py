@@ -119,6 +119,7 @@ def test_hutchinson_agrees_with_exact_within_its_standard_error(probe):
     assert np.all(se > 0)  # the probes really vary
 
 
+@pytest.mark.slow
 def test_gradient_through_the_ode_is_the_score_and_matches_finite_differences(x64):
     sde = VPSDE()
     x = jnp.asarray(X, jnp.float64)

@@ -30,6 +30,7 @@ def test_pretrained_model_matches_its_report(name):
     assert abs(rejected - report["rejection"]["p1"]["rejection_rate"]) < 0.03
 
 
+@pytest.mark.slow
 def test_pretrained_sbgc_digits_matches_its_report():
     """The score-based classifier at its own ODE settings on the first 8 test images (the ODE
     costs seconds per image on CPU): all classified right (report: 98.9% of 360) and log p(x) in

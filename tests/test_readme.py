@@ -16,6 +16,7 @@ def test_readme_has_python_blocks():
     assert len(_blocks()) >= 3
 
 
+@pytest.mark.slow  # (the attacks block compiles nine attacks)
 @pytest.mark.parametrize("index", range(len(_blocks())))
 def test_readme_python_block_runs(index, monkeypatch):
     monkeypatch.chdir(ROOT)

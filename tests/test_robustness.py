@@ -103,6 +103,7 @@ def test_nll_gap():
     assert g["fraction_true_more_likely"] == 0.5 and g["median_gap"] == pytest.approx(-1.5)
 
 
+@pytest.mark.slow
 def test_suites_through_evaluate_on_a_committed_model(tmp_path):
     out = tmp_path / "report.json"
     # attacks sharing one compilation, the sanity checks' unbounded and black-box attacks; every
