@@ -14,7 +14,8 @@ FAMILIES = {"sdim": ("demo", {}), "disc": ("demo", {"model.family": "disc"}),
             "glow": ("glow_digits", {}), "ibinn": ("ibinn_digits", {})}
 
 
-@pytest.fixture(scope="module", params=list(FAMILIES))
+@pytest.fixture(scope="module", params=[pytest.param(f, marks=pytest.mark.slow) if f == "score" else f
+                                        for f in FAMILIES])
 def clf(request):
     name, overrides = FAMILIES[request.param]
     return gcj.create(smoke_config(name, **overrides), jax.random.key(0))

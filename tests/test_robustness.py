@@ -113,7 +113,7 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path):
                                        "local_search"),
                               corruptions=("gaussian_noise", "contrast"), corruption_images=40,
                               interpolation_pairs=4)
-    report = evaluate("pretrained/glow_digits_base", ("clean", "adversarial", "corruptions", "interpolation",
+    report = evaluate("pretrained/ibinn_digits_beta1", ("clean", "adversarial", "corruptions", "interpolation",
                                                       "nll_gap"), out=str(out), options=opts, log=lambda *_: None)
     a = report["adversarial"]["attacks"]
     assert set(a) == set(opts.attacks) and a["pgd_linf_unbounded"]["success_rate"] == 1.0
@@ -132,14 +132,14 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path):
     text = format_tables(report)
     assert "pgd_linf_unbounded" in text and "severity 5" in text and "interpolation (4 pairs)" in text
     with pytest.raises(ValueError, match="unknown attacks"):
-        evaluate("pretrained/glow_digits_base", ("adversarial",), options=robustness.Options(attacks=("pgd",)))
+        evaluate("pretrained/ibinn_digits_beta1", ("adversarial",), options=robustness.Options(attacks=("pgd",)))
     with pytest.raises(ValueError, match="max_test_images"):
-        evaluate("pretrained/glow_digits_base", ("clean",), max_test_images=1)
+        evaluate("pretrained/ibinn_digits_beta1", ("clean",), max_test_images=1)
     with pytest.raises(ValueError, match="cannot be combined with max_test_images"):
-        evaluate("pretrained/glow_digits_base", ("corruptions",), max_test_images=10)
+        evaluate("pretrained/ibinn_digits_beta1", ("corruptions",), max_test_images=10)
     with pytest.raises(ValueError, match="no corruptions suite"):
-        evaluate("pretrained/glow_digits_base", ("corruptions",),
-                 options=robustness.Options(baseline_report="pretrained/glow_digits_base/report/report.json"))
+        evaluate("pretrained/ibinn_digits_beta1", ("corruptions",),
+                 options=robustness.Options(baseline_report="pretrained/ibinn_digits_beta1/report/report.json"))
 
 
 def test_suites_on_cifar10_from_tfds_mock_data():
