@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import json
 import os
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,14 +20,12 @@ import numpy as np
 
 from gcj import config as config_lib
 from gcj import data
-from gcj.models import flow, ibinn, score, sdim
+from gcj import models
+from gcj.models.family import LogLikelihoodFn, image_shape
 
-LogLikelihoodFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
-
-# Families whose log p(x|y) is a density over the (dequantized) pixels in [0, 1]^D, so that
-# bits/dim = -log p / (D ln 2) + 8 is meaningful (SDIM's is a density over its representation).
-DENSITY_FAMILIES = ("score", "glow", "ibinn")
-FLOW_FAMILIES = ("glow", "ibinn")  # forward / inverse / sample; ActNorm: init_variables(images=)
+# (the registry's capabilities as names, for older code: ``models.get(name).density`` etc.)
+DENSITY_FAMILIES = tuple(n for n, f in models.FAMILIES.items() if f.density)
+FLOW_FAMILIES = tuple(n for n, f in models.FAMILIES.items() if f.invertible)
 
 
 def check_images(x, image_shape: tuple[int, int, int]) -> None:
@@ -75,8 +73,12 @@ class Classifier:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        d = self.config.data
-        return (d.image_size, d.image_size, d.channels)
+        return image_shape(self.config)
+
+    @property
+    def family(self) -> models.Family:
+        """What the registry declares of this classifier's family (``density``, ``invertible``...)."""
+        return models.get(self.config.model.family)
 
     def class_log_likelihoods(self, x, key: jax.Array | None = None) -> jax.Array:
         """log p(x|y) for every class, ``[B, C]`` in nats (jitted; input checked first)."""
@@ -121,7 +123,7 @@ class Classifier:
         return _flow_method(self._flow_module(), "sample")(self.params, labels, key)
 
     def _flow_module(self):
-        if self.config.model.family not in FLOW_FAMILIES:
+        if not self.family.invertible:
             raise ValueError(f"forward / inverse / sample need a flow family {FLOW_FAMILIES}, "
                              f"not {self.config.model.family!r}")
         return build_module(self.config)
@@ -194,36 +196,21 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
 # ------------------------------------------------------------------------- create and load
 
 def build_module(config: ml_collections.ConfigDict, base_fn=None):
-    """The linen module of a config (the family's pure functions are its ``apply``).
+    """The linen module of a config, by its family's ``build`` (the pure functions are its ``apply``).
 
     ``base_fn``: SDIM-logit on any frozen function ``x -> logits`` (closing over its own
     parameters) instead of a gcj discriminative base.
     """
-    family = config.model.family
-    if family in ("score", *FLOW_FAMILIES) and base_fn is not None:
-        raise ValueError(f"base_fn is for family 'sdim_logit', not {family!r}")
-    if family == "score":
-        return score.build(config.model, config.data.num_classes, config.data.channels)
-    if family in FLOW_FAMILIES:
-        d = config.data
-        build = flow.build if family == "glow" else ibinn.build
-        return build(config.model, d.num_classes, (d.image_size, d.image_size, d.channels),
-                     config.seed)
-    base = None if base_fn is None else sdim.FrozenFunction(base_fn)
-    return sdim.build(config.model, config.data.num_classes, base)
+    family = models.get(config.model.family)
+    if base_fn is not None and not family.takes_base_fn:
+        takes = [n for n, f in models.FAMILIES.items() if f.takes_base_fn]
+        raise ValueError(f"base_fn is for family {' or '.join(map(repr, takes))}, not {family.name!r}")
+    return family.build(config, base_fn)
 
 
 def make_log_likelihood_fn(module, config: ml_collections.ConfigDict) -> LogLikelihoodFn:
     """The contract of a family: ``(variables, x, key) -> [B, C]`` in inference mode."""
-    if config.model.family == "score":
-        return score.make_log_likelihood_fn(module, config.model.ode)
-    if config.model.family in FLOW_FAMILIES:  # the key dequantizes (and pads channels)
-        return lambda params, x, key: module.apply(params, x, rngs=dict(noise=key))
-
-    def log_likelihood_fn(params, x, key):
-        del key  # SDIM-family likelihoods are deterministic
-        return module.apply(params, x)
-    return log_likelihood_fn
+    return models.get(config.model.family).log_likelihood_fn(module, config)
 
 
 def init_variables(config: ml_collections.ConfigDict, key: jax.Array, base_fn=None,
@@ -232,15 +219,9 @@ def init_variables(config: ml_collections.ConfigDict, key: jax.Array, base_fn=No
 
     Flow families initialise their ActNorms from data: pass a training batch as ``images``
     (float [B, H, W, C] in [0, 1]; train.py does); without one they see uniform noise."""
-    d = config.data
-    shape = (d.image_size, d.image_size, d.channels)
-    if images is not None and config.model.family in FLOW_FAMILIES:
-        check_images(images, shape)
-        x = jnp.asarray(images, jnp.float32)
-    elif config.model.family in FLOW_FAMILIES:
-        x = jax.random.uniform(jax.random.fold_in(key, 1), (16, *shape))
-    else:
-        x = jnp.zeros((2, *shape), jnp.float32)
+    if images is not None:
+        check_images(images, image_shape(config))
+    x = models.get(config.model.family).init_images(config, key, images)
     labels = jnp.zeros((x.shape[0],), jnp.int32)
     # Through ``losses`` so that training-only parts (SDIM's MI critic) are created too.
     rngs = dict(params=key, noise=key, dropout=key)

@@ -79,7 +79,7 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
 
     if "clean" in suites:
         report["clean"] = dict(accuracy=float(np.mean(ll_test.argmax(1) == test.labels)))
-        if cfg.model.family in classifier.DENSITY_FAMILIES:  # log p(x|y) is a pixel density
+        if clf.family.density:  # log p(x|y) is a density of the (dequantized) pixels
             dim = int(np.prod(clf.image_shape))
             report["clean"]["bits_per_dim"] = float(np.mean(diffusion.bits_per_dim(
                 np.asarray(classifier.log_marginal(ll_test)), dim)))

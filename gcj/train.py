@@ -18,7 +18,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from gcj import checkpoint, classifier, data, rejection, stopwatch
+from gcj import checkpoint, classifier, data, models, rejection, stopwatch
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int):
@@ -44,8 +44,9 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epoc
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int,
-                   params) -> optax.GradientTransformation:
-    """optax optimizer and schedule; parameters under a ``base`` module stay frozen."""
+                   params, frozen=lambda path: False) -> optax.GradientTransformation:
+    """optax optimizer and schedule; parameters whose path (a tuple of names) is ``frozen`` stay
+    as they are (a family's ``frozen``: SDIM-logit's base)."""
     lr = make_schedule(cfg, steps_per_epoch, num_epochs)
     if cfg.name == "adam":
         tx = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
@@ -58,7 +59,7 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epo
         tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
     def group(path, _):
         keys = [getattr(k, "key", None) for k in path]
-        if "base" in keys:
+        if frozen(tuple(keys)):
             return "frozen"
         return "prior" if cfg.prior_lr_factor and keys[:1] == ["prior"] else "train"
 
@@ -124,21 +125,6 @@ def make_train_step(module, tx, data_cfg, ema_decay: float = 0.0):
     return train_step
 
 
-def _attach_base(config, variables, base_fn):
-    """SDIM-logit: copy the frozen base's trained variables from its workdir into ``variables``."""
-    if config.model.family != "sdim_logit" or base_fn is not None:
-        return variables
-    if not config.model.base_workdir:
-        raise ValueError("sdim_logit needs config.model.base_workdir: a trained 'disc' workdir")
-    base = classifier.load(config.model.base_workdir)
-    if base.config.model.family != "disc":
-        raise ValueError(f"base workdir holds a {base.config.model.family!r} model, need 'disc'")
-    variables = jax.tree_util.tree_map(lambda a: a, variables)  # shallow copy of the dicts
-    for col in ("params", "batch_stats"):
-        variables[col]["encoder"]["base"] = base.params[col]
-    return variables
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        base_fn=None) -> classifier.Classifier:
     """Trains (resuming from the latest checkpoint), then fits rejection thresholds.
@@ -147,10 +133,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     ``config.model.base_workdir``; pass the same ``base_fn`` to ``gcj.load`` later.
     """
     os.makedirs(workdir, exist_ok=True)
-    if config.model.family == "sdim_logit" and config.model.base_workdir and base_fn is None:
-        # The base's architecture comes from its own workdir, so config.json rebuilds it.
-        b = classifier.read_config(config.model.base_workdir).model
-        config.model.base.update(dict(family=b.family, width=b.width, blocks=b.blocks))
+    family = models.get(config.model.family)
+    config = family.prepare(config, base_fn)  # what config.json records (a copy if it changes)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json(indent=2))
 
@@ -168,9 +152,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     log_likelihood_fn = classifier.make_log_likelihood_fn(module, config)  # one: shared compiles
     key = jax.random.key(config.seed)
     first = data.to_float(train.images[:config.batch_size])  # data-dependent init (flows)
-    variables = _attach_base(config, classifier.init_variables(
+    variables = family.attach(config, classifier.init_variables(
         config, jax.random.fold_in(key, 0), base_fn, first), base_fn)
-    tx = make_optimizer(config.optim, steps_per_epoch, config.num_epochs, variables["params"])
+    tx = make_optimizer(config.optim, steps_per_epoch, config.num_epochs, variables["params"],
+                        family.frozen)
     state = init_state(variables, tx, config.optim.ema_decay)
 
     mgr = checkpoint.manager(workdir)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from gcj import data, flows
+from gcj.models import family
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -238,3 +239,8 @@ def build(cfg: Any, num_classes: int, image_shape: tuple, seed: int = 0) -> nn.M
     g = cfg.glow
     return GlowClassifier(tuple(image_shape), num_classes, g.levels, g.steps, g.width, g.lu,
                           g.variant, g.pad_to, g.split_scale, g.split_sigma, seed)
+
+
+FAMILY = family.Family(
+    "glow", lambda c, base_fn: build(c.model, c.data.num_classes, family.image_shape(c), c.seed),
+    family.noise_apply_fn, family.data_init_images, density=True, invertible=True)

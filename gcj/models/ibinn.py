@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from gcj import data, flows
+from gcj.models import family
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -242,3 +243,8 @@ def build(cfg: Any, num_classes: int, image_shape: tuple, seed: int = 0) -> nn.M
                         for k in FLOW_KEYS)
     return IBINNClassifier(tuple(image_shape), num_classes, flow_kwargs, b.beta,
                            b.label_smoothing, b.noise, b.rank, b.learn_weights, b.init_scale, seed)
+
+
+FAMILY = family.Family(
+    "ibinn", lambda c, base_fn: build(c.model, c.data.num_classes, family.image_shape(c), c.seed),
+    family.noise_apply_fn, family.data_init_images, density=True, invertible=True)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from gcj import data, diffusion
+from gcj.models import family
 
 
 def _init(scale: float = 1.0):
@@ -236,3 +237,8 @@ def build(cfg: Any, num_classes: int, channels: int) -> ScoreModel:
         raise ValueError(f"unknown sde {s.name!r}; use one of {', '.join(diffusion.SDES)}")
     sde = diffusion.SDES[s.name](s.beta_min, s.beta_max)
     return ScoreModel(unet, sde, num_classes, s.weighting, s.train_eps)
+
+
+FAMILY = family.Family(
+    "score", lambda c, base_fn: build(c.model, c.data.num_classes, c.data.channels),
+    lambda module, c: make_log_likelihood_fn(module, c.model.ode), density=True)

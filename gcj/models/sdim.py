@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from gcj import losses
+from gcj.models import family
 
 BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
 
@@ -210,28 +211,85 @@ class Discriminative(nn.Module):
 
 
 def build(cfg: Any, num_classes: int, base: nn.Module | None = None) -> nn.Module:
-    """The linen module described by a config's ``model`` block.
+    """The linen module described by a config's ``model`` block (any of the three families).
 
     ``base`` (SDIM-logit only) replaces the config's discriminative base by any linen module or
     ``FrozenFunction(x -> logits)``.
     """
+    builders = {"sdim": _build_sdim, "disc": _build_disc, "sdim_logit": _build_sdim_logit}
+    if cfg.family not in builders:
+        raise ValueError(f"unknown model family {cfg.family!r}; use 'sdim', 'disc' or 'sdim_logit'")
     if base is not None and cfg.family != "sdim_logit":
         raise ValueError(f"a custom base is for family 'sdim_logit', not {cfg.family!r}")
-    if cfg.family == "sdim":
-        encoder = ImageEncoder(cfg.width, cfg.blocks, cfg.rep_dim)
-    elif cfg.family == "disc":
-        return Discriminative(cfg.width, cfg.blocks, num_classes)
-    elif cfg.family == "sdim_logit":
-        if base is None:
-            if cfg.base.family != "disc":
-                raise ValueError(f"sdim_logit needs a 'disc' base, got {cfg.base.family!r}")
-            base = build(cfg.base, num_classes)
-        encoder = LogitEncoder(base, cfg.hidden, cfg.rep_dim)
-    else:
-        raise ValueError(f"unknown model family {cfg.family!r}; use 'sdim', 'disc' or 'sdim_logit'")
+    return builders[cfg.family](cfg, num_classes, base)
+
+
+def _sdim(cfg, num_classes, encoder):
     min_log_std = math.log(cfg.min_std) if cfg.min_std > 0 else None
     return SDIM(encoder, num_classes, cfg.rep_dim, cfg.mi_units, cfg.mi_bound, cfg.alpha, cfg.beta,
                 cfg.gamma, cfg.margin, min_log_std)
+
+
+def _build_sdim(cfg, num_classes, base=None):
+    return _sdim(cfg, num_classes, ImageEncoder(cfg.width, cfg.blocks, cfg.rep_dim))
+
+
+def _build_disc(cfg, num_classes, base=None):
+    return Discriminative(cfg.width, cfg.blocks, num_classes)
+
+
+def _build_sdim_logit(cfg, num_classes, base=None):
+    if base is None:
+        if cfg.base.family != "disc":
+            raise ValueError(f"sdim_logit needs a 'disc' base, got {cfg.base.family!r}")
+        base = _build_disc(cfg.base, num_classes)
+    return _sdim(cfg, num_classes, LogitEncoder(base, cfg.hidden, cfg.rep_dim))
+
+
+def _builder(build_fn):
+    """``build_fn(model_cfg, num_classes, base)`` as a family's ``build(config, base_fn)``."""
+    return lambda c, base_fn: build_fn(c.model, c.data.num_classes,
+                                       None if base_fn is None else FrozenFunction(base_fn))
+
+
+def _prepare_logit(config, base_fn):
+    """SDIM-logit on a base workdir: the base's architecture comes from its own config.json, so
+    that the workdir's config rebuilds it (a copy; the caller's config is left as it is)."""
+    if base_fn is not None or not config.model.base_workdir:
+        return config
+    from gcj import classifier  # noqa: PLC0415 (classifier imports the families)
+
+    b = classifier.read_config(config.model.base_workdir).model
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.model.base.update(dict(family=b.family, width=b.width, blocks=b.blocks))
+    config.lock()
+    return config
+
+
+def _attach_logit_base(config, variables, base_fn):
+    """SDIM-logit: the frozen base's trained variables, copied from its workdir."""
+    if base_fn is not None:
+        return variables
+    if not config.model.base_workdir:
+        raise ValueError("sdim_logit needs config.model.base_workdir: a trained 'disc' workdir")
+    from gcj import classifier  # noqa: PLC0415
+
+    base = classifier.load(config.model.base_workdir)
+    if base.config.model.family != "disc":
+        raise ValueError(f"base workdir holds a {base.config.model.family!r} model, need 'disc'")
+    variables = jax.tree_util.tree_map(lambda a: a, variables)  # shallow copy of the dicts
+    for col in ("params", "batch_stats"):
+        variables[col]["encoder"]["base"] = base.params[col]
+    return variables
+
+
+SDIM_FAMILY = family.Family("sdim", _builder(_build_sdim))
+DISC_FAMILY = family.Family("disc", _builder(_build_disc))
+SDIM_LOGIT_FAMILY = family.Family(
+    "sdim_logit", _builder(_build_sdim_logit), takes_base_fn=True,
+    frozen=lambda path: "base" in path,  # the base's parameters (params['encoder']['base'])
+    prepare=_prepare_logit, attach=_attach_logit_base)
 
 
 def count_params(params) -> int:

@@ -1,0 +1,87 @@
+"""What a family declares; the rest of gcj needs nothing else of it (``gcj.models.FAMILIES``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+# (variables, x [B, H, W, C] in [0, 1], key) -> log p(x|y) [B, C] in nats
+LogLikelihoodFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+
+def image_shape(config) -> tuple[int, int, int]:
+    d = config.data
+    return (d.image_size, d.image_size, d.channels)
+
+
+def apply_fn(module, config) -> LogLikelihoodFn:
+    """The contract of a deterministic module: ``module.apply(variables, x)``; the key is unused."""
+    del config
+
+    def log_likelihood_fn(variables, x, key):
+        del key
+        return module.apply(variables, x)
+    return log_likelihood_fn
+
+
+def zeros_init_images(config, key, images):
+    """Images a module is initialised on: two black ones (the values do not matter)."""
+    del key, images
+    return jnp.zeros((2, *image_shape(config)), jnp.float32)
+
+
+def keep_config(config, base_fn):
+    del base_fn
+    return config
+
+
+def keep_variables(config, variables, base_fn):
+    del config, base_fn
+    return variables
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A family of generative classifiers, as gcj uses it.
+
+    ``build(config, base_fn)`` returns a linen module with ``__call__`` (inference) and
+    ``losses(x, labels, train) -> (loss, metrics)`` (the one training loop), built from the
+    config's ``model`` and ``data`` blocks; ``base_fn`` (a frozen ``x -> logits``) only where
+    ``takes_base_fn``. ``log_likelihood_fn(module, config)`` is the contract.
+    """
+
+    name: str
+    build: Callable[[Any, Callable | None], Any]
+    log_likelihood_fn: Callable[[Any, Any], LogLikelihoodFn] = apply_fn
+    # (config, key, images or None) -> float images [B, H, W, C] that ``init`` runs on; flows
+    # initialise their ActNorms from these (data-dependent initialisation)
+    init_images: Callable[[Any, jax.Array, Any], jax.Array] = zeros_init_images
+    density: bool = False      # log p(x|y) is a density of the dequantized pixels (bits/dim)
+    invertible: bool = False   # forward / inverse / sample
+    takes_base_fn: bool = False
+    # a parameter's path (tuple of names) -> True if training leaves it unchanged
+    frozen: Callable[[tuple], bool] = lambda path: False
+    # before training: the config a workdir records (e.g. SDIM-logit's base read from its workdir)
+    prepare: Callable[[Any, Callable | None], Any] = keep_config
+    # after initialisation: variables completed from elsewhere (e.g. the base's trained ones)
+    attach: Callable[[Any, Any, Callable | None], Any] = keep_variables
+
+
+# ------------------------------------------------------------ pieces the flow families share
+
+def noise_apply_fn(module, config) -> LogLikelihoodFn:
+    """The contract of a module whose inference draws noise (dequantization, padding channels)
+    from the key: ``module.apply(variables, x, rngs={'noise': key})``."""
+    del config
+    return lambda variables, x, key: module.apply(variables, x, rngs=dict(noise=key))
+
+
+def data_init_images(config, key, images):
+    """The training batch given (train.py passes its first), else uniform noise: flows initialise
+    their ActNorms from the statistics of what they first see."""
+    if images is not None:
+        return jnp.asarray(images, jnp.float32)
+    return jax.random.uniform(jax.random.fold_in(key, 1), (16, *image_shape(config)))
