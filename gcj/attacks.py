@@ -29,6 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gcj import ops
+from gcj.classifier import check_images
+
 LOSSES = ("ce", "margin", "rejection")
 
 
@@ -55,15 +58,10 @@ def as_function(model) -> tuple[Callable, Any]:
 
 
 def _check(x, labels, num_classes=None):
+    check_images(x)
     x, labels = jnp.asarray(x), jnp.asarray(labels)
-    if x.ndim != 4 or not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"images must be float [B, H, W, C] in [0, 1], got {x.dtype} {x.shape}")
     if labels.shape != x.shape[:1] or not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"labels must be integers of shape [{x.shape[0]}], got {labels.dtype} {labels.shape}")
-    if not isinstance(x, jax.core.Tracer):
-        xs = np.asarray(x)
-        if not np.all(np.isfinite(xs)) or xs.min(initial=0) < 0 or xs.max(initial=0) > 1:
-            raise ValueError("images must be finite with pixels in [0, 1]")
     return x, labels.astype(jnp.int32)
 
 
@@ -79,16 +77,6 @@ def _thresholds(thresholds, num_classes: int | None = None):
 
 # ------------------------------------------------------------------------------------ losses
 
-def _best_other(ll, y):
-    """max_{j != y} l_j and its index."""
-    masked = jnp.where(jax.nn.one_hot(y, ll.shape[1], dtype=bool), -jnp.inf, ll)
-    return masked.max(1), masked.argmax(1)
-
-
-def _take(a, idx):
-    return jnp.take_along_axis(a, idx[:, None], 1)[:, 0]
-
-
 def _delta(thresholds, idx):
     """delta_idx, broadcasting the accept-all [1] threshold."""
     return thresholds[jnp.minimum(idx, thresholds.shape[0] - 1)]
@@ -97,8 +85,8 @@ def _delta(thresholds, idx):
 def attack_loss(ll, y, kind: str = "margin", targeted: bool = False, thresholds=None):
     """Per-example loss ``[B]`` to maximise (module docstring), from log-likelihoods ``[B, C]``."""
     thresholds = _thresholds(thresholds)
-    l_y = _take(ll, y)
-    other, j = _best_other(ll, y)
+    l_y = ops.pick(ll, y)
+    other, j = ops.best_other(ll, y)
     if kind == "ce":
         # -log softmax(l)_y written as softplus(logsumexp_{j != y}(l_j - l_y)): the same value, but
         # its float32 gradient keeps the -∇l_y part that 1 - p_y = 0 (rounded) drops when the
@@ -118,8 +106,7 @@ def attack_loss(ll, y, kind: str = "margin", targeted: bool = False, thresholds=
 def accepted(ll, thresholds=None):
     """``[B]`` bool: max_y l_y >= delta_argmax (always True without thresholds)."""
     thresholds = _thresholds(thresholds)
-    pred = ll.argmax(1)
-    return _take(ll, pred) >= _delta(thresholds, pred)
+    return ~ops.rejected(ll, jnp.broadcast_to(thresholds, ll.shape[1:]))
 
 
 def is_success(ll, y, targeted: bool = False, thresholds=None):
@@ -264,14 +251,14 @@ def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, t
     def losses(w, k):
         xa = 0.5 * (jnp.tanh(w) + 1)
         ll = fn(params, xa, k)
-        l_y = _take(ll, y)
-        other, j = _best_other(ll, y)
+        l_y = ops.pick(ll, y)
+        other, j = ops.best_other(ll, y)
         f = other - l_y if targeted else l_y - other  # <= 0 once adversarial
         per = jnp.sum((xa - x) ** 2, axis=(1, 2, 3)) + c * jnp.maximum(f, -kappa)
         log_q = jax.nn.logsumexp(ll, axis=1) - jnp.log(ll.shape[1])  # log p(x), uniform prior
         per = per + detector_weight * (detector_median - log_q) ** 2
         moved_to = y if targeted else j
-        per = per + threshold_weight * jnp.maximum(0.0, _delta(thresholds, moved_to) - _take(ll, moved_to))
+        per = per + threshold_weight * jnp.maximum(0.0, _delta(thresholds, moved_to) - ops.pick(ll, moved_to))
         return per.sum(), per
 
     grad_fn = jax.grad(losses, has_aux=True)

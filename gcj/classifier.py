@@ -28,8 +28,9 @@ DENSITY_FAMILIES = tuple(n for n, f in models.FAMILIES.items() if f.density)
 FLOW_FAMILIES = tuple(n for n, f in models.FAMILIES.items() if f.invertible)
 
 
-def check_images(x, image_shape: tuple[int, int, int]) -> None:
-    """Raises ``ValueError`` naming the problem unless ``x`` is float ``[B, *image_shape]`` in [0, 1].
+def check_images(x, image_shape: tuple[int, int, int] | None = None) -> None:
+    """Raises ``ValueError`` naming the problem unless ``x`` is float ``[B, *image_shape]`` in [0, 1]
+    (any ``[B, H, W, C]`` when ``image_shape`` is None).
 
     Values (NaN, range) are checked only for concrete arrays; under ``jit`` only shape and dtype.
     """
@@ -38,7 +39,7 @@ def check_images(x, image_shape: tuple[int, int, int]) -> None:
     shape, dtype = x.shape, x.dtype
     if len(shape) != 4:
         raise ValueError(f"images must have rank 4 [B, H, W, C], got shape {shape}")
-    if tuple(shape[1:]) != tuple(image_shape):
+    if image_shape is not None and tuple(shape[1:]) != tuple(image_shape):
         raise ValueError(f"images must be [B, {', '.join(map(str, image_shape))}], got shape {shape}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"images must be floating point with pixels in [0, 1], got dtype {dtype}"

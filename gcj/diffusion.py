@@ -18,6 +18,8 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+from gcj import ops
+
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
@@ -63,8 +65,7 @@ class VPSDE:
 
     def prior_log_prob(self, z):
         """log N(z; 0, I) per example, ``[B]``."""
-        d = math.prod(z.shape[1:])
-        return -0.5 * d * math.log(2 * math.pi) - 0.5 * jnp.sum(z.reshape(z.shape[0], -1) ** 2, 1)
+        return ops.gaussian_log_prob(z.reshape(z.shape[0], -1))
 
     def prior_sample(self, key, shape, dtype=jnp.float32):
         return jax.random.normal(key, shape, dtype)
@@ -233,4 +234,4 @@ def bits_per_dim(logp: jax.Array, dim: int, data_range: str = "[0,1]", bits: int
     offsets = {"[0,1]": bits, "[-1,1]": bits - 1}
     if data_range not in offsets:
         raise ValueError(f"unknown data_range {data_range!r}; use '[0,1]' or '[-1,1]'")
-    return -logp / (dim * math.log(2.0)) + offsets[data_range]
+    return ops.bits_per_dim(logp, dim, offsets[data_range])

@@ -10,7 +10,7 @@ import os
 import jax
 import numpy as np
 
-from gcj import classifier, corruptions, data, diffusion, metrics, rejection, robustness, stopwatch
+from gcj import classifier, corruptions, data, diffusion, metrics, ops, rejection, robustness, stopwatch
 
 DEFAULT_SUITES = ("clean", "rejection", "ood", "calibration")
 SUITES = DEFAULT_SUITES + ("adversarial", "corruptions", "interpolation", "nll_gap")
@@ -84,7 +84,7 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
             report["clean"]["bits_per_dim"] = float(np.mean(diffusion.bits_per_dim(
                 np.asarray(classifier.log_marginal(ll_test)), dim)))
             report["clean"]["bits_per_dim_given_label"] = float(np.mean(diffusion.bits_per_dim(
-                ll_test[np.arange(len(test.labels)), test.labels], dim)))
+                ops.pick(ll_test, test.labels), dim)))
 
     if "rejection" in suites:
         report["rejection"] = {k: rejection.rejection_metrics(ll_test, test.labels, t)

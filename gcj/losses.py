@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gcj import ops
+
 MI_BOUNDS = ("jsd", "dv", "infonce")
 LOG2 = math.log(2.0)
 
@@ -49,12 +51,12 @@ def critic_scores(global_features: jax.Array, local_features: jax.Array) -> jax.
 def diag_gaussian_log_prob(z: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
     """log N(z; mean_c, diag(exp(log_std_c))^2) for every class: ``[B, d]``, ``[C, d]`` -> ``[B, C]``."""
     zc = (z[:, None, :] - mean[None]) * jnp.exp(-log_std)[None]
-    return jnp.sum(-0.5 * zc ** 2 - log_std[None] - 0.5 * math.log(2 * math.pi), axis=-1)
+    return ops.gaussian_log_prob(zc, log_std[None])
 
 
 def nll_loss(log_likelihoods: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-example -log p(x|y) of the true class: ``[B, C]``, ``[B]`` -> ``[B]``."""
-    return -jnp.take_along_axis(log_likelihoods, labels[:, None], axis=1)[:, 0]
+    return -ops.pick(log_likelihoods, labels)
 
 
 def margin_loss(log_likelihoods: jax.Array, labels: jax.Array, margin: float) -> jax.Array:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gcj import ops
+
 
 def _binary(scores_in: np.ndarray, scores_out: np.ndarray):
     scores = np.concatenate([np.asarray(scores_in, np.float64), np.asarray(scores_out, np.float64)])
@@ -106,7 +108,8 @@ def calibration_metrics(probs, labels, num_bins: int = 15, oce_level: float = 0.
     count, conf, acc = calibration_bins(confidence, correct, num_bins)
     gap = np.abs(acc - conf)
     confident = confidence >= oce_level
-    entropy = -np.sum(np.where(probs > 0, probs * np.log(np.where(probs > 0, probs, 1.0)), 0.0), 1)
+    with np.errstate(divide="ignore"):  # log 0 = -inf: 0 log 0 = 0 in ops.entropy
+        entropy = ops.entropy(np.log(probs))
     return dict(ece=float(np.sum(count * gap) / len(labels)),
                 mce=float(gap[count > 0].max()),
                 oce=float((1 - correct[confident].mean()) / (1 - oce_level)) if confident.any()

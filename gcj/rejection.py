@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from gcj import ops
+
 
 def percentile_thresholds(class_ll: np.ndarray, labels: np.ndarray, percentile: float) -> np.ndarray:
     """Per class c: the ``percentile`` of log p(x|c) over correctly classified images of class c.
@@ -72,9 +74,7 @@ def split_fitted(thresholds: dict, conformal_alpha: float, num_calibration: int)
 
 def reject(class_ll: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Boolean ``[N]``: True where max_y log p(x|y) < delta_{argmax_y} (the input is rejected)."""
-    class_ll = np.asarray(class_ll)
-    pred = class_ll.argmax(1)
-    return class_ll[np.arange(len(pred)), pred] < np.asarray(thresholds)[pred]
+    return np.asarray(ops.rejected(class_ll, thresholds))
 
 
 def rejection_metrics(class_ll: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> dict:

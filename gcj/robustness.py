@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcj import attacks, classifier, corruptions, data, metrics, rejection
+from gcj import attacks, classifier, corruptions, data, metrics, ops, rejection
 
 
 
@@ -199,7 +199,7 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
         # per target class, the test image of it that is classified as it and accepted (p1) with
         # the largest margin above its threshold: the boundary attack's start
         p1 = thr.get("p1", np.full(c, -np.inf))
-        margin = np.where(correct, ll_test[np.arange(len(test.labels)), test.labels] - p1[test.labels], -np.inf)
+        margin = np.where(correct, ops.pick(ll_test, test.labels) - p1[test.labels], -np.inf)
         margin = np.where(margin >= 0, margin, -np.inf)  # accepted
         best = np.array([np.argmax(np.where(test.labels == t, margin, -np.inf)) for t in range(c)])
         if not np.all(np.isfinite(margin[best])):
@@ -274,8 +274,8 @@ def _nanmean(values):
 
 
 def _entropy(ll):
-    logp = np.asarray(classifier.log_posterior(jnp.asarray(ll)), np.float64)
-    return float(-(np.exp(logp) * logp).sum(1).mean())
+    """Mean entropy of the posterior (nats)."""
+    return float(ops.entropy(np.asarray(classifier.log_posterior(jnp.asarray(ll)), np.float64)).mean())
 
 
 def corruption_suite(clf, ll_clean: np.ndarray, clean_labels: np.ndarray, key, thresholds: dict,
@@ -386,8 +386,8 @@ def interpolation_suite(clf, test: data.Split, ll_test: np.ndarray, key, thresho
 
 def nll_gap(ll_test: np.ndarray, labels: np.ndarray) -> dict:
     """−log p(x|y_true) against the most likely wrong class's −log p(x|y') (paper 001 Fig. 3)."""
-    true = ll_test[np.arange(len(labels)), labels]
-    wrong = np.where(np.eye(ll_test.shape[1], dtype=bool)[labels], -np.inf, ll_test).max(1)
+    true = ops.pick(ll_test, labels)
+    wrong, _ = ops.best_other(ll_test, labels)
     gap = true - wrong  # > 0: the true class is the most likely
     return dict(num=int(len(labels)), median_gap=float(np.median(gap)), mean_gap=float(gap.mean()),
                 gap_quantiles={str(q): float(np.quantile(gap, q)) for q in (0.01, 0.1, 0.5, 0.9)},

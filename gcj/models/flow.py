@@ -13,10 +13,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gcj import data, flows
+from gcj import data, flows, ops
 from gcj.models import family
 
-LOG_2PI = math.log(2 * math.pi)
 
 
 class Glow(flows.Invertible, nn.Module):
@@ -111,7 +110,7 @@ class GaussianPrior(nn.Module):
         mu = self.param("mu", nn.initializers.normal(1.0), (self.num_classes, self.dim))
         log_sigma = self.param("log_sigma", nn.initializers.zeros, (self.num_classes, self.dim))
         u = (z[:, None, :] - mu[None]) * jnp.exp(-log_sigma)[None]
-        return -0.5 * jnp.sum(u ** 2 + LOG_2PI, -1) - jnp.sum(log_sigma, -1)[None]
+        return ops.gaussian_log_prob(u, log_sigma[None])
 
     def sample(self, key, labels):
         mu = self.variables["params"]["mu"][labels]
@@ -143,11 +142,11 @@ class SplitPrior(nn.Module):
         zn, zs = z[:, :dn], z[:, dn:]
         onehot = jnp.eye(c, dtype=z.dtype)
         u = (zs[:, None, :] - self.scale * onehot[None]) / self.sigma  # [B, C, C]
-        log_ps = -0.5 * jnp.sum(u ** 2 + LOG_2PI, -1) - c * math.log(self.sigma)
+        log_ps = ops.gaussian_log_prob(u, math.log(self.sigma))
         mean, log_std = self._noise_dist(jnp.broadcast_to(zs[:, None], (z.shape[0], c, c)),
                                          jnp.broadcast_to(onehot[None], (z.shape[0], c, c)))
         v = (zn[:, None, :] - mean) * jnp.exp(-log_std)
-        log_pn = -0.5 * jnp.sum(v ** 2 + LOG_2PI, -1) - jnp.sum(log_std, -1)
+        log_pn = ops.gaussian_log_prob(v, log_std)
         return log_ps + log_pn
 
     def sample(self, key, labels):
@@ -225,12 +224,11 @@ class GlowClassifier(nn.Module):
 
     def losses(self, x, labels, train: bool = True):
         ll = self(x, train)
-        nll = -jnp.take_along_axis(ll, labels[:, None], 1)[:, 0]
+        nll = -ops.pick(ll, labels)
         nll_dim = jnp.mean(nll) / self.dim
-        log_post = jax.nn.log_softmax(ll, -1)
-        ce = -jnp.mean(jnp.take_along_axis(log_post, labels[:, None], 1))
+        ce = -jnp.mean(ops.pick(jax.nn.log_softmax(ll, -1), labels))
         loss = nll_dim if self.variant == "base" else nll_dim + ce
-        metrics = dict(loss=loss, nll_per_dim=nll_dim, bits_per_dim=nll_dim / math.log(2.0) + 8.0,
+        metrics = dict(loss=loss, nll_per_dim=nll_dim, bits_per_dim=ops.bits_per_dim(-jnp.mean(nll), self.dim),
                        xent=ce, accuracy=jnp.mean(jnp.argmax(ll, -1) == labels))
         return loss, metrics
 

@@ -12,10 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gcj import data, flows
+from gcj import data, flows, ops
 from gcj.models import family
 
-LOG_2PI = math.log(2 * math.pi)
 
 
 def final_shape(image_shape, entry: str, levels: int) -> tuple:
@@ -150,7 +149,7 @@ class GMMPrior(nn.Module):
 
     def __call__(self, z):
         """log N(z; μ_y, I) ``[B, C]``."""
-        return -0.5 * self.squared_distances(z) - 0.5 * self.dim * LOG_2PI
+        return -0.5 * self.squared_distances(z) - 0.5 * self.dim * ops.LOG_2PI
 
     def sample(self, key, labels):
         mu = self.means()[labels]
@@ -226,8 +225,8 @@ class IBINNClassifier(nn.Module):
             loss = 2.0 * l_y
         else:
             loss = 2.0 / (1.0 + self.beta) * l_x + 2.0 * self.beta / (1.0 + self.beta) * l_y
-        nll = -(jnp.take_along_axis(self.prior(z), labels[:, None], 1)[:, 0] + logdet)
-        bpd = jnp.mean(nll) / (self.dim * math.log(2.0)) + 8.0
+        nll = -(ops.pick(self.prior(z), labels) + logdet)
+        bpd = ops.bits_per_dim(-jnp.mean(nll), self.dim)
         metrics = dict(loss=loss, l_x=l_x, l_y=l_y, bits_per_dim=bpd,
                        accuracy=jnp.mean(jnp.argmax(logits, -1) == labels))
         return loss, metrics

@@ -1,0 +1,65 @@
+"""The formulas gcj uses in more than one place, each written once. Jax arrays (and tracers: jit /
+grad / vmap) in, jax arrays out; numpy in, numpy out, in numpy's precision (the evaluation suites
+compute in float64 on the host).
+
+Class log-likelihoods are ``ll [B, C]`` (log p(x|y), nats); labels and classes ``[B]`` integers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _xp(*arrays):
+    """numpy when every argument is a numpy array or a Python number, else jax.numpy."""
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
+
+
+def pick(values, idx) -> jax.Array:
+    """``values[b, idx[b]]`` for ``values [B, C]``, ``idx [B]``: e.g. the true class's log-likelihood."""
+    xp = _xp(values, idx)
+    return xp.take_along_axis(xp.asarray(values), xp.asarray(idx)[:, None], axis=1)[:, 0]
+
+
+def best_other(ll, y) -> tuple[jax.Array, jax.Array]:
+    """max_{j != y} ll_j and its index j, ``[B]`` each."""
+    xp = _xp(ll, y)
+    ll = xp.asarray(ll)
+    masked = xp.where(xp.arange(ll.shape[1])[None] == xp.asarray(y)[:, None], -xp.inf, ll)
+    return masked.max(1), masked.argmax(1)
+
+
+def rejected(ll, thresholds) -> jax.Array:
+    """Classification with rejection (paper 000): ``[B]`` True where max_y log p(x|y) is below the
+    predicted class's threshold delta_{argmax_y}. ``thresholds``: ``[C]``."""
+    xp = _xp(ll, thresholds)
+    ll = xp.asarray(ll)
+    pred = ll.argmax(1)
+    return pick(ll, pred) < xp.asarray(thresholds)[pred]
+
+
+def gaussian_log_prob(u, log_std=0.0) -> jax.Array:
+    """log N(u; 0, diag(exp(log_std))^2) of standardized values u = (z - mean) / std, summed over
+    the last axis (``log_std`` broadcasts against ``u``)."""
+    log_std = jnp.broadcast_to(jnp.asarray(log_std, jnp.result_type(u)), jnp.shape(u))
+    return jnp.sum(-0.5 * (jnp.square(u) + LOG_2PI) - log_std, axis=-1)
+
+
+def bits_per_dim(logp, dim: int, offset: float = 8.0) -> jax.Array:
+    """bits/dim from a log-density in nats over ``dim`` dimensions: -log p / (D ln 2) + ``offset``
+    (8 for a density of 8-bit images dequantized onto [0, 1]: P(k) ~ p(x) 2^-8D)."""
+    return -logp / (dim * math.log(2.0)) + offset
+
+
+def entropy(log_probs) -> jax.Array:
+    """-sum_y p log p over the last axis, from log-probabilities (0 log 0 = 0)."""
+    xp = _xp(log_probs)
+    log_probs = xp.asarray(log_probs)
+    finite = log_probs > -xp.inf
+    return -xp.sum(xp.where(finite, xp.exp(xp.where(finite, log_probs, 0.0)) * log_probs, 0.0), axis=-1)
