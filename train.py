@@ -1,22 +1,6 @@
-"""Trains a gcj classifier: python train.py --config configs/<name>.py --workdir <dir> [--config.k=v]"""
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from gcj import cli
-from gcj.train import train_and_evaluate
-
-config_flags.DEFINE_config_file("config", None, "Python config file (configs/<name>.py[:smoke]).",
-                                lock_config=True)
-flags.DEFINE_string("workdir", None, "Where config.json, metrics.jsonl, checkpoints go; resumes.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-    train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
-
+"""Trains a gcj classifier: python train.py --config configs/<name>.py --workdir <dir> [--config.k=v]
+(the same program as the installed ``gcj-train``: gcj/scripts/train.py)."""
+from gcj.scripts.train import main
 
 if __name__ == "__main__":
-    cli.run(main)
+    main()

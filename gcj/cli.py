@@ -14,8 +14,15 @@ from absl import app, flags
 USER_ERRORS = (ValueError, KeyError, AttributeError, OSError, FloatingPointError)
 
 
-def run(main) -> None:
-    """``absl.app.run(main)`` with one-line errors for flags, configs and what ``main`` raises."""
+def run(main, flags_module: str | None = None) -> None:
+    """``absl.app.run(main)`` with one-line errors for flags, configs and what ``main`` raises.
+
+    ``flags_module``: the module that defines the program's flags, listed by ``--help`` whatever
+    starts it (``python train.py``, the ``gcj-train`` entry point)."""
+    if flags_module:
+        for flag in flags.FLAGS.get_key_flags_for_module(flags_module):
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
     def guarded(argv):
         try:
             return main(argv)
@@ -28,7 +35,7 @@ def _parse(argv):
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:  # absl's own: unknown or missing flags
-        _fail(e, argv, hint="Pass --helpshort to see the flags.")
+        _fail(e, argv, hint="Pass --help to see the flags.")
     except USER_ERRORS as e:  # ml_collections: the config file or an override
         _fail(e, argv)
 

@@ -200,12 +200,21 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
+def to_json(config: ml_collections.ConfigDict) -> str:
+    """A workdir's config.json: the config, and the version of gcj that wrote it."""
+    from gcj import __version__  # noqa: PLC0415 (gcj/__init__ imports this module's users)
+
+    return json.dumps(dict(gcj_version=__version__, **json.loads(config.to_json())), indent=2)
+
+
 def from_json(text: str) -> ml_collections.ConfigDict:
     """A locked config from a workdir's config.json; unknown keys raise ``KeyError``."""
     c = base_config()
     c.lock()
     known = set(_flatten(c.to_dict()))
-    given = _flatten(json.loads(text))
+    given = json.loads(text)
+    given.pop("gcj_version", None)  # (absent from what gcj wrote before 0.2.0)
+    given = _flatten(given)
     unknown = sorted(set(given) - known)
     if unknown:
         raise KeyError(f"unknown config keys in config.json: {', '.join(unknown)}")

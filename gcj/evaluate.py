@@ -10,6 +10,8 @@ import os
 import jax
 import numpy as np
 
+import gcj
+
 from gcj import classifier, corruptions, data, diffusion, metrics, ops, rejection, robustness, stopwatch
 
 DEFAULT_SUITES = ("clean", "rejection", "ood", "calibration")
@@ -67,7 +69,8 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     clock.lap("scoring")
     thresholds, not_fitted = rejection.split_fitted(clf.thresholds or {}, cfg.thresholds.conformal_alpha,
                                                     cfg.data.val_size)
-    report = dict(workdir=os.path.abspath(workdir), dataset=cfg.data.name, family=cfg.model.family,
+    report = dict(gcj_version=gcj.__version__, workdir=os.path.abspath(workdir), dataset=cfg.data.name,
+                  family=cfg.model.family,
                   num_test=int(len(test.labels)))
     if not_fitted:
         report["thresholds_not_fitted"] = not_fitted

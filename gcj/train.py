@@ -6,9 +6,9 @@ Workdir: ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (orbax), ``thresho
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from gcj import checkpoint, classifier, data, models, rejection, stopwatch
+from gcj import config as config_lib
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int):
@@ -125,32 +126,28 @@ def make_train_step(module, tx, data_cfg, ema_decay: float = 0.0):
     return train_step
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       base_fn=None) -> classifier.Classifier:
-    """Trains (resuming from the latest checkpoint), then fits rejection thresholds.
+class Trainer(NamedTuple):
+    """What one training run is built from: its module, contract, optimizer and jitted step."""
+    module: Any
+    log_likelihood_fn: classifier.LogLikelihoodFn
+    tx: optax.GradientTransformation
+    step_fn: Callable  # jitted, sharded over the data axis: (state, images, labels, key) -> ...
+    to_global: Callable  # a host batch -> a global array sharded over the devices
+    replicated: NamedSharding  # where the state lives
+    steps_per_epoch: int
 
-    ``base_fn``: SDIM-logit on any frozen function ``x -> logits`` instead of
-    ``config.model.base_workdir``; pass the same ``base_fn`` to ``gcj.load`` later.
-    """
-    os.makedirs(workdir, exist_ok=True)
-    family = models.get(config.model.family)
-    config = family.prepare(config, base_fn)  # what config.json records (a copy if it changes)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json(indent=2))
 
-    clock = stopwatch.Stopwatch()
-    train, val = data.load_train_val(config)
-    clock.lap("data")
+def create_state(config, train: data.Split, key, base_fn=None) -> tuple[Trainer, dict]:
+    """The trainer and a fresh state (initialised on the first training batch, for the flows;
+    ``jax.device_put(state, trainer.replicated)`` places it for the step)."""
     steps_per_epoch = len(train.labels) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train.labels)} training images")
     n_dev = jax.device_count()
     if config.batch_size % n_dev:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {n_dev} devices")
-
+    family = models.get(config.model.family)
     module = classifier.build_module(config, base_fn)
-    log_likelihood_fn = classifier.make_log_likelihood_fn(module, config)  # one: shared compiles
-    key = jax.random.key(config.seed)
     first = data.to_float(train.images[:config.batch_size])  # data-dependent init (flows)
     variables = family.attach(config, classifier.init_variables(
         config, jax.random.fold_in(key, 0), base_fn, first), base_fn)
@@ -158,20 +155,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         family.frozen)
     state = init_state(variables, tx, config.optim.ema_decay)
 
-    mgr = checkpoint.manager(workdir)
-    latest = checkpoint.restore_latest(mgr, eval_variables(state), _train_item(state))
-    if latest is not None:
-        step, v, t = latest
-        for path in checkpoint.set_aside(mgr, step):  # the run will write these steps again
-            print(f"unreadable checkpoint moved to {path}", flush=True)
-        state.update(step=t["step"], opt_state=t["opt_state"], batch_stats=v.get("batch_stats", {}))
-        state.update({"ema": v["params"], "params": t["params"]} if "ema" in state
-                     else {"params": v["params"]})
-        print(f"resumed from step {int(state['step'])} in {workdir}", flush=True)
-
     mesh = Mesh(np.asarray(jax.devices()), ("data",))
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    state = jax.device_put(state, replicated)
     step_fn = jax.jit(make_train_step(module, tx, config.data, config.optim.ema_decay), donate_argnums=0,
                       in_shardings=(replicated, sharded, sharded, replicated),
                       out_shardings=(replicated, replicated))
@@ -182,63 +167,127 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         local = batch[jax.process_index() * per:(jax.process_index() + 1) * per]
         return jax.make_array_from_process_local_data(sharded, local, batch.shape)
 
+    trainer = Trainer(module, classifier.make_log_likelihood_fn(module, config), tx, step_fn,
+                      to_global, replicated, steps_per_epoch)
+    return trainer, state
+
+
+def restore(mgr, state: dict, workdir: str) -> dict:
+    """``state`` from the newest readable checkpoint (unreadable newer ones set aside), or as it is."""
+    latest = checkpoint.restore_latest(mgr, eval_variables(state), _train_item(state))
+    if latest is None:
+        return state
+    step, v, t = latest
+    for path in checkpoint.set_aside(mgr, step):  # the run will write these steps again
+        print(f"unreadable checkpoint moved to {path}", flush=True)
+    state = dict(state, step=t["step"], opt_state=t["opt_state"], batch_stats=v.get("batch_stats", {}))
+    state.update({"ema": v["params"], "params": t["params"]} if "ema" in state
+                 else {"params": v["params"]})
+    print(f"resumed from step {int(state['step'])} in {workdir}", flush=True)
+    return state
+
+
+def train_epoch(trainer: Trainer, state: dict, batches, step_key, log_every: int, on_log) -> tuple[dict, dict]:
+    """One pass over ``batches``: returns the state and the epoch's mean metrics.
+
+    Metrics stay on the device and are fetched only every ``log_every`` steps (a fetch waits for
+    the device) and at the end; ``on_log(step, running means)`` is called at each fetch. A
+    non-finite loss raises ``FloatingPointError`` naming its first step, at the next fetch.
+    """
+    sums, count, first_bad = None, 0, jnp.zeros((), jnp.int32)
+    start = int(state["step"])
+
+    def fetch():
+        bad = int(first_bad)
+        if bad:
+            raise FloatingPointError(f"non-finite loss at step {bad}")
+        return {k: float(v) / count for k, v in jax.device_get(sums).items()}
+
+    for images, labels in batches:
+        state, metrics = trainer.step_fn(state, trainer.to_global(images), trainer.to_global(labels), step_key)
+        count += 1
+        sums = metrics if sums is None else jax.tree_util.tree_map(jnp.add, sums, metrics)
+        first_bad = jnp.where((first_bad == 0) & ~jnp.isfinite(metrics["loss"]), start + count, first_bad)
+        if (start + count) % log_every == 0:
+            on_log(start + count, fetch())
+    return state, (fetch() if count else {})
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       base_fn=None) -> classifier.Classifier:
+    """Trains (resuming from the latest checkpoint), then fits rejection thresholds.
+
+    ``base_fn``: SDIM-logit on any frozen function ``x -> logits`` instead of
+    ``config.model.base_workdir``; pass the same ``base_fn`` to ``gcj.load`` later. ``config`` is
+    not changed (the workdir's config.json records what the run used).
+    """
+    os.makedirs(workdir, exist_ok=True)
+    config = models.get(config.model.family).prepare(config, base_fn)  # a copy if it changes
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config_lib.to_json(config))
+
+    clock = stopwatch.Stopwatch()
+    train, val = data.load_train_val(config)
+    clock.lap("data")
+    key = jax.random.key(config.seed)
+    trainer, state = create_state(config, train, key, base_fn)
+    mgr = checkpoint.manager(workdir)
+    state = jax.device_put(restore(mgr, state, workdir), trainer.replicated)
     clock.lap("build")
+
     start_step = int(state["step"])
-    start_epoch = start_step // steps_per_epoch
+    data_key, step_key = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
     first_step_seconds = None
-    data_key = jax.random.fold_in(key, 2)
-    step_key = jax.random.fold_in(key, 3)
-    log = open(os.path.join(workdir, "metrics.jsonl"), "a")
-    for epoch in range(start_epoch, config.num_epochs):
-        t0, sums, count = time.time(), {}, 0
-        bar = tqdm(data.batches(train, config.batch_size, jax.random.fold_in(data_key, epoch)),
-                   total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.num_epochs}",
-                   mininterval=2.0, leave=False)
-        for images, labels in bar:
-            state, metrics = step_fn(state, to_global(images), to_global(labels), step_key)
-            metrics = jax.device_get(metrics)
-            if first_step_seconds is None:
-                first_step_seconds = clock.since_lap()
-            step = int(state["step"])
-            if not math.isfinite(float(metrics["loss"])):
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as log:
+        def write(record):
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+
+        for epoch in range(start_step // trainer.steps_per_epoch, config.num_epochs):
+            t0 = time.time()
+            bar = tqdm(data.batches(train, config.batch_size, jax.random.fold_in(data_key, epoch)),
+                       total=trainer.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.num_epochs}",
+                       mininterval=2.0, leave=False, disable=None)
+
+            def on_log(step, avg):
+                nonlocal first_step_seconds
+                if first_step_seconds is None:
+                    first_step_seconds = clock.since_lap()
+                bar.set_postfix({k: f"{avg[k]:.4f}" for k in ("loss", "accuracy") if k in avg})
+                write(dict(step=step, epoch=epoch + 1, **{f"train/{k}": v for k, v in avg.items()}))
+
+            try:
+                state, means = train_epoch(trainer, state, bar, step_key, config.log_every, on_log)
+            except FloatingPointError as e:
                 last = mgr.latest_step()
                 kept = (f"The last good checkpoint (step {last}) in {workdir} is intact"
                         if last is not None else
                         f"There is no checkpoint yet: nothing was saved in {workdir}")
                 raise FloatingPointError(
-                    f"non-finite loss {float(metrics['loss'])} at step {step} (epoch {epoch + 1}); "
-                    f"training stopped. {kept}: lower optim.lr or add optim.warmup_steps and run "
-                    "again" + (" to resume." if last is not None else "."))
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            count += 1
-            if step % config.log_every == 0:
-                avg = {k: v / count for k, v in sums.items()}
-                bar.set_postfix({k: f"{avg[k]:.4f}" for k in ("loss", "accuracy") if k in avg})
-                log.write(json.dumps(dict(step=step, epoch=epoch + 1, **{f"train/{k}": v for k, v in avg.items()})) + "\n")
-                log.flush()
-        bar.close()
-        epoch_s = time.time() - t0
-        record = dict(step=int(state["step"]), epoch=epoch + 1, epoch_seconds=epoch_s,
-                      **{f"train/{k}": v / max(count, 1) for k, v in sums.items()})
-        clf = _classifier(config, log_likelihood_fn, state)
-        last = epoch + 1 == config.num_epochs
-        every = config.val_every_epochs
-        if len(val.labels) and (last or (every and (epoch + 1) % every == 0)):
-            ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size)
-            record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
-        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in record.items()), flush=True)
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-        if (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs:
-            checkpoint.save(mgr, int(state["step"]), eval_variables(state), _train_item(state))
-    log.close()
+                    f"{e} (epoch {epoch + 1}); training stopped. {kept}: lower optim.lr or add "
+                    "optim.warmup_steps and run again" + (" to resume." if last is not None else ".")) from None
+            finally:
+                bar.close()
+            if first_step_seconds is None:
+                first_step_seconds = clock.since_lap()
+            record = dict(step=int(state["step"]), epoch=epoch + 1, epoch_seconds=time.time() - t0,
+                          **{f"train/{k}": v for k, v in means.items()})
+            last = epoch + 1 == config.num_epochs
+            every = config.val_every_epochs
+            if len(val.labels) and (last or (every and (epoch + 1) % every == 0)):
+                ll = classifier.batched_log_likelihoods(_classifier(config, trainer.log_likelihood_fn, state),
+                                                        val.images, config.eval_batch_size)
+                record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
+            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in record.items()), flush=True)
+            write(record)
+            if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
+                checkpoint.save(mgr, int(state["step"]), eval_variables(state), _train_item(state))
     steps = int(state["step"]) - start_step
-    clock.lap("training" + (f" ({steps} steps; the first, with compilation, "
-                            f"{first_step_seconds:.1f} s)" if first_step_seconds else ""))
+    clock.lap("training" + (f" ({steps} steps; the first log, with compilation, after "
+                            f"{first_step_seconds:.1f} s)" if steps else ""))
 
-    clf = _classifier(config, log_likelihood_fn, state)
+    clf = _classifier(config, trainer.log_likelihood_fn, state)
     thresholds = fit_thresholds(clf, train, val, config)
     with open(os.path.join(workdir, "thresholds.json"), "w") as f:
         json.dump(thresholds, f, indent=2)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ import gcj
 from conftest import ROOT, smoke_config
 from gcj import checkpoint
 from gcj.evaluate import evaluate
-from gcj.train import train_and_evaluate
+from gcj.train import Trainer, train_and_evaluate, train_epoch
 
 X = np.random.default_rng(0).uniform(size=(4, 32, 32, 1)).astype(np.float32)
 
@@ -156,16 +157,37 @@ def test_data_parallel_on_four_devices_matches_one(trained_workdir, tmp_path):
             assert four[k] == pytest.approx(one[k], rel=1e-3, abs=1e-4), k
 
 
+def test_train_epoch_fetches_metrics_only_when_logging_and_names_the_first_nonfinite_step():
+    """The device is waited for only every log_every steps; a NaN loss is reported at the next
+    fetch with the step where it first appeared."""
+    losses = [1.0, 3.0, float("nan"), 2.0, 5.0, 7.0]
+
+    def step_fn(state, images, labels, key):
+        i = int(state["step"])
+        return dict(step=state["step"] + 1), dict(loss=jnp.float32(losses[i]), accuracy=jnp.float32(0.5))
+
+    trainer = Trainer(None, None, None, step_fn, lambda b: b, None, len(losses))
+    logged = []
+    batches = [(np.zeros(1), np.zeros(1))] * 2
+    state, means = train_epoch(trainer, dict(step=jnp.int32(0)), batches, None, 2,
+                               lambda step, avg: logged.append((step, avg["loss"])))
+    assert logged == [(2, 2.0)] and means == dict(loss=2.0, accuracy=0.5)
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 3$"):
+        train_epoch(trainer, state, [(np.zeros(1), np.zeros(1))] * 4, None, 2, lambda *a: None)
+
+
 def test_sdim_logit_keeps_its_base_frozen(tmp_path):
     base_dir, head_dir = str(tmp_path / "disc"), str(tmp_path / "logit")
     base = train_and_evaluate(smoke_config(**{"model.family": "disc"}), base_dir)
-    cfg = smoke_config("sdim_logit_fashion_mnist", **{"data.name": "mnist5k",
+    cfg = smoke_config("sdim_logit_fashion_mnist", **{"data.name": "mnist5k", "model.base.width": 8,
                                                        "model.base_workdir": base_dir})
+    before = cfg.to_json()
     head = train_and_evaluate(cfg, head_dir)
+    assert cfg.to_json() == before  # the caller's config is untouched; the run's comes from the base
     for col in ("params", "batch_stats"):
         jax.tree_util.tree_map(np.testing.assert_array_equal, head.params[col]["encoder"]["base"],
                                base.params[col])
-    assert gcj.load(head_dir).config.model.base.width == base.config.model.width
+    assert gcj.load(head_dir).config.model.base.width == base.config.model.width == 4
     fresh = gcj.create(head.config, jax.random.key(0)).params["params"]["conditionals"]["mean"]
     assert not np.allclose(head.params["params"]["conditionals"]["mean"], fresh)
 

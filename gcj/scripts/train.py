@@ -1,0 +1,24 @@
+"""Trains a gcj classifier: gcj-train (or python train.py) --config configs/<name>.py --workdir <dir>
+[--config.k=v]"""
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from gcj import cli
+from gcj.train import train_and_evaluate
+
+config_flags.DEFINE_config_file("config", None, "Python config file (configs/<name>.py[:smoke]).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Where config.json, metrics.jsonl, checkpoints go; resumes.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+    train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+def main():
+    """The ``gcj-train`` entry point."""
+    cli.run(_main, __name__)
