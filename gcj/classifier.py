@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -85,7 +86,9 @@ class Classifier:
         """log p(x|y) for every class, ``[B, C]`` in nats (jitted; input checked first)."""
         check_images(x, self.image_shape)
         key = jax.random.key(0) if key is None else key
-        return _jit(self.log_likelihood_fn)(self.params, jnp.asarray(x, jnp.float32), key)
+        ll = _jit(self.log_likelihood_fn)(self.params, jnp.asarray(x, jnp.float32), key)
+        chex.assert_shape(ll, (jnp.shape(x)[0], self.num_classes))  # the family kept the contract
+        return ll
 
     def predict(self, x, key=None) -> jax.Array:
         """argmax_y log p(x|y) + log p(y) with a uniform prior: ``[B]``."""

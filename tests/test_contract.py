@@ -122,6 +122,12 @@ def test_bad_inputs_raise(clf, bad, message):
         clf.class_log_likelihoods(bad((2, *clf.image_shape)))
 
 
+def test_a_function_breaking_the_contract_is_caught(clf, x):
+    broken = gcj.Classifier(clf.config, clf.params, lambda p, xi, k: jnp.zeros((xi.shape[0], 3)))
+    with pytest.raises(AssertionError, match="shape"):
+        broken.class_log_likelihoods(x)
+
+
 def test_log_prior_shape_is_checked(clf, x):
     with pytest.raises(ValueError, match="log_prior must have shape"):
         clf.log_posterior(x, log_prior=jnp.zeros(3))
