@@ -151,6 +151,14 @@ def _jit_uint8(log_likelihood_fn: LogLikelihoodFn):
     return jax.jit(lambda p, x, k: log_likelihood_fn(p, data.to_float(x), k))
 
 
+def progress(iterable, desc: str, show: bool = True, **kw):
+    """A progress bar with an ETA over ``iterable`` on a terminal; nothing when the output is not a
+    terminal (CI, logs) or ``show`` is False."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(iterable, desc=desc, leave=False, mininterval=2.0, disable=None if show else True, **kw)
+
+
 def _log_prior(num_classes: int, log_prior) -> jax.Array:
     if log_prior is None:
         return jnp.full((num_classes,), -jnp.log(num_classes))
@@ -185,7 +193,7 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
                          f"got {images.dtype} {images.shape}")
     key = jax.random.key(0) if key is None else key
     out = []
-    for i in range(0, len(images), batch_size):
+    for i in progress(range(0, len(images), batch_size), "scoring", len(images) > batch_size):
         chunk = images[i:i + batch_size]
         n = len(chunk)
         if n < batch_size and len(images) > batch_size:

@@ -207,7 +207,7 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
                              "every class")
         starts = data.to_float(test.images[best[targets]])
     results = {}
-    for spec in specs:
+    for spec in classifier.progress(specs, "attacks"):
         n = black_box_images if spec.black_box else num_images
         xs, ys, ts = x[:n], labels[:n], targets[:n]
         st = None if starts is None else starts[:n]
@@ -292,7 +292,7 @@ def corruption_suite(clf, ll_clean: np.ndarray, clean_labels: np.ndarray, key, t
     clean_acc = float((ll_clean.argmax(1) == clean_labels).mean())
     h_clean = _entropy(ll_clean)
     sets, sources = {}, set()
-    for name in names:
+    for name in classifier.progress(names, "corruptions"):
         for sev in corruptions.SEVERITIES:
             k = jax.random.fold_in(key, zlib.crc32(f"{name}_{sev}".encode()))
             split, used = corrupted_test_set(clf.config.data, name, sev, jax.random.fold_in(key, 0),

@@ -1,6 +1,7 @@
 """The one training loop: every family trains through its module's ``losses`` method.
 
-Workdir: ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (orbax), ``thresholds.json``.
+Workdir: ``config.json``, ``metrics.jsonl`` (and the same as TensorBoard event files),
+``checkpoints/`` (orbax), ``thresholds.json``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from gcj import checkpoint, classifier, data, models, rejection, stopwatch
+from gcj import checkpoint, classifier, data, models, rejection, stopwatch, tensorboard
 from gcj import config as config_lib
 
 
@@ -238,10 +239,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     start_step = int(state["step"])
     data_key, step_key = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
     first_step_seconds = None
-    with open(os.path.join(workdir, "metrics.jsonl"), "a") as log:
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as log, \
+            tensorboard.SummaryWriter(workdir) as board:  # the same records, for TensorBoard
         def write(record):
             log.write(json.dumps(record) + "\n")
             log.flush()
+            board.scalars(record["step"], {k: v for k, v in record.items() if k not in ("step", "epoch")})
 
         for epoch in range(start_step // trainer.steps_per_epoch, config.num_epochs):
             t0 = time.time()
