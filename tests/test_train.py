@@ -43,6 +43,13 @@ def test_training_learns_and_writes_the_workdir(trained_workdir):
     assert records[-1]["train/loss"] < records[0]["train/loss"]
     thr = json.load(open(os.path.join(workdir, "thresholds.json")))
     assert set(thr) == {"p1", "p2", "conformal0.01"} and all(len(v) == 10 for v in thr.values())
+    # the same curves for TensorBoard: one event per metrics.jsonl line, after the file version
+    (events,) = [f for f in os.listdir(workdir) if "tfevents" in f]
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        lines = len(f.readlines())
+    with open(os.path.join(workdir, events), "rb") as f:
+        assert f.read().count(b"train/loss") == lines
+    assert json.load(open(os.path.join(workdir, "config.json")))["gcj_version"] == gcj.__version__
 
 
 def test_checkpoint_round_trip(trained_workdir):
@@ -198,6 +205,8 @@ def test_evaluate_cli_writes_report_and_plots(trained_workdir, tmp_path):
               "--ood_split", "all", "--out", str(out)])
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.load(open(out))
+    assert "%|" not in r.stderr + r.stdout  # no progress bars when the output is not a terminal
+    assert rep["gcj_version"] == gcj.__version__
     values = [rep["clean"]["accuracy"], rep["calibration"]["ece"], rep["calibration"]["mce"],
               rep["ood"]["digits"]["auroc"]]
     for p in ("p1", "p2"):
