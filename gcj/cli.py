@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 # What gcj raises for bad requests and data; also what ml_collections raises for a bad --config.
 USER_ERRORS = (ValueError, KeyError, AttributeError, OSError, FloatingPointError)
@@ -24,6 +24,9 @@ def run(main, flags_module: str | None = None) -> None:
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
     def guarded(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
         try:
             return main(argv)
         except USER_ERRORS as e:

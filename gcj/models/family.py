@@ -79,6 +79,13 @@ def noise_apply_fn(module, config) -> LogLikelihoodFn:
     return lambda variables, x, key: module.apply(variables, x, rngs=dict(noise=key))
 
 
+def flow_family(name: str, build) -> Family:
+    """A flow family from ``build(model_cfg, num_classes, image_shape, seed)``: a density of the
+    dequantized pixels, invertible, the key drawing the noise, ActNorms initialised from data."""
+    return Family(name, lambda c, base_fn: build(c.model, c.data.num_classes, image_shape(c), c.seed),
+                  noise_apply_fn, data_init_images, density=True, invertible=True)
+
+
 def data_init_images(config, key, images):
     """The training batch given (train.py passes its first), else uniform noise: flows initialise
     their ActNorms from the statistics of what they first see."""

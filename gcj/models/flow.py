@@ -239,6 +239,4 @@ def build(cfg: Any, num_classes: int, image_shape: tuple, seed: int = 0) -> nn.M
                           g.variant, g.pad_to, g.split_scale, g.split_sigma, seed)
 
 
-FAMILY = family.Family(
-    "glow", lambda c, base_fn: build(c.model, c.data.num_classes, family.image_shape(c), c.seed),
-    family.noise_apply_fn, family.data_init_images, density=True, invertible=True)
+FAMILY = family.flow_family("glow", build)

@@ -244,6 +244,4 @@ def build(cfg: Any, num_classes: int, image_shape: tuple, seed: int = 0) -> nn.M
                            b.label_smoothing, b.noise, b.rank, b.learn_weights, b.init_scale, seed)
 
 
-FAMILY = family.Family(
-    "ibinn", lambda c, base_fn: build(c.model, c.data.num_classes, family.image_shape(c), c.seed),
-    family.noise_apply_fn, family.data_init_images, density=True, invertible=True)
+FAMILY = family.flow_family("ibinn", build)

@@ -2,7 +2,7 @@
 python evaluate.py --workdir <dir> --suites clean,rejection,ood,calibration --ood_dataset mnist5k --out report.json
 python evaluate.py --workdir <dir> --suites clean,adversarial,corruptions,interpolation,nll_gap --out report.json
 """
-from absl import app, flags, logging
+from absl import flags
 
 from gcj import cli
 from gcj.evaluate import DEFAULT_SUITES, SUITES, evaluate, format_tables
@@ -35,9 +35,7 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def _main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
+    del argv  # (cli.run refuses extra arguments)
     f = flags.FLAGS
     options = Options(f.attack_images, f.black_box_images, tuple(f.attacks), f.cw_steps,
                       f.boundary_steps, f.ls_rounds, f.corruption_source, f.corruption_images,

@@ -1,6 +1,6 @@
 """Trains a gcj classifier: gcj-train (or python train.py) --config configs/<name>.py --workdir <dir>
 [--config.k=v]"""
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from gcj import cli
@@ -13,9 +13,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+    del argv  # (cli.run refuses extra arguments)
     train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
