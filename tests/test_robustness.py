@@ -162,3 +162,22 @@ def test_suites_on_cifar10_from_tfds_mock_data():
     assert adv["attacks"]["fgsm_linf_8"]["num"] == 2
     with pytest.raises(ValueError, match="cifar10 only"):
         robustness.corrupted_test_set(smoke_config("glow_digits").data, "fog", 1, jax.random.key(0), "tfds")
+
+
+def test_a_suite_is_a_plug_in(monkeypatch, tmp_path):
+    """A suite registered in gcj.suites.SUITES runs on the shared context; the report records the
+    options every suite ran with and the config."""
+    from gcj import suites
+
+    toy = suites.Suite("toy", run=lambda ctx: dict(n=len(ctx.ll_test), train=len(ctx.ll_train)),
+                       table=lambda block, report: [f"toy suite saw {block['n']} test images"],
+                       options=("max_images",), needs_train=True)
+    monkeypatch.setitem(suites.SUITES, "toy", toy)
+    out = tmp_path / "report.json"
+    report = evaluate("pretrained/ibinn_digits_beta1", ("clean", "toy", "interpolation"), out=str(out),
+                      max_images=50, options=robustness.Options(interpolation_pairs=2), log=lambda *_: None)
+    assert report["toy"] == dict(n=report["num_test"], train=50) and report["num_train_scored"] == 50
+    assert report["options"] == {"toy": {"max_images": 50}, "interpolation": {"interpolation_pairs": 2}}
+    assert report["config"]["model"]["family"] == "ibinn" and report["gcj_version"] == gcj.__version__
+    assert f"toy suite saw {report['num_test']} test images" in format_tables(report)
+    assert json.loads(out.read_text())["toy"] == report["toy"]

@@ -1,0 +1,87 @@
+"""What every suite is given and what it declares (``gcj.suites.SUITES`` finds them by name)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from gcj import data, robustness
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What ``evaluate`` was asked for besides the suites (evaluate.py's flags)."""
+    options: robustness.Options = dataclasses.field(default_factory=robustness.Options)
+    ood_datasets: tuple = ()
+    ood_split: str = "test"
+    data_dir: str | None = None
+    max_images: int | None = None       # training / OOD images scored at most (a seeded subset)
+    max_test_images: int | None = None  # test images at most (a seeded subset)
+
+    def get(self, name: str):
+        """A request field or one of the robustness options, by name."""
+        return getattr(self, name) if hasattr(self, name) else getattr(self.options, name)
+
+
+@dataclasses.dataclass
+class Context:
+    """The evaluation one workdir's suites share: loaded and scored once."""
+    clf: Any                      # gcj.Classifier
+    request: Request
+    test: data.Split
+    ll_test: np.ndarray           # [N, C] log p(x|y) of the test images
+    thresholds: dict              # the fitted rejection thresholds, name -> [C]
+    not_fitted: dict              # name -> why it could not be fitted
+    key: jax.Array
+    log: Callable = print
+    train: data.Split | None = None     # (scored when a requested suite needs_train)
+    ll_train: np.ndarray | None = None
+    arrays: dict = dataclasses.field(default_factory=dict)  # what a suite keeps for its plot
+
+    @property
+    def config(self):
+        return self.clf.config
+
+    @property
+    def batch_size(self) -> int:
+        return self.clf.config.eval_batch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A suite: ``run(ctx) -> block`` (JSON-able, the report's ``<name>`` entry), ``table(block)``
+    -> lines of the printed tables (``table(block, report)``), ``plot(block, ctx, directory)`` -> PNGs. ``options`` names
+    the request fields it reads (recorded in the report); ``check(request)`` refuses a request
+    before anything is loaded."""
+    name: str
+    run: Callable[[Context], dict]
+    table: Callable[[dict, dict], list]
+    plot: Callable[[dict, Context, str], None] | None = None
+    options: tuple = ()
+    needs_train: bool = False       # training images scored (percentile curves, tests, attacks)
+    needs_thresholds: bool = False  # the workdir's thresholds.json
+    check: Callable[[Request], None] = lambda request: None
+
+
+def pct(v) -> str:
+    return f"{100 * v:6.2f}%"
+
+
+@contextlib.contextmanager
+def figure(path, *grid, figsize):
+    """The axes of a new figure, laid out, saved to ``path`` (PNG) and closed on exit."""
+    import matplotlib  # noqa: PLC0415 (only plotting needs it)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(*grid, figsize=figsize)
+    try:
+        yield axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,72 @@
+"""Common corruptions (15 x 5 severities; CIFAR-10-C from TFDS or generated): accuracy,
+acc-left / rejection at the thresholds, OOD ROC-AUC, entropy change; mCE against a baseline."""
+import json
+
+import jax
+
+from gcj import corruptions, robustness
+from gcj.suites.base import Context, Request, Suite, figure, pct
+
+
+def check(request: Request) -> None:
+    if request.max_test_images is not None:
+        # the corrupted sets are the first test images, not the random subset
+        raise ValueError("the corruptions suite uses the first --corruption_images test images; "
+                         "it cannot be combined with max_test_images")
+    _baseline(request)
+
+
+def _baseline(request: Request):
+    """The ``corruptions`` block of ``baseline_report``, named, or None."""
+    path = request.options.baseline_report
+    if not path:
+        return None
+    with open(path) as f:
+        base = json.load(f)
+    if "corruptions" not in base:
+        raise ValueError(f"{path} has no corruptions suite to compare with")
+    return dict(base["corruptions"], name=f"{base['family']} on {base['dataset']} ({path})")
+
+
+def run(ctx: Context) -> dict:
+    ctx.log("corruption suite:")
+    o = ctx.request.options
+    n = o.corruption_images or len(ctx.test.labels)
+    return robustness.corruption_suite(
+        ctx.clf, ctx.ll_test[:n], ctx.test.labels[:n], jax.random.fold_in(ctx.key, 6), ctx.clf.thresholds or {},
+        o.corruption_source, o.corruption_images, o.corruptions or corruptions.NAMES,
+        _baseline(ctx.request), ctx.batch_size, ctx.log)
+
+
+def table(c: dict, report: dict) -> list:
+    lines = [f"corruptions ({c['num_images']} test images, {'/'.join(c['source'])}): clean "
+             f"{pct(c['clean_accuracy'])}, mean over the {len(c['sets'])} sets {pct(c['mean_accuracy'])}"
+             + (f", mCE {100 * c['mce']:.1f}%, relative mCE {100 * c['relative_mce']:.1f}% vs "
+                f"{c['baseline']}" if "mce" in c else "")]
+    for sev, r in c["per_severity"].items():
+        lines.append(f"  severity {sev}: accuracy {pct(r['accuracy'])}" + "".join(
+            f"  {k} acc-left {pct(v['acc_left'])} rejected {pct(v['rejection_rate'])}"
+            for k, v in r.items() if k != "accuracy"))
+    for name, r in c["per_corruption"].items():
+        lines.append(f"  {name:<18} accuracy {pct(r['accuracy'])}  OOD AUROC {pct(r['auroc'])}  "
+                     f"entropy change {r['entropy_change']:+.3f}")
+    return lines
+
+
+def plot(c: dict, ctx: Context, directory: str) -> None:
+    with figure(f"{directory}/corruptions.png", figsize=(5, 3.5)) as ax:
+        sev = sorted(c["per_severity"], key=int)
+        ax.plot([0] + [int(s) for s in sev], [100 * c["clean_accuracy"]] +
+                [100 * c["per_severity"][s]["accuracy"] for s in sev], "o-", label="accuracy")
+        for k in ("p1", "p2"):
+            if k in c["per_severity"][sev[0]]:
+                ax.plot([int(s) for s in sev], [100 * c["per_severity"][s][k]["acc_left"] for s in sev], "s--",
+                        label=f"acc-left ({k})")
+        ax.set_xlabel("severity (0 = clean)")
+        ax.set_ylabel("[%]")
+        ax.legend()
+
+
+SUITE = Suite("corruptions", run, table, plot,
+              options=("corruption_source", "corruption_images", "corruptions", "baseline_report"),
+              check=check)
