@@ -47,8 +47,9 @@ def rejected(ll, thresholds) -> jax.Array:
 def gaussian_log_prob(u, log_std=0.0) -> jax.Array:
     """log N(u; 0, diag(exp(log_std))^2) of standardized values u = (z - mean) / std, summed over
     the last axis (``log_std`` broadcasts against ``u``)."""
-    log_std = jnp.broadcast_to(jnp.asarray(log_std, jnp.result_type(u)), jnp.shape(u))
-    return jnp.sum(-0.5 * (jnp.square(u) + LOG_2PI) - log_std, axis=-1)
+    xp = _xp(u, log_std)
+    log_std = xp.broadcast_to(xp.asarray(log_std, dtype=xp.result_type(u)), xp.shape(u))
+    return xp.sum(-0.5 * (xp.square(u) + LOG_2PI) - log_std, axis=-1)
 
 
 def bits_per_dim(logp, dim: int, offset: float = 8.0) -> jax.Array:
