@@ -141,8 +141,9 @@ def attack_metrics(ll_adv, ll_clean, x_adv, x, labels, targets, thresholds: dict
     return out
 
 
-def sanity_checks(results: dict) -> list[str]:
-    """Gradient-masking checks (Athalye et al.; Carlini et al.): a list of 'ok: ...' / 'WARNING: ...'."""
+def sanity_checks(results: dict, threshold: str = "p1") -> list[str]:
+    """Gradient-masking checks (Athalye et al.; Carlini et al.): a list of 'ok: ...' / 'WARNING: ...'
+    (``threshold``: the one the rejection-aware attacks were judged at)."""
     lines = []
     for loss in ("ce", "margin"):
         accs = [results[f"pgd_linf_{e}_{loss}"]["accuracy"] for e in LINF_EPS if f"pgd_linf_{e}_{loss}" in results]
@@ -161,10 +162,10 @@ def sanity_checks(results: dict) -> list[str]:
             lines.append(f"{'ok' if s <= white + 1e-9 else 'WARNING'}: black-box {n} success {100 * s:.1f}% "
                          f"<= white-box unbounded PGD {100 * white:.1f}%")
     if "boundary" in results and "pgd_linf_unbounded_rejection" in results:
-        b = results["boundary"]["undetected_success_rate"].get("p1", float("nan"))
-        w = results["pgd_linf_unbounded_rejection"]["undetected_success_rate"].get("p1", float("nan"))
+        b = results["boundary"]["undetected_success_rate"].get(threshold, float("nan"))
+        w = results["pgd_linf_unbounded_rejection"]["undetected_success_rate"].get(threshold, float("nan"))
         lines.append(f"{'ok' if not b > w + 1e-9 else 'WARNING'}: black-box boundary undetected success "
-                     f"{100 * b:.1f}% <= rejection-aware PGD {100 * w:.1f}% (p1)")
+                     f"{100 * b:.1f}% <= rejection-aware PGD {100 * w:.1f}% ({threshold})")
     return lines
 
 
@@ -177,7 +178,8 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
     classified correctly (``black_box_images`` of them for the decision/score-based attacks).
 
     Targets (targeted attacks) are uniform among the other classes; the boundary attack starts
-    from a test image of the target class that is classified as it and accepted at ``p1``.
+    from a test image of the target class that is classified as it and accepted at the first of
+    ``thresholds`` (every one is reported; the first is the one the rejection-aware attacks aim under).
     """
     specs = default_attacks(cw_steps, boundary_steps, ls_rounds)
     if only:
@@ -193,12 +195,13 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
     labels = test.labels[idx]
     c = clf.num_classes
     targets = (labels + np.asarray(jax.random.randint(k_tgt, labels.shape, 1, c))) % c
-    thr = {k: np.asarray(v) for k, v in thresholds.items() if k in ("p1", "p2")}
+    thr = {k: np.asarray(v) for k, v in thresholds.items()}
+    primary = next(iter(thr), None)  # the threshold the rejection-aware attacks aim under
     starts = None
     if any(s.kind == "boundary" for s in specs):
-        # per target class, the test image of it that is classified as it and accepted (p1) with
+        # per target class, the test image of it that is classified as it and accepted with
         # the largest margin above its threshold: the boundary attack's start
-        p1 = thr.get("p1", np.full(c, -np.inf))
+        p1 = thr[primary] if primary else np.full(c, -np.inf)
         margin = np.where(correct, ops.pick(ll_test, test.labels) - p1[test.labels], -np.inf)
         margin = np.where(margin >= 0, margin, -np.inf)  # accepted
         best = np.array([np.argmax(np.where(test.labels == t, margin, -np.inf)) for t in range(c)])
@@ -214,7 +217,7 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
         k = jax.random.fold_in(k_att, zlib.crc32(spec.name.encode()))
         t0 = time.time()
         adv = [_run_attack(spec, clf, xs[i:i + batch_size], ys[i:i + batch_size], ts[i:i + batch_size],
-                           jax.random.fold_in(k, i), thr.get("p1"), median_log_q,
+                           jax.random.fold_in(k, i), thr.get(primary), median_log_q,
                            None if st is None else st[i:i + batch_size])
                for i in range(0, len(ys), batch_size)]
         x_adv = np.concatenate([np.asarray(a.x) for a in adv])
@@ -224,11 +227,11 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
                            ts if spec.targeted or spec.kind == "boundary" else None, thr)
         r["seconds"] = time.time() - t0
         results[spec.name] = r
-        log(f"  {spec.name:<32} success {100 * r['success_rate']:6.2f}%  undetected(p1) "
-            f"{100 * r['undetected_success_rate'].get('p1', float('nan')):6.2f}%  L2 {r['mean_l2']:.3f}  "
+        log(f"  {spec.name:<32} success {100 * r['success_rate']:6.2f}%  undetected({primary}) "
+            f"{100 * r['undetected_success_rate'].get(primary, float('nan')):6.2f}%  L2 {r['mean_l2']:.3f}  "
             f"({r['seconds']:.0f} s)")
     return dict(num_images=int(len(labels)), num_black_box=int(min(black_box_images, len(labels))),
-                attacks=results, sanity=sanity_checks(results))
+                attacks=results, sanity=sanity_checks(results, primary), threshold=primary)
 
 
 # ------------------------------------------------------------------------------ corruptions
@@ -288,7 +291,7 @@ def corruption_suite(clf, ll_clean: np.ndarray, clean_labels: np.ndarray, key, t
     another report (named in it): mCE = mean_c Σ_s E_sc / Σ_s E^base_sc, relative
     mCE = mean_c Σ_s (E_sc − E_clean) / Σ_s (E^base_sc − E^base_clean).
     """
-    thr = {k: np.asarray(v) for k, v in thresholds.items() if k in ("p1", "p2")}
+    thr = {k: np.asarray(v) for k, v in thresholds.items()}
     clean_acc = float((ll_clean.argmax(1) == clean_labels).mean())
     h_clean = _entropy(ll_clean)
     sets, sources = {}, set()
@@ -351,12 +354,13 @@ def interpolation_suite(clf, test: data.Split, ll_test: np.ndarray, key, thresho
                         num_pairs: int = 50, num_t: int = 24, batch_size: int = 100) -> dict:
     """log p(x) and posteriors along t·x_A + (1−t)·x_B (paper 001 Fig. 1/4, paper 004 Fig. 2).
 
-    Pairs: seeded random correctly classified, accepted (p1) test images of different classes.
+    Pairs: seeded random correctly classified test images of different classes, accepted at the
+    first of ``thresholds``.
     Reports per path whether it stays accepted at every t, and its shape against the chord
     between its end points: "convex" (below the chord everywhere inside: a likelihood valley
     between the classes), "concave" (above it everywhere), else "mixed".
     """
-    thr = np.asarray(thresholds["p1"]) if "p1" in thresholds else np.full(clf.num_classes, -np.inf)
+    thr = np.asarray(next(iter(thresholds.values()))) if thresholds else np.full(clf.num_classes, -np.inf)
     ok = (ll_test.argmax(1) == test.labels) & ~rejection.reject(ll_test, thr)
     pool = np.flatnonzero(ok)
     k_a, k_b, k_ll = jax.random.split(key, 3)

@@ -181,3 +181,19 @@ def test_a_suite_is_a_plug_in(monkeypatch, tmp_path):
     assert report["config"]["model"]["family"] == "ibinn" and report["gcj_version"] == gcj.__version__
     assert f"toy suite saw {report['num_test']} test images" in format_tables(report)
     assert json.loads(out.read_text())["toy"] == report["toy"]
+
+
+def test_suites_report_the_configs_percentile_thresholds(tmp_path):
+    """The thresholds the robustness suites report are the config's thresholds.percentiles."""
+    import shutil
+
+    workdir = str(tmp_path / "w")
+    shutil.copytree("pretrained/ibinn_digits_beta1", workdir, ignore=shutil.ignore_patterns("report"))
+    with open(f"{workdir}/config.json") as f:
+        cfg = json.load(f)
+    cfg["thresholds"]["percentiles"] = [2.0]
+    with open(f"{workdir}/config.json", "w") as f:
+        json.dump(cfg, f)
+    opts = robustness.Options(corruptions=("contrast",), corruption_images=20, interpolation_pairs=2)
+    report = evaluate(workdir, ("corruptions", "interpolation"), options=opts, log=lambda *_: None)
+    assert set(report["corruptions"]["per_severity"]["1"]) == {"accuracy", "p2"}

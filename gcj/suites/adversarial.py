@@ -19,7 +19,7 @@ def run(ctx: Context) -> dict:
     o = ctx.request.options
     median_log_q = float(np.median(np.asarray(classifier.log_marginal(ctx.ll_train))))
     out = robustness.adversarial_suite(
-        ctx.clf, ctx.test, ctx.ll_test, jax.random.fold_in(ctx.key, 5), ctx.clf.thresholds, median_log_q,
+        ctx.clf, ctx.test, ctx.ll_test, jax.random.fold_in(ctx.key, 5), ctx.percentile_thresholds, median_log_q,
         o.attack_images, o.black_box_images, o.attacks, o.cw_steps, o.boundary_steps, o.ls_rounds,
         ctx.batch_size, ctx.log)
     out["median_train_log_marginal"] = median_log_q
@@ -27,13 +27,14 @@ def run(ctx: Context) -> dict:
 
 
 def table(a: dict, report: dict) -> list:
+    t = a.get("threshold") or "p1"  # (reports before 0.2.0 have no 'threshold': theirs was p1)
     lines = [f"adversarial ({a['num_images']} correctly classified test images; black-box "
              f"{a['num_black_box']})",
-             f"  {'attack':<30} {'success':>8} {'undet p1':>8} {'det p1':>8} {'acc':>7} "
+             f"  {'attack':<30} {'success':>8} {'undet ' + t:>8} {'det ' + t:>8} {'acc':>7} "
              f"{'L2':>6} {'Linf':>6} {'conf':>6} {'AUROC':>7}"]
     for name, r in a["attacks"].items():
-        lines.append(f"  {name:<30} {pct(r['success_rate'])} {pct(r['undetected_success_rate'].get('p1', np.nan))}"
-                     f" {pct(r['detection_rate'].get('p1', np.nan))} {pct(r['accuracy'])}"
+        lines.append(f"  {name:<30} {pct(r['success_rate'])} {pct(r['undetected_success_rate'].get(t, np.nan))}"
+                     f" {pct(r['detection_rate'].get(t, np.nan))} {pct(r['accuracy'])}"
                      f" {r['mean_l2']:6.3f} {r['mean_linf']:6.3f} {r['wrong_class_confidence']:6.3f}"
                      f" {pct(r['auroc'])}")
     return lines + [f"  sanity {line}" for line in a["sanity"]]

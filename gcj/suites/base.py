@@ -50,6 +50,15 @@ class Context:
     def batch_size(self) -> int:
         return self.clf.config.eval_batch_size
 
+    @property
+    def percentile_thresholds(self) -> dict:
+        """The training-percentile thresholds in the config's order (``thresholds.percentiles``:
+        'p1', 'p2' by default), those the robustness suites report; the first is the one their
+        rejection-aware attacks and accepted images use."""
+        fitted = self.clf.thresholds or {}
+        names = [f"p{p:g}" for p in self.config.thresholds.percentiles]
+        return {n: fitted[n] for n in names if n in fitted}
+
 
 @dataclasses.dataclass(frozen=True)
 class Suite:

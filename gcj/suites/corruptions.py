@@ -33,7 +33,7 @@ def run(ctx: Context) -> dict:
     o = ctx.request.options
     n = o.corruption_images or len(ctx.test.labels)
     return robustness.corruption_suite(
-        ctx.clf, ctx.ll_test[:n], ctx.test.labels[:n], jax.random.fold_in(ctx.key, 6), ctx.clf.thresholds or {},
+        ctx.clf, ctx.ll_test[:n], ctx.test.labels[:n], jax.random.fold_in(ctx.key, 6), ctx.percentile_thresholds,
         o.corruption_source, o.corruption_images, o.corruptions or corruptions.NAMES,
         _baseline(ctx.request), ctx.batch_size, ctx.log)
 
@@ -58,10 +58,9 @@ def plot(c: dict, ctx: Context, directory: str) -> None:
         sev = sorted(c["per_severity"], key=int)
         ax.plot([0] + [int(s) for s in sev], [100 * c["clean_accuracy"]] +
                 [100 * c["per_severity"][s]["accuracy"] for s in sev], "o-", label="accuracy")
-        for k in ("p1", "p2"):
-            if k in c["per_severity"][sev[0]]:
-                ax.plot([int(s) for s in sev], [100 * c["per_severity"][s][k]["acc_left"] for s in sev], "s--",
-                        label=f"acc-left ({k})")
+        for k in [k for k in c["per_severity"][sev[0]] if k != "accuracy"]:  # each threshold
+            ax.plot([int(s) for s in sev], [100 * c["per_severity"][s][k]["acc_left"] for s in sev], "s--",
+                    label=f"acc-left ({k})")
         ax.set_xlabel("severity (0 = clean)")
         ax.set_ylabel("[%]")
         ax.legend()

@@ -8,7 +8,7 @@ from gcj.suites.base import Context, Suite, figure, pct
 
 def run(ctx: Context) -> dict:
     return robustness.interpolation_suite(ctx.clf, ctx.test, ctx.ll_test, jax.random.fold_in(ctx.key, 7),
-                                          ctx.clf.thresholds or {}, ctx.request.get("interpolation_pairs"),
+                                          ctx.percentile_thresholds, ctx.request.get("interpolation_pairs"),
                                           batch_size=ctx.batch_size)
 
 
