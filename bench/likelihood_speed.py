@@ -66,7 +66,7 @@ def main():
     a = p.parse_args()
     clf = gcj.load(a.workdir)
     cfg = clf.config
-    ode = cfg.model.ode
+    ode = cfg.model.score.ode
     if ode.num_probes != 1 or not ode.dequantize:
         raise ValueError("the reference uses one probe and dequantization, as the config must")
     module = classifier.build_module(cfg)
@@ -93,7 +93,7 @@ def main():
 
     def with_ode(**kw):  # the classifier's likelihood with other ODE settings
         cfg2 = cfg.copy_and_resolve_references()
-        cfg2.model.ode.update(kw)
+        cfg2.model.score.ode.update(kw)
         f2 = classifier.make_log_likelihood_fn(module, cfg2)
         return jax.jit(jax.grad(lambda x: jnp.sum(f2(clf.params, x, key))))
 

@@ -11,7 +11,7 @@ EPOCHS=${EPOCHS:-15}   # the paper trains 100 epochs; 15 fit one 3-hour session 
 $PY train.py --config configs/disc_fashion_mnist.py --workdir $W/disc_fashion_mnist \
     --config.num_epochs=$EPOCHS --config.optim.schedule=cosine
 $PY train.py --config configs/sdim_logit_fashion_mnist.py --workdir $W/sdim_logit_fashion_mnist \
-    --config.model.base_workdir=$W/disc_fashion_mnist --config.num_epochs=10
+    --config.model.sdim_logit.base_workdir=$W/disc_fashion_mnist --config.num_epochs=10
 $PY train.py --config configs/sdim_fashion_mnist.py --workdir $W/sdim_fashion_mnist \
     --config.num_epochs=$EPOCHS --config.optim.schedule=cosine
 

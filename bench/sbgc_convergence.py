@@ -31,12 +31,12 @@ def main():
     a = p.parse_args()
     clf = gcj.load(a.workdir)
     cfg = clf.config.copy_and_resolve_references()
-    cfg.model.ode.num_probes = a.max_probes
+    cfg.model.score.ode.num_probes = a.max_probes
     module = classifier.build_module(cfg)
     test = data.load_dataset(cfg.data, "test")
     images, labels = test.images[:a.num_images], test.labels[:a.num_images]
 
-    fn = jax.jit(lambda v, x, k: score.class_likelihoods(module, cfg.model.ode, v, x, k).probe_logp)
+    fn = jax.jit(lambda v, x, k: score.class_likelihoods(module, cfg.model.score.ode, v, x, k).probe_logp)
     key = jax.random.key(cfg.seed)
     per_probe = []
     for i in range(0, len(images), a.batch_size):

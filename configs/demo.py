@@ -20,7 +20,7 @@ def get_config(arg=None):
     if arg is None:
         c.data.image_size = 28
         c.data.max_train_examples = 18000
-        c.model.width = c.model.base.width = 8
+        c.model.sdim.width = 8
         c.num_epochs = 1
         c.batch_size, c.optim.lr = 32, 2e-3
         c.log_every = 50

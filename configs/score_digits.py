@@ -14,8 +14,8 @@ from gcj.config import score_config
 def get_config(arg=None):
     c = score_config("digits", arg)
     if arg is None:
-        c.model.unet.update(dict(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,)))
-        c.model.ode.num_probes = 1
+        c.model.score.unet.update(dict(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,)))
+        c.model.score.ode.num_probes = 1
         c.optim.update(dict(lr=1e-3, warmup_steps=200, ema_decay=0.999, schedule="cosine"))
         c.batch_size = 64
         c.num_epochs = 2000

@@ -10,8 +10,8 @@ from gcj.config import score_config
 def get_config(arg=None):
     c = score_config("fashion_mnist", arg)
     if arg is None:
-        c.model.unet.update(dict(nf=64, ch_mult=(1, 2, 2), num_res_blocks=2, attn_resolutions=(7,)))
-        c.model.ode.num_probes = 10
+        c.model.score.unet.update(dict(nf=64, ch_mult=(1, 2, 2), num_res_blocks=2, attn_resolutions=(7,)))
+        c.model.score.ode.num_probes = 10
         c.optim.update(dict(lr=5e-4, warmup_steps=1000, ema_decay=0.999))
         c.num_epochs = 50
         c.val_every_epochs = 10

@@ -214,6 +214,12 @@ def build_module(config: ml_collections.ConfigDict, base_fn=None):
     parameters) instead of a gcj discriminative base.
     """
     family = models.get(config.model.family)
+    if family.name not in config.model:
+        other = [k for k in config.model if k != "family"]
+        raise ValueError(f"config.model.family is {family.name!r} but the config has no model."
+                         f"{family.name} block (it has model.{', model.'.join(other)}): start from "
+                         f"a {family.name} config (configs/{family.name}_*.py, "
+                         f"gcj.config.base_config({family.name!r}))")
     if base_fn is not None and not family.takes_base_fn:
         takes = [n for n, f in models.FAMILIES.items() if f.takes_base_fn]
         raise ValueError(f"base_fn is for family {' or '.join(map(repr, takes))}, not {family.name!r}")

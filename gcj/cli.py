@@ -35,12 +35,53 @@ def run(main, flags_module: str | None = None) -> None:
 
 
 def _parse(argv):
+    argv_new, renamed = _old_model_names(argv)
+    saved, sys.argv = sys.argv, argv_new  # ml_collections reads the overrides from sys.argv
     try:
-        return flags.FLAGS(argv)
+        rest = flags.FLAGS(argv_new)
+        for key, text in renamed:
+            _override_old_name(flags.FLAGS.config, key, text, argv)
+        return rest
     except flags.Error as e:  # absl's own: unknown or missing flags
         _fail(e, argv, hint="Pass --help to see the flags.")
     except USER_ERRORS as e:  # ml_collections: the config file or an override
         _fail(e, argv)
+    finally:
+        sys.argv = saved
+
+
+def _old_model_names(argv):
+    """``argv`` without the ``--config.model.<key>`` overrides that name a model key as gcj < 0.3.0
+    did (not ``family``, not a family's block: ``--config.model.width=8``), and those overrides as
+    (key, text); they are applied once the config, hence its family, is known."""
+    from gcj import models  # noqa: PLC0415 (cli is imported before the heavy modules)
+
+    keep, renamed, args = [], [], iter(argv)
+    for arg in args:
+        name = arg.split("=")[0]
+        parts = name.split(".")
+        if (name.startswith("--config.model.") and len(parts) > 2
+                and parts[2] != "family" and parts[2] not in models.FAMILIES):
+            text = arg.split("=", 1)[1] if "=" in arg else next(args, "")
+            renamed.append((name[len("--config."):], text))
+        else:
+            keep.append(arg)
+    return keep, renamed
+
+
+def _override_old_name(config, key: str, text: str, argv) -> None:
+    """Applies an override given by its gcj < 0.3.0 name to its per-family key, saying so."""
+    from gcj import config as config_lib  # noqa: PLC0415
+
+    new = config_lib.new_name(config, key)
+    if new is None:
+        raise KeyError(f"unknown config key {key!r} in --config.{key}: family "
+                       f"{config.model.family!r} has no such key (its keys are config.model."
+                       f"{config.model.family}.*)")
+    config_lib.override(config, new, text)
+    prog = os.path.basename(argv[0]) if argv else "gcj"
+    sys.stderr.write(f"{prog}: note: --config.{key} is --config.{new} since gcj 0.3.0 "
+                     "(the old name still works)\n")
 
 
 def _fail(e: BaseException, argv, hint: str = ""):

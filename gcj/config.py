@@ -1,16 +1,45 @@
-"""The one configuration schema. ``configs/<name>.py`` files start from ``base_config()`` and
-override; every config is locked, so an unknown key (in a file, on the command line or in a
-workdir's config.json) is an error."""
+"""The configuration schema: the keys every run has, and one block per family,
+``config.model.<family>``, whose keys and defaults the family declares (``Family.config`` in
+``gcj/models``); a config holds its own family's block and no other. ``configs/<name>.py`` files
+start from ``base_config(family)`` (or a paper's config below) and override; every config is
+locked, so an unknown key (in a file, on the command line or in a workdir's config.json) is an
+error.
+
+A workdir's config.json records the gcj that wrote it (``to_json``). ``from_json`` reads it as that
+gcj meant it: a config.json of gcj < 0.3.0 (one schema for all families, SDIM's keys at the top of
+``model``) is migrated explicitly to the per-family blocks, and a key the file lacks is filled only
+where ``ADDED`` gives the value that reproduces the gcj that wrote it, never today's default;
+anything else missing or unknown is refused with the keys named.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
 
 import ml_collections
 
+from gcj import models
 
-def base_config() -> ml_collections.ConfigDict:
-    """Defaults shared by every family (paper 000's SDIM on Fashion-MNIST where one is needed)."""
+# Keys gcj added after its first release, with the version that added them (a config.json of an
+# older gcj lacks them) and the value under which the code behaves as the older gcj did. Names
+# as in the schema of the time. A key added to the schema from now on gets its line here.
+ADDED = {
+    "val_every_epochs": ("0.2.0", 1),         # validation after every epoch
+    "optim.grad_clip": ("0.2.0", 0.0),        # no clipping
+    "optim.ema_decay": ("0.2.0", 0.0),        # no EMA
+    "optim.decay_every_epochs": ("0.2.0", 0),  # (the 'step' schedule came with it)
+    "optim.milestones": ("0.2.0", ()),        # (the 'milestones' schedule came with it)
+    "optim.prior_lr_factor": ("0.2.0", 0.0),  # the class means trained like every parameter
+    "model.ode.checkpoints": ("0.2.0", None),  # diffrax's default backward-pass checkpoints
+}
+BLOCKS_SINCE = "0.3.0"  # the first gcj with per-family blocks
+# the families whose keys already sat in a block of their own name before BLOCKS_SINCE
+OWN_BLOCK_BEFORE_0_3 = ("glow", "ibinn")
+
+
+def base_config(family: str = "sdim") -> ml_collections.ConfigDict:
+    """The keys every run has, with ``family``'s block (``config.model.<family>``) at its defaults."""
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.data = dict(
@@ -18,39 +47,9 @@ def base_config() -> ml_collections.ConfigDict:
         resize="bilinear",      # 'bilinear' (paper: MNIST-like resized to 32x32) or 'pad'
         val_size=0,             # held out from train: validation metrics, conformal calibration
         max_train_examples=0,   # 0 = all; a cap for smoke runs
-        crop_padding=0, flip=False, dequantize=False)
-    c.model = dict(
-        family="sdim",          # 'sdim' | 'disc' | 'sdim_logit' | 'score' | 'glow' | 'ibinn'
-        width=16, blocks=1,     # ResNet 8n+2 with widths w,2w,4w,8w (n=1, w=16: ResNet10)
-        rep_dim=64, mi_units=256, mi_bound="jsd", alpha=1.0, beta=1.0, gamma=1.0, margin=5.0,
-        min_std=0.0,            # > 0 clamps the class std from below (SDIM-logit: 0.02)
-        hidden=256,             # SDIM-logit: logit-encoder MLP width
-        base=dict(family="disc", width=16, blocks=1),  # SDIM-logit: the frozen base's model
-        base_workdir="",        # SDIM-logit: train.py workdir of the frozen base
-        # score (paper 004): DDPM++ network, SDE and training weighting, likelihood ODE
-        unet=dict(nf=128, ch_mult=(1, 2, 2, 2), num_res_blocks=4, attn_resolutions=(16,),
-                  dropout=0.1, skip_rescale=True),
-        sde=dict(name="vp", beta_min=0.1, beta_max=20.0,
-                 weighting="likelihood_is",  # 'likelihood_is' | 'likelihood' | 'dsm'
-                 train_eps=1e-5),
-        ode=dict(num_probes=30, probe="rademacher", divergence="hutchinson", rtol=1e-5,
-                 atol=1e-5, eps=1e-5, max_steps=4096, dequantize=True,
-                 checkpoints=None),  # backward-pass solver states (diffusion.log_likelihood)
-        # glow (paper 001): multi-scale Glow with a class-conditional prior
-        glow=dict(levels=4, steps=12, width=128, lu=True,
-                  variant="base",       # 'base' | 'reweighted' | 'split'
-                  pad_to=32,            # zero-pad images to this size (paper: MNIST to 32x32)
-                  split_scale=1.0, split_sigma=1.0),  # split prior: p(z_s|y) = N(scale e_y, sigma^2)
-        # ibinn (paper 002, Ardizzone et al.): invertible ResNet-like network + Gaussian mixture
-        ibinn=dict(widths=(16, 32, 64), blocks=(8, 24, 24),  # per level; levels > 0 open with
-                   entry="",            # a downsampling coupling. '' | 'haar' | 'downsample_haar'
-                   entry_width=64, entry_kernel=7,  # the 'downsample_haar' entry coupling
-                   clamp=0.7, s0=0.1, bottleneck=False, dropout=0.0,
-                   fc_blocks=1, fc_width=1024, fc_dropout=0.5,  # couplings after the DCT pooling
-                   beta=1.0,            # loss L_X + beta L_Y (inf: L_Y only)
-                   label_smoothing=0.02, noise=0.01,  # training input noise (std, on [0, 1])
-                   rank=0,              # > 0: low-rank class means with this many prototypes
-                   learn_weights=True, init_scale=5.0))
+        crop_padding=0, flip=False,
+        dequantize=False)       # training batches dequantized (x + u) / 256 (the score family)
+    c.model = {"family": family, family: models.get(family).config()}
     c.optim = dict(name="adam", lr=1e-3, schedule="constant", warmup_steps=0, weight_decay=0.0,
                    momentum=0.9, grad_clip=0.0,  # > 0: clip the global gradient norm
                    ema_decay=0.0,  # > 0: evaluate and save an EMA of the parameters
@@ -77,21 +76,28 @@ DATASETS = {  # name: (channels, ResNet width, blocks n, val_size, crop padding,
 
 
 def paper_config(family: str, dataset: str, arg: str | None = None) -> ml_collections.ConfigDict:
-    """Paper 000 / 003 settings of ``family`` on ``dataset``; ``arg='smoke'`` shrinks it."""
+    """Paper 000 / 003 settings of an SDIM-like ``family`` (sdim, disc, sdim_logit) on
+    ``dataset``: the dataset's ResNet for the family's network or base; ``arg='smoke'`` shrinks it."""
     channels, width, blocks, val_size, crop, flip = DATASETS[dataset]
-    c = base_config()
+    c = base_config(family)
     c.data.name, c.data.channels, c.data.val_size = dataset, channels, val_size
     c.data.crop_padding, c.data.flip = crop, flip
-    c.model.family, c.model.width, c.model.blocks = family, width, blocks
-    c.model.base.width, c.model.base.blocks = width, blocks
-    if family == "sdim_logit":  # the reference code's settings (paper 003)
-        c.model.rep_dim = c.data.num_classes
-        c.model.alpha, c.model.beta, c.model.gamma, c.model.margin = 0.6, 0.2, 0.2, 10.0
-        c.model.min_std = 0.02
-        c.num_epochs = 20
+    m = c.model[family]
+    for resnet in resnets(m):
+        resnet.width, resnet.blocks = width, blocks
     if arg not in (None, "smoke"):
         raise ValueError(f"unknown config argument {arg!r}; use ':smoke' or nothing")
-    return smoke(c) if arg == "smoke" else c
+    if arg == "smoke":
+        smoke(c)
+        for resnet in resnets(m):
+            resnet.width = 4
+        m.update({k: v for k, v in dict(blocks=1, rep_dim=8, mi_units=16, hidden=16).items() if k in m})
+    return c
+
+
+def resnets(block: ml_collections.ConfigDict) -> list:
+    """The ResNets an SDIM-like family block describes: itself (sdim, disc), its base (sdim_logit)."""
+    return [b for b in (block, block.get("base")) if b is not None and "width" in b]
 
 
 SCORE_DATASETS = {  # name: (image size, channels, val_size, flip)
@@ -108,8 +114,7 @@ def score_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigD
     5000 warm-up steps, gradient clipping 1, EMA 0.9999, batch 128, uniform dequantization) with
     the DDPM++ network of the base config; ``arg='smoke'`` shrinks it."""
     size, channels, val_size, flip = SCORE_DATASETS[dataset]
-    c = base_config()
-    c.model.family = "score"
+    c = base_config("score")
     c.data.name, c.data.image_size, c.data.channels = dataset, size, channels
     c.data.val_size, c.data.flip, c.data.dequantize = val_size, flip, True
     c.optim.update(dict(lr=2e-4, warmup_steps=5000, grad_clip=1.0, ema_decay=0.9999))
@@ -118,8 +123,8 @@ def score_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigD
         raise ValueError(f"unknown config argument {arg!r}; use ':smoke' or nothing")
     if arg == "smoke":
         c = smoke(c)
-        c.model.unet.update(dict(nf=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=()))
-        c.model.ode.update(dict(num_probes=2, rtol=1e-3, atol=1e-3))
+        c.model.score.unet.update(dict(nf=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=()))
+        c.model.score.ode.update(dict(num_probes=2, rtol=1e-3, atol=1e-3))
         c.data.max_train_examples, c.data.val_size = 64, 16
         c.batch_size, c.eval_batch_size = 16, 16
         c.optim.update(dict(warmup_steps=2, ema_decay=0.9))
@@ -164,8 +169,7 @@ def ibinn_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigD
 def _flow_config(family: str, dataset: str) -> ml_collections.ConfigDict:
     """The base config with a flow family's data block (random crops for CIFAR-10)."""
     size, channels, val_size, flip = SCORE_DATASETS[dataset]
-    c = base_config()
-    c.model.family = family
+    c = base_config(family)
     c.data.name, c.data.image_size, c.data.channels = dataset, size, channels
     c.data.val_size, c.data.flip = val_size, flip
     c.data.crop_padding = 4 if dataset == "cifar10" else 0
@@ -187,12 +191,10 @@ def _flow_smoke(c: ml_collections.ConfigDict, arg: str | None) -> bool:
 
 
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Shrinks a config to a seconds-long run on CPU (tests)."""
+    """Shrinks a config's data, batches and epochs to a seconds-long run on CPU (tests); the
+    family's model is shrunk by the caller."""
     c.data.max_train_examples = 256
     c.data.val_size = 64
-    c.model.width, c.model.blocks = 4, 1
-    c.model.rep_dim, c.model.mi_units, c.model.hidden = 8, 16, 16
-    c.model.base.width = 4
     c.batch_size = 32
     c.eval_batch_size = 128
     c.num_epochs = 2
@@ -208,18 +210,88 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-    """A locked config from a workdir's config.json; unknown keys raise ``KeyError``."""
-    c = base_config()
-    c.lock()
-    known = set(_flatten(c.to_dict()))
+    """A locked config from a workdir's config.json, as the gcj that wrote it meant it (see the
+    module's doc); unknown or missing keys raise ``KeyError`` naming them."""
     given = json.loads(text)
-    given.pop("gcj_version", None)  # (absent from what gcj wrote before 0.2.0)
-    given = _flatten(given)
-    unknown = sorted(set(given) - known)
+    version = given.pop("gcj_version", "0.1.0")  # gcj < 0.2.0 recorded no version
+    flat = _flatten(given)
+    if "model.family" not in flat:
+        raise KeyError("config.json has no model.family")
+    family = flat["model.family"]
+    c = base_config(family)
+    c.lock()
+    known = _flatten(c.to_dict())
+    if _older(version, BLOCKS_SINCE):
+        flat = _from_one_schema(flat, family, known, version)
+    filled = {k: ADDED[k][1] for k in set(known) - set(flat)
+              if k in ADDED and _older(version, ADDED[k][0])}
+    unknown, missing = sorted(set(flat) - set(known)), sorted(set(known) - set(flat) - set(filled))
     if unknown:
-        raise KeyError(f"unknown config keys in config.json: {', '.join(unknown)}")
-    c.update_from_flattened_dict(given)
+        raise KeyError(f"unknown config keys in config.json (gcj {version}): {', '.join(unknown)}")
+    if missing:
+        raise KeyError(f"config.json (gcj {version}) lacks {', '.join(missing)}: written by a gcj "
+                       "that predates them, and gcj.config.ADDED does not say how it behaved")
+    c.update_from_flattened_dict({**flat, **filled})
     return c
+
+
+def _from_one_schema(flat: dict, family: str, known: dict, version: str) -> dict:
+    """A config.json of gcj < 0.3.0 (one schema: SDIM's and the score model's keys at the top of
+    ``model``, every family's keys in every file) in the per-family names; the other families'
+    keys, which that gcj wrote and never read, are dropped."""
+    out = {}
+    for key in known:
+        old = old_name(family, key)
+        if old in flat:
+            out[key] = flat.pop(old)
+        elif old in ADDED and _older(version, ADDED[old][0]):
+            out[key] = ADDED[old][1]
+    for key in [k for k in flat if k.startswith("model.")]:  # the other families' keys
+        del flat[key]
+    return {**flat, **out}  # what is left of flat: unknown keys, refused by the caller
+
+
+def old_name(family: str, key: str) -> str:
+    """Where gcj < 0.3.0 kept the key now called ``key`` of ``family``'s config."""
+    prefix = f"model.{family}."
+    if not key.startswith(prefix) or family in OWN_BLOCK_BEFORE_0_3:
+        return key
+    return "model." + key[len(prefix):]
+
+
+def new_name(config: ml_collections.ConfigDict, key: str) -> str | None:
+    """The name in ``config`` (per-family blocks) of a model key as gcj < 0.3.0 named it
+    (``model.width`` -> ``model.sdim.width``); None if ``config``'s family has no such key."""
+    family = config.model.family
+    candidates = {old_name(family, k): k for k in _flatten(config.to_dict())}
+    return candidates.get(key)
+
+
+def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
+    """Sets the flattened ``key`` of a (locked) config from a command-line value ``text``, typed as
+    the key's current value."""
+    *path, last = key.split(".")
+    block = config
+    for part in path:
+        block = block[part]
+    current = block[last]
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"{key} takes true or false, not {text!r}")
+        value = text.lower() in ("true", "1")
+    elif isinstance(current, (int, float, str)):
+        value = type(current)(text)
+    else:  # tuples, None
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        value = tuple(value) if isinstance(value, list) else value
+    block[last] = value
+
+
+def _older(version: str, than: str) -> bool:
+    return tuple(map(int, version.split("."))) < tuple(map(int, than.split(".")))
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

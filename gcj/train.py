@@ -219,7 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     """Trains (resuming from the latest checkpoint), then fits rejection thresholds.
 
     ``base_fn``: SDIM-logit on any frozen function ``x -> logits`` instead of
-    ``config.model.base_workdir``; pass the same ``base_fn`` to ``gcj.load`` later. ``config`` is
+    ``config.model.sdim_logit.base_workdir``; pass the same ``base_fn`` to ``gcj.load`` later. ``config`` is
     not changed (the workdir's config.json records what the run used).
     """
     os.makedirs(workdir, exist_ok=True)

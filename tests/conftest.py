@@ -37,15 +37,19 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
-def smoke_config(name="demo", **overrides):
-    """A configs/<name>.py:smoke config with flattened ``overrides`` ('optim.lr': 1.0, ...)."""
-    from ml_collections import config_flags  # noqa: F401  (the same loader train.py uses)
+def load_config(name, arg=None):
+    """``configs/<name>.py``'s ``get_config(arg)``."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    c = module.get_config("smoke")
+    return module.get_config(arg)
+
+
+def smoke_config(name="demo", **overrides):
+    """A configs/<name>.py:smoke config with flattened ``overrides`` ('optim.lr': 1.0, ...)."""
+    c = load_config(name, "smoke")
     c.update_from_flattened_dict(overrides)
     c.lock()
     return c

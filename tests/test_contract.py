@@ -8,8 +8,8 @@ import pytest
 import gcj
 from conftest import smoke_config
 
-FAMILIES = {"sdim": ("demo", {}), "disc": ("demo", {"model.family": "disc"}),
-            "sdim_logit": ("demo", {"model.family": "sdim_logit"}),
+FAMILIES = {"sdim": ("demo", {}), "disc": ("disc_fashion_mnist", {"data.name": "mnist5k"}),
+            "sdim_logit": ("sdim_logit_fashion_mnist", {"data.name": "mnist5k"}),
             "score": ("score_digits", {}),
             "glow": ("glow_digits", {}), "ibinn": ("ibinn_digits", {})}
 

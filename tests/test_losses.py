@@ -1,7 +1,6 @@
 """MI bounds, Gaussian class conditionals and the margin loss on hand-made cases."""
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -185,16 +185,16 @@ def test_train_epoch_fetches_metrics_only_when_logging_and_names_the_first_nonfi
 
 def test_sdim_logit_keeps_its_base_frozen(tmp_path):
     base_dir, head_dir = str(tmp_path / "disc"), str(tmp_path / "logit")
-    base = train_and_evaluate(smoke_config(**{"model.family": "disc"}), base_dir)
-    cfg = smoke_config("sdim_logit_fashion_mnist", **{"data.name": "mnist5k", "model.base.width": 8,
-                                                       "model.base_workdir": base_dir})
+    base = train_and_evaluate(smoke_config("disc_fashion_mnist", **{"data.name": "mnist5k"}), base_dir)
+    cfg = smoke_config("sdim_logit_fashion_mnist", **{"data.name": "mnist5k", "model.sdim_logit.base.width": 8,
+                                                       "model.sdim_logit.base_workdir": base_dir})
     before = cfg.to_json()
     head = train_and_evaluate(cfg, head_dir)
     assert cfg.to_json() == before  # the caller's config is untouched; the run's comes from the base
     for col in ("params", "batch_stats"):
         jax.tree_util.tree_map(np.testing.assert_array_equal, head.params[col]["encoder"]["base"],
                                base.params[col])
-    assert gcj.load(head_dir).config.model.base.width == base.config.model.width == 4
+    assert gcj.load(head_dir).config.model.sdim_logit.base.width == base.config.model.disc.width == 4
     fresh = gcj.create(head.config, jax.random.key(0)).params["params"]["conditionals"]["mean"]
     assert not np.allclose(head.params["params"]["conditionals"]["mean"], fresh)
 
@@ -230,13 +230,11 @@ def test_evaluate_cli_writes_report_and_plots(trained_workdir, tmp_path):
 
 
 def test_bad_requests_name_the_problem(trained_workdir, tmp_path):
-    from gcj.evaluate import evaluate
-
     with pytest.raises(ValueError, match="needs at least one --ood_dataset"):
         evaluate(trained_workdir[0], ["ood"])
     with pytest.raises(ValueError, match="batch_size 4096 exceeds"):
         train_and_evaluate(smoke_config(batch_size=4096), str(tmp_path / "big"))
-    with pytest.raises(ValueError, match="sdim_logit needs config.model.base_workdir"):
+    with pytest.raises(ValueError, match="sdim_logit needs config.model.sdim_logit.base_workdir"):
         train_and_evaluate(smoke_config("sdim_logit_fashion_mnist", **{"data.name": "mnist5k"}),
                            str(tmp_path / "nobase"))
     from gcj.config import paper_config

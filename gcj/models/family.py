@@ -12,6 +12,11 @@ import jax.numpy as jnp
 LogLikelihoodFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 
+def block(config):
+    """The config block of ``config``'s family: ``config.model[config.model.family]``."""
+    return config.model[config.model.family]
+
+
 def image_shape(config) -> tuple[int, int, int]:
     d = config.data
     return (d.image_size, d.image_size, d.channels)
@@ -47,13 +52,16 @@ def keep_variables(config, variables, base_fn):
 class Family:
     """A family of generative classifiers, as gcj uses it.
 
-    ``build(config, base_fn)`` returns a linen module with ``__call__`` (inference) and
-    ``losses(x, labels, train) -> (loss, metrics)`` (the one training loop), built from the
-    config's ``model`` and ``data`` blocks; ``base_fn`` (a frozen ``x -> logits``) only where
-    ``takes_base_fn``. ``log_likelihood_fn(module, config)`` is the contract.
+    ``config()`` is the family's own config block, ``config.model.<name>`` (its defaults; no
+    other family's keys appear in a config). ``build(config, base_fn)`` returns a linen module
+    with ``__call__`` (inference) and ``losses(x, labels, train) -> (loss, metrics)`` (the one
+    training loop), built from that block and ``config.data``; ``base_fn`` (a frozen
+    ``x -> logits``) only where ``takes_base_fn``. ``log_likelihood_fn(module, config)`` is the
+    contract.
     """
 
     name: str
+    config: Callable[[], dict]
     build: Callable[[Any, Callable | None], Any]
     log_likelihood_fn: Callable[[Any, Any], LogLikelihoodFn] = apply_fn
     # (config, key, images or None) -> float images [B, H, W, C] that ``init`` runs on; flows
@@ -79,10 +87,11 @@ def noise_apply_fn(module, config) -> LogLikelihoodFn:
     return lambda variables, x, key: module.apply(variables, x, rngs=dict(noise=key))
 
 
-def flow_family(name: str, build) -> Family:
-    """A flow family from ``build(model_cfg, num_classes, image_shape, seed)``: a density of the
+def flow_family(name: str, config, build) -> Family:
+    """A flow family from ``build(block, num_classes, image_shape, seed)``: a density of the
     dequantized pixels, invertible, the key drawing the noise, ActNorms initialised from data."""
-    return Family(name, lambda c, base_fn: build(c.model, c.data.num_classes, image_shape(c), c.seed),
+    return Family(name, config,
+                  lambda c, base_fn: build(block(c), c.data.num_classes, image_shape(c), c.seed),
                   noise_apply_fn, data_init_images, density=True, invertible=True)
 
 

@@ -233,10 +233,18 @@ class GlowClassifier(nn.Module):
         return loss, metrics
 
 
-def build(cfg: Any, num_classes: int, image_shape: tuple, seed: int = 0) -> nn.Module:
-    g = cfg.glow
+def config() -> dict:
+    """``config.model.glow``: a multi-scale Glow with a class-conditional prior (paper 001)."""
+    return dict(levels=4, steps=12, width=128, lu=True,
+                variant="base",       # 'base' | 'reweighted' | 'split'
+                pad_to=32,            # zero-pad images to this size (paper: MNIST to 32x32)
+                split_scale=1.0, split_sigma=1.0)  # split prior: p(z_s|y) = N(scale e_y, sigma^2)
+
+
+def build(g: Any, num_classes: int, image_shape: tuple, seed: int = 0) -> nn.Module:
+    """The GlowClassifier of a ``config.model.glow`` block."""
     return GlowClassifier(tuple(image_shape), num_classes, g.levels, g.steps, g.width, g.lu,
                           g.variant, g.pad_to, g.split_scale, g.split_sigma, seed)
 
 
-FAMILY = family.flow_family("glow", build)
+FAMILY = family.flow_family("glow", config, build)

@@ -236,12 +236,25 @@ FLOW_KEYS = ("widths", "blocks", "entry", "entry_width", "entry_kernel", "clamp"
              "bottleneck", "dropout", "fc_blocks", "fc_width", "fc_dropout")
 
 
-def build(cfg: Any, num_classes: int, image_shape: tuple, seed: int = 0) -> nn.Module:
-    b = cfg.ibinn
+def config() -> dict:
+    """``config.model.ibinn``: an invertible ResNet-like network and a Gaussian mixture (paper 002)."""
+    return dict(widths=(16, 32, 64), blocks=(8, 24, 24),  # per level; levels > 0 open with
+                entry="",            # a downsampling coupling. '' | 'haar' | 'downsample_haar'
+                entry_width=64, entry_kernel=7,  # the 'downsample_haar' entry coupling
+                clamp=0.7, s0=0.1, bottleneck=False, dropout=0.0,
+                fc_blocks=1, fc_width=1024, fc_dropout=0.5,  # couplings after the DCT pooling
+                beta=1.0,            # loss L_X + beta L_Y (inf: L_Y only)
+                label_smoothing=0.02, noise=0.01,  # training input noise (std, on [0, 1])
+                rank=0,              # > 0: low-rank class means with this many prototypes
+                learn_weights=True, init_scale=5.0)
+
+
+def build(b: Any, num_classes: int, image_shape: tuple, seed: int = 0) -> nn.Module:
+    """The IBINNClassifier of a ``config.model.ibinn`` block."""
     flow_kwargs = tuple((k, tuple(b[k]) if isinstance(b[k], (list, tuple)) else b[k])
                         for k in FLOW_KEYS)
     return IBINNClassifier(tuple(image_shape), num_classes, flow_kwargs, b.beta,
                            b.label_smoothing, b.noise, b.rank, b.learn_weights, b.init_scale, seed)
 
 
-FAMILY = family.flow_family("ibinn", build)
+FAMILY = family.flow_family("ibinn", config, build)

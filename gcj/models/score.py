@@ -227,8 +227,24 @@ def make_log_likelihood_fn(module: ScoreModel, ode: Any):
     return log_likelihood_fn
 
 
+def config() -> dict:
+    """``config.model.score`` (paper 004): the DDPM++ network, the SDE and training weighting,
+    the likelihood ODE."""
+    return dict(
+        unet=dict(nf=128, ch_mult=(1, 2, 2, 2), num_res_blocks=4, attn_resolutions=(16,),
+                  dropout=0.1, skip_rescale=True),
+        sde=dict(name="vp", beta_min=0.1, beta_max=20.0,
+                 weighting="likelihood_is",  # 'likelihood_is' | 'likelihood' | 'dsm'
+                 train_eps=1e-5),
+        ode=dict(num_probes=30, probe="rademacher", divergence="hutchinson", rtol=1e-5,
+                 atol=1e-5, eps=1e-5, max_steps=4096,
+                 dequantize=True,   # the likelihood of the dequantized image (training batches
+                                    # are dequantized by config.data.dequantize)
+                 checkpoints=None))  # backward-pass solver states (diffusion.log_likelihood)
+
+
 def build(cfg: Any, num_classes: int, channels: int) -> ScoreModel:
-    """The ScoreModel of a config's ``model`` block."""
+    """The ScoreModel of a ``config.model.score`` block."""
     u = cfg.unet
     unet = UNet(channels, num_classes, u.nf, tuple(u.ch_mult), u.num_res_blocks,
                 tuple(u.attn_resolutions), u.dropout, u.skip_rescale)
@@ -240,5 +256,5 @@ def build(cfg: Any, num_classes: int, channels: int) -> ScoreModel:
 
 
 FAMILY = family.Family(
-    "score", lambda c, base_fn: build(c.model, c.data.num_classes, c.data.channels),
-    lambda module, c: make_log_likelihood_fn(module, c.model.ode), density=True)
+    "score", config, lambda c, base_fn: build(c.model.score, c.data.num_classes, c.data.channels),
+    lambda module, c: make_log_likelihood_fn(module, c.model.score.ode), density=True)

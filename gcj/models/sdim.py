@@ -210,18 +210,28 @@ class Discriminative(nn.Module):
         return loss, dict(loss=loss, accuracy=jnp.mean(jnp.argmax(logits, axis=1) == labels))
 
 
-def build(cfg: Any, num_classes: int, base: nn.Module | None = None) -> nn.Module:
-    """The linen module described by a config's ``model`` block (any of the three families).
+def sdim_config() -> dict:
+    """``config.model.sdim`` (paper 000): a ResNet 8n+2 encoder (widths w, 2w, 4w, 8w; n=1, w=16:
+    ResNet10), a d-dimensional representation, the MI critic and the class-conditional Gaussians."""
+    return dict(width=16, blocks=1, rep_dim=64, mi_units=256, mi_bound="jsd",
+                alpha=1.0, beta=1.0, gamma=1.0, margin=5.0,  # the loss weights, the margin
+                min_std=0.0)  # > 0 clamps the class std from below
 
-    ``base`` (SDIM-logit only) replaces the config's discriminative base by any linen module or
-    ``FrozenFunction(x -> logits)``.
-    """
-    builders = {"sdim": _build_sdim, "disc": _build_disc, "sdim_logit": _build_sdim_logit}
-    if cfg.family not in builders:
-        raise ValueError(f"unknown model family {cfg.family!r}; use 'sdim', 'disc' or 'sdim_logit'")
-    if base is not None and cfg.family != "sdim_logit":
-        raise ValueError(f"a custom base is for family 'sdim_logit', not {cfg.family!r}")
-    return builders[cfg.family](cfg, num_classes, base)
+
+def disc_config() -> dict:
+    """``config.model.disc``: the discriminative ResNet 8n+2 (SDIM's encoder with a linear head)."""
+    return dict(width=16, blocks=1)
+
+
+def sdim_logit_config() -> dict:
+    """``config.model.sdim_logit`` (paper 003, its reference code's settings): SDIM on the logits
+    of a frozen discriminative base (a train.py workdir, or a function given in Python)."""
+    return dict(rep_dim=10,  # paper 003: d = the number of classes
+                mi_units=256, mi_bound="jsd", alpha=0.6, beta=0.2, gamma=0.2, margin=10.0,
+                min_std=0.02,
+                hidden=256,  # logit-encoder MLP width
+                base=dict(family="disc", width=16, blocks=1),  # the frozen base's model
+                base_workdir="")  # train.py workdir of the frozen base
 
 
 def _sdim(cfg, num_classes, encoder):
@@ -230,39 +240,38 @@ def _sdim(cfg, num_classes, encoder):
                 cfg.gamma, cfg.margin, min_log_std)
 
 
-def _build_sdim(cfg, num_classes, base=None):
+def build_sdim(cfg: Any, num_classes: int) -> nn.Module:
+    """The SDIM of a ``config.model.sdim`` block."""
     return _sdim(cfg, num_classes, ImageEncoder(cfg.width, cfg.blocks, cfg.rep_dim))
 
 
-def _build_disc(cfg, num_classes, base=None):
+def build_disc(cfg: Any, num_classes: int) -> nn.Module:
+    """The discriminative ResNet of a ``config.model.disc`` block."""
     return Discriminative(cfg.width, cfg.blocks, num_classes)
 
 
-def _build_sdim_logit(cfg, num_classes, base=None):
+def build_sdim_logit(cfg: Any, num_classes: int, base: nn.Module | None = None) -> nn.Module:
+    """The SDIM-logit of a ``config.model.sdim_logit`` block; ``base`` (any linen module or
+    ``FrozenFunction(x -> logits)``) replaces the block's discriminative base."""
     if base is None:
         if cfg.base.family != "disc":
             raise ValueError(f"sdim_logit needs a 'disc' base, got {cfg.base.family!r}")
-        base = _build_disc(cfg.base, num_classes)
+        base = build_disc(cfg.base, num_classes)
     return _sdim(cfg, num_classes, LogitEncoder(base, cfg.hidden, cfg.rep_dim))
-
-
-def _builder(build_fn):
-    """``build_fn(model_cfg, num_classes, base)`` as a family's ``build(config, base_fn)``."""
-    return lambda c, base_fn: build_fn(c.model, c.data.num_classes,
-                                       None if base_fn is None else FrozenFunction(base_fn))
 
 
 def _prepare_logit(config, base_fn):
     """SDIM-logit on a base workdir: the base's architecture comes from its own config.json, so
     that the workdir's config rebuilds it (a copy; the caller's config is left as it is)."""
-    if base_fn is not None or not config.model.base_workdir:
+    if base_fn is not None or not config.model.sdim_logit.base_workdir:
         return config
     from gcj import classifier  # noqa: PLC0415 (classifier imports the families)
 
-    b = classifier.read_config(config.model.base_workdir).model
+    b = classifier.read_config(config.model.sdim_logit.base_workdir).model
     config = config.copy_and_resolve_references()
     with config.unlocked():
-        config.model.base.update(dict(family=b.family, width=b.width, blocks=b.blocks))
+        config.model.sdim_logit.base.update(dict(family=b.family, width=b[b.family].width,
+                                                 blocks=b[b.family].blocks))
     config.lock()
     return config
 
@@ -271,11 +280,11 @@ def _attach_logit_base(config, variables, base_fn):
     """SDIM-logit: the frozen base's trained variables, copied from its workdir."""
     if base_fn is not None:
         return variables
-    if not config.model.base_workdir:
-        raise ValueError("sdim_logit needs config.model.base_workdir: a trained 'disc' workdir")
+    if not config.model.sdim_logit.base_workdir:
+        raise ValueError("sdim_logit needs config.model.sdim_logit.base_workdir: a trained 'disc' workdir")
     from gcj import classifier  # noqa: PLC0415
 
-    base = classifier.load(config.model.base_workdir)
+    base = classifier.load(config.model.sdim_logit.base_workdir)
     if base.config.model.family != "disc":
         raise ValueError(f"base workdir holds a {base.config.model.family!r} model, need 'disc'")
     variables = jax.tree_util.tree_map(lambda a: a, variables)  # shallow copy of the dicts
@@ -284,10 +293,15 @@ def _attach_logit_base(config, variables, base_fn):
     return variables
 
 
-SDIM_FAMILY = family.Family("sdim", _builder(_build_sdim))
-DISC_FAMILY = family.Family("disc", _builder(_build_disc))
+SDIM_FAMILY = family.Family(
+    "sdim", sdim_config, lambda c, base_fn: build_sdim(c.model.sdim, c.data.num_classes))
+DISC_FAMILY = family.Family(
+    "disc", disc_config, lambda c, base_fn: build_disc(c.model.disc, c.data.num_classes))
 SDIM_LOGIT_FAMILY = family.Family(
-    "sdim_logit", _builder(_build_sdim_logit), takes_base_fn=True,
+    "sdim_logit", sdim_logit_config,
+    lambda c, base_fn: build_sdim_logit(c.model.sdim_logit, c.data.num_classes,
+                                        None if base_fn is None else FrozenFunction(base_fn)),
+    takes_base_fn=True,
     frozen=lambda path: "base" in path,  # the base's parameters (params['encoder']['base'])
     prepare=_prepare_logit, attach=_attach_logit_base)
 
