@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import types
 
 import jax
 import numpy as np
 
 import gcj
-from gcj import classifier, data, rejection, robustness, stopwatch
+from gcj import classifier, data, rejection, stopwatch
 from gcj.suites import DEFAULT_SUITES as _DEFAULT, SUITES as _REGISTRY, Context, Request
 from gcj.suites.rejection import CURVE_PERCENTILES  # noqa: F401  (its old home)
 
@@ -19,19 +20,29 @@ DEFAULT_SUITES = _DEFAULT
 SUITES = tuple(_REGISTRY)
 
 
+def suite_options(given: dict | None = None) -> types.SimpleNamespace:
+    """Every suite's options: their declared defaults, updated by ``given`` (unknown names refused)."""
+    defaults = {o.name: o.default for s in _REGISTRY.values() for o in s.options}
+    unknown = set(given or {}) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown suite options {sorted(unknown)}; known: {', '.join(defaults)}")
+    return types.SimpleNamespace(**{**defaults, **(given or {})})
+
+
 def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | None = None,
              ood_split: str = "test", data_dir: str | None = None, plots: bool = True,
-             max_images: int | None = None, options: robustness.Options | None = None,
+             max_images: int | None = None, options: dict | None = None,
              log=print, max_test_images: int | None = None) -> dict:
     """Runs ``suites`` on a train.py workdir; writes ``out`` (JSON) and PNG plots beside it.
 
     ``max_images`` caps the sets scored besides the test set (the training scores of the rejection
     curve and typicality tests, each OOD set) by a seeded random subset, for families whose
     likelihood is expensive (the score family's ODE); the thresholds are those fitted at training.
-    The report records the options each suite ran with and the workdir's config."""
+    ``options``: the suites' options by name (``gcj.suites.<suite>`` declares them, with their
+    defaults). The report records the options each suite ran with and the workdir's config."""
     classifier.read_config(workdir)  # a missing workdir is the first thing to say
     clock = stopwatch.Stopwatch()
-    request = Request(options or robustness.Options(), tuple(ood_datasets), ood_split, data_dir,
+    request = Request(suite_options(options), tuple(ood_datasets), ood_split, data_dir,
                       max_images, max_test_images)
     for name, v in (("max_images", max_images), ("max_test_images", max_test_images)):
         if v is not None and v < 2:
@@ -73,7 +84,9 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
             suite.plot(report[suite.name], ctx, plot_dir)
     clock.lap("suites")
     report["seconds"] = clock.laps
-    report["options"] = {s.name: {o: _jsonable(request.get(o)) for o in s.options} for s in chosen if s.options}
+    report["options"] = {s.name: {o: _jsonable(request.get(o)) for o in
+                                  (*s.reads, *(opt.name for opt in s.options))}
+                         for s in chosen if s.reads or s.options}
     report["config"] = json.loads(cfg.to_json())
     if out:
         with open(out, "w") as f:

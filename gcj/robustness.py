@@ -19,22 +19,6 @@ from gcj import attacks, classifier, corruptions, data, metrics, ops, rejection
 
 
 
-@dataclasses.dataclass
-class Options:
-    """Sizes and choices of the robustness suites (evaluate.py flags of the same names)."""
-    attack_images: int = 200        # correctly classified test images attacked (white-box)
-    black_box_images: int = 20      # of them, for the boundary attack and LocalSearch
-    attacks: tuple = ()             # names of default_attacks to run; () = all
-    cw_steps: int = 300             # CW L2 Adam steps at most (each example stops after 20 without gain)
-    boundary_steps: int = 1000
-    ls_rounds: int = 150            # LocalSearch rounds
-    corruption_source: str = "auto"  # auto | tfds | generated
-    corruption_images: int | None = 1000
-    corruptions: tuple = ()         # names; () = all 15
-    baseline_report: str | None = None  # report.json whose corruptions block is the mCE baseline
-    interpolation_pairs: int = 50
-
-
 # ------------------------------------------------------------------------------ adversarial
 
 @dataclasses.dataclass(frozen=True)

@@ -108,15 +108,13 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path):
     out = tmp_path / "report.json"
     # attacks sharing one compilation, the sanity checks' unbounded and black-box attacks; every
     # attack itself is tested in test_attacks.py
-    opts = robustness.Options(attack_images=12, black_box_images=3, ls_rounds=3,
-                              attacks=("pgd_linf_4_margin", "pgd_linf_8_margin", "pgd_linf_unbounded",
-                                       "local_search"),
-                              corruptions=("gaussian_noise", "contrast"), corruption_images=40,
-                              interpolation_pairs=4)
+    opts = dict(attack_images=12, black_box_images=3, ls_rounds=3,
+                attacks=("pgd_linf_4_margin", "pgd_linf_8_margin", "pgd_linf_unbounded", "local_search"),
+                corruptions=("gaussian_noise", "contrast"), corruption_images=40, interpolation_pairs=4)
     report = evaluate("pretrained/ibinn_digits_beta1", ("clean", "adversarial", "corruptions", "interpolation",
                                                       "nll_gap"), out=str(out), options=opts, log=lambda *_: None)
     a = report["adversarial"]["attacks"]
-    assert set(a) == set(opts.attacks) and a["pgd_linf_unbounded"]["success_rate"] == 1.0
+    assert set(a) == set(opts["attacks"]) and a["pgd_linf_unbounded"]["success_rate"] == 1.0
     assert a["pgd_linf_8_margin"]["success_rate"] >= a["pgd_linf_4_margin"]["success_rate"] - 1e-9
     assert a["local_search"]["num"] == 3 and all(len(r["undetected_success_rate"]) == 2 for r in a.values())
     assert any("unbounded PGD success 100.0%" in s for s in report["adversarial"]["sanity"])
@@ -132,14 +130,14 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path):
     text = format_tables(report)
     assert "pgd_linf_unbounded" in text and "severity 5" in text and "interpolation (4 pairs)" in text
     with pytest.raises(ValueError, match="unknown attacks"):
-        evaluate("pretrained/ibinn_digits_beta1", ("adversarial",), options=robustness.Options(attacks=("pgd",)))
+        evaluate("pretrained/ibinn_digits_beta1", ("adversarial",), options=dict(attacks=("pgd",)))
     with pytest.raises(ValueError, match="max_test_images"):
         evaluate("pretrained/ibinn_digits_beta1", ("clean",), max_test_images=1)
     with pytest.raises(ValueError, match="cannot be combined with max_test_images"):
         evaluate("pretrained/ibinn_digits_beta1", ("corruptions",), max_test_images=10)
     with pytest.raises(ValueError, match="no corruptions suite"):
         evaluate("pretrained/ibinn_digits_beta1", ("corruptions",),
-                 options=robustness.Options(baseline_report="pretrained/ibinn_digits_beta1/report/report.json"))
+                 options=dict(baseline_report="pretrained/ibinn_digits_beta1/report/report.json"))
 
 
 def test_suites_on_cifar10_from_tfds_mock_data():
@@ -165,19 +163,24 @@ def test_suites_on_cifar10_from_tfds_mock_data():
 
 
 def test_a_suite_is_a_plug_in(monkeypatch, tmp_path):
-    """A suite registered in gcj.suites.SUITES runs on the shared context; the report records the
-    options every suite ran with and the config."""
+    """A suite registered in gcj.suites.SUITES runs on the shared context with its own options;
+    the report records the options every suite ran with and the config."""
     from gcj import suites
 
-    toy = suites.Suite("toy", run=lambda ctx: dict(n=len(ctx.ll_test), train=len(ctx.ll_train)),
+    toy = suites.Suite("toy", run=lambda ctx: dict(n=len(ctx.ll_test), train=len(ctx.ll_train),
+                                                   size=ctx.request.options.toy_size),
                        table=lambda block, report: [f"toy suite saw {block['n']} test images"],
-                       options=("max_images",), needs_train=True)
+                       options=(suites.Option("toy_size", 3, "how big."),), reads=("max_images",),
+                       needs_train=True)
     monkeypatch.setitem(suites.SUITES, "toy", toy)
+    with pytest.raises(ValueError, match=r"unknown suite options \['toy_sise'\]"):
+        evaluate("pretrained/ibinn_digits_beta1", ("toy",), options=dict(toy_sise=5))
     out = tmp_path / "report.json"
     report = evaluate("pretrained/ibinn_digits_beta1", ("clean", "toy", "interpolation"), out=str(out),
-                      max_images=50, options=robustness.Options(interpolation_pairs=2), log=lambda *_: None)
-    assert report["toy"] == dict(n=report["num_test"], train=50) and report["num_train_scored"] == 50
-    assert report["options"] == {"toy": {"max_images": 50}, "interpolation": {"interpolation_pairs": 2}}
+                      max_images=50, options=dict(interpolation_pairs=2, toy_size=5), log=lambda *_: None)
+    assert report["toy"] == dict(n=report["num_test"], train=50, size=5) and report["num_train_scored"] == 50
+    assert report["options"] == {"toy": {"max_images": 50, "toy_size": 5},
+                                 "interpolation": {"interpolation_pairs": 2}}
     assert report["config"]["model"]["family"] == "ibinn" and report["gcj_version"] == gcj.__version__
     assert f"toy suite saw {report['num_test']} test images" in format_tables(report)
     assert json.loads(out.read_text())["toy"] == report["toy"]
@@ -194,6 +197,6 @@ def test_suites_report_the_configs_percentile_thresholds(tmp_path):
     cfg["thresholds"]["percentiles"] = [2.0]
     with open(f"{workdir}/config.json", "w") as f:
         json.dump(cfg, f)
-    opts = robustness.Options(corruptions=("contrast",), corruption_images=20, interpolation_pairs=2)
+    opts = dict(corruptions=("contrast",), corruption_images=20, interpolation_pairs=2)
     report = evaluate(workdir, ("corruptions", "interpolation"), options=opts, log=lambda *_: None)
     assert set(report["corruptions"]["per_severity"]["1"]) == {"accuracy", "p2"}

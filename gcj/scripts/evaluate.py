@@ -5,8 +5,8 @@ python evaluate.py --workdir <dir> --suites clean,adversarial,corruptions,interp
 from absl import flags
 
 from gcj import cli
-from gcj.evaluate import DEFAULT_SUITES, SUITES, evaluate, format_tables
-from gcj.robustness import Options
+from gcj.evaluate import DEFAULT_SUITES, evaluate, format_tables
+from gcj.suites import SUITES
 
 flags.DEFINE_string("workdir", None, "A train.py workdir.")
 flags.DEFINE_list("suites", list(DEFAULT_SUITES), f"Comma-separated suites: {','.join(SUITES)}.")
@@ -18,28 +18,34 @@ flags.DEFINE_integer("max_images", None, "Score at most this many training / OOD
 flags.DEFINE_integer("max_test_images", None, "Use a seeded random subset of this many test images "
                      "(default: all). For expensive likelihoods.")
 flags.DEFINE_string("out", None, "JSON report path; PNG plots are written beside it.")
-_O = Options()
-flags.DEFINE_integer("attack_images", _O.attack_images, "adversarial: correctly classified test images attacked.")
-flags.DEFINE_integer("black_box_images", _O.black_box_images, "adversarial: images for boundary / LocalSearch.")
-flags.DEFINE_list("attacks", [], "adversarial: attack names to run (default all; see gcj.robustness.default_attacks).")
-flags.DEFINE_integer("cw_steps", _O.cw_steps, "adversarial: CW L2 steps at most.")
-flags.DEFINE_integer("boundary_steps", _O.boundary_steps, "adversarial: boundary attack steps.")
-flags.DEFINE_integer("ls_rounds", _O.ls_rounds, "adversarial: LocalSearch rounds.")
-flags.DEFINE_enum("corruption_source", _O.corruption_source, ["auto", "tfds", "generated"],
-                  "corruptions: TFDS cifar10_corrupted, or generated offline by gcj.corruptions.")
-flags.DEFINE_integer("corruption_images", _O.corruption_images, "corruptions: first N test images per set.")
-flags.DEFINE_list("corruptions", [], "corruptions: names (default all 15).")
-flags.DEFINE_string("baseline_report", None, "corruptions: report.json of the mCE baseline model.")
-flags.DEFINE_integer("interpolation_pairs", _O.interpolation_pairs, "interpolation: number of image pairs.")
+
+
+def _define(option, suite: str) -> None:
+    """The flag of a suite's option, its type from its default."""
+    help_ = f"{suite}: {option.help}"
+    if option.choices:
+        flags.DEFINE_enum(option.name, option.default, list(option.choices), help_)
+    elif isinstance(option.default, tuple):
+        flags.DEFINE_list(option.name, list(option.default), help_)
+    elif isinstance(option.default, bool):
+        flags.DEFINE_bool(option.name, option.default, help_)
+    elif isinstance(option.default, int):
+        flags.DEFINE_integer(option.name, option.default, help_)
+    else:
+        flags.DEFINE_string(option.name, option.default, help_)
+
+
+for _suite in SUITES.values():  # each suite's own options (gcj/suites/<name>.py)
+    for _option in _suite.options:
+        _define(_option, _suite.name)
 flags.mark_flags_as_required(["workdir"])
 
 
 def _main(argv):
     del argv  # (cli.run refuses extra arguments)
     f = flags.FLAGS
-    options = Options(f.attack_images, f.black_box_images, tuple(f.attacks), f.cw_steps,
-                      f.boundary_steps, f.ls_rounds, f.corruption_source, f.corruption_images,
-                      tuple(f.corruptions), f.baseline_report, f.interpolation_pairs)
+    options = {o.name: tuple(f[o.name].value) if isinstance(o.default, tuple) else f[o.name].value
+               for s in SUITES.values() for o in s.options}
     report = evaluate(f.workdir, f.suites, f.ood_dataset, f.out, f.ood_split, f.data_dir,
                       max_images=f.max_images, options=options, max_test_images=f.max_test_images)
     print(format_tables(report))

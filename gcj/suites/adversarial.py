@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from gcj import classifier, robustness
-from gcj.suites.base import Context, Suite, figure, pct
+from gcj.suites.base import Context, Option, Suite, figure, pct
 
 
 def check(request) -> None:
@@ -55,6 +55,13 @@ def plot(a: dict, ctx: Context, directory: str) -> None:
             ax.legend()
 
 
-SUITE = Suite("adversarial", run, table, plot,
-              options=("attack_images", "black_box_images", "attacks", "cw_steps", "boundary_steps", "ls_rounds"),
+OPTIONS = (
+    Option("attack_images", 200, "correctly classified test images attacked."),
+    Option("black_box_images", 20, "of them, the images for the boundary attack and LocalSearch."),
+    Option("attacks", (), "attack names to run (default all; see gcj.robustness.default_attacks)."),
+    Option("cw_steps", 300, "CW L2 Adam steps at most (each image stops after 20 without gain)."),
+    Option("boundary_steps", 1000, "boundary attack steps."),
+    Option("ls_rounds", 150, "LocalSearch rounds."),
+)
+SUITE = Suite("adversarial", run, table, plot, options=OPTIONS,
               needs_train=True, needs_thresholds=True, check=check)

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import types
 from typing import Any, Callable
 
 import jax
 import numpy as np
 
-from gcj import data, robustness
+from gcj import data
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """An option of one suite: ``evaluate.py --<name>`` (its help starts with the suite's name) and
+    ``Request.options.<name>``. A tuple default makes a comma-separated list flag, ``choices`` an
+    enum; the type of the default is the flag's."""
+    name: str
+    default: Any
+    help: str
+    choices: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-    """What ``evaluate`` was asked for besides the suites (evaluate.py's flags)."""
-    options: robustness.Options = dataclasses.field(default_factory=robustness.Options)
+    """What ``evaluate`` was asked for besides the suites (evaluate.py's flags): the shared fields
+    and every suite's options (``options.<name>``, each suite's defaults where not given)."""
+    options: types.SimpleNamespace = dataclasses.field(default_factory=types.SimpleNamespace)
     ood_datasets: tuple = ()
     ood_split: str = "test"
     data_dir: str | None = None
@@ -23,7 +36,7 @@ class Request:
     max_test_images: int | None = None  # test images at most (a seeded subset)
 
     def get(self, name: str):
-        """A request field or one of the robustness options, by name."""
+        """A request field or a suite's option, by name."""
         return getattr(self, name) if hasattr(self, name) else getattr(self.options, name)
 
 
@@ -63,14 +76,15 @@ class Context:
 @dataclasses.dataclass(frozen=True)
 class Suite:
     """A suite: ``run(ctx) -> block`` (JSON-able, the report's ``<name>`` entry), ``table(block)``
-    -> lines of the printed tables (``table(block, report)``), ``plot(block, ctx, directory)`` -> PNGs. ``options`` names
-    the request fields it reads (recorded in the report); ``check(request)`` refuses a request
-    before anything is loaded."""
+    -> lines of the printed tables (``table(block, report)``), ``plot(block, ctx, directory)`` -> PNGs.
+    ``options``: its own ``Option``s; ``reads``: the shared request fields it reads (both recorded
+    in the report); ``check(request)`` refuses a request before anything is loaded."""
     name: str
     run: Callable[[Context], dict]
     table: Callable[[dict, dict], list]
     plot: Callable[[dict, Context, str], None] | None = None
-    options: tuple = ()
+    options: tuple = ()             # Option, ...
+    reads: tuple = ()               # names of Request fields
     needs_train: bool = False       # training images scored (percentile curves, tests, attacks)
     needs_thresholds: bool = False  # the workdir's thresholds.json
     check: Callable[[Request], None] = lambda request: None

@@ -5,7 +5,7 @@ import json
 import jax
 
 from gcj import corruptions, robustness
-from gcj.suites.base import Context, Request, Suite, figure, pct
+from gcj.suites.base import Context, Option, Request, Suite, figure, pct
 
 
 def check(request: Request) -> None:
@@ -66,6 +66,12 @@ def plot(c: dict, ctx: Context, directory: str) -> None:
         ax.legend()
 
 
-SUITE = Suite("corruptions", run, table, plot,
-              options=("corruption_source", "corruption_images", "corruptions", "baseline_report"),
+OPTIONS = (
+    Option("corruption_source", "auto", "TFDS cifar10_corrupted, or generated offline by "
+           "gcj.corruptions ('auto': TFDS where prepared).", choices=("auto", "tfds", "generated")),
+    Option("corruption_images", 1000, "the first N test images, per set."),
+    Option("corruptions", (), "corruption names (default all 15)."),
+    Option("baseline_report", None, "report.json of the mCE baseline model."),
+)
+SUITE = Suite("corruptions", run, table, plot, options=OPTIONS,
               check=check)

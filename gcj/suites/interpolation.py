@@ -3,7 +3,7 @@ import jax
 import numpy as np
 
 from gcj import robustness
-from gcj.suites.base import Context, Suite, figure, pct
+from gcj.suites.base import Context, Option, Suite, figure, pct
 
 
 def run(ctx: Context) -> dict:
@@ -33,4 +33,5 @@ def plot(i: dict, ctx: Context, directory: str) -> None:
         a2.legend()
 
 
-SUITE = Suite("interpolation", run, table, plot, options=("interpolation_pairs",))
+SUITE = Suite("interpolation", run, table, plot,
+              options=(Option("interpolation_pairs", 50, "number of test image pairs."),))

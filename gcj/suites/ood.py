@@ -67,5 +67,5 @@ def plot(block: dict, ctx: Context, directory: str) -> None:
             ax.legend()
 
 
-SUITE = Suite("ood", run, table, plot, options=("ood_datasets", "ood_split", "data_dir", "max_images"),
+SUITE = Suite("ood", run, table, plot, reads=("ood_datasets", "ood_split", "data_dir", "max_images"),
               needs_train=True, needs_thresholds=True, check=check)
