@@ -60,11 +60,12 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     bs = cfg.eval_batch_size
     clock.lap("load")
     key = jax.random.key(cfg.seed)
-    test = subset(data.load_dataset(cfg.data, "test"), max_test_images, jax.random.fold_in(key, 8))
+    test, test_indices = subset(data.load_dataset(cfg.data, "test"), max_test_images,
+                                jax.random.fold_in(key, 8), with_indices=True)
     ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, jax.random.fold_in(key, 0))
     thresholds, not_fitted = rejection.split_fitted(clf.thresholds or {}, cfg.thresholds.conformal_alpha,
                                                     cfg.data.val_size)
-    ctx = Context(clf, request, test, ll_test, thresholds, not_fitted, key, log)
+    ctx = Context(clf, request, test, ll_test, thresholds, not_fitted, key, log, test_indices)
     if any(s.needs_train for s in chosen):
         ctx.train = subset(data.load_train_val(cfg)[0], max_images, jax.random.fold_in(key, 3))
         ctx.ll_train = classifier.batched_log_likelihoods(clf, ctx.train.images, bs, jax.random.fold_in(key, 1))
@@ -98,12 +99,14 @@ def _jsonable(v):
     return list(v) if isinstance(v, tuple) else v
 
 
-def subset(split, n, key):
-    """At most ``n`` examples of a split, a random subset drawn with ``key`` (all if ``n`` is None)."""
+def subset(split, n, key, with_indices: bool = False):
+    """At most ``n`` examples of a split, a random subset drawn with ``key`` (all if ``n`` is None);
+    ``with_indices``: (subset, their sorted positions in ``split`` or None for all)."""
     if n is None or n >= len(split.labels):
-        return split
+        return (split, None) if with_indices else split
     idx = np.sort(np.asarray(jax.random.permutation(key, len(split.labels))[:n]))
-    return type(split)(split.images[idx], split.labels[idx])
+    out = type(split)(split.images[idx], split.labels[idx])
+    return (out, idx) if with_indices else out
 
 
 _subset = subset  # (its old name)

@@ -221,13 +221,14 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
 # ------------------------------------------------------------------------------ corruptions
 
 def corrupted_test_set(cfg_data, name: str, severity: int, key, source: str = "auto",
-                       max_images: int | None = None) -> tuple[data.Split, str]:
+                       max_images: int | None = None, indices=None) -> tuple[data.Split, str]:
     """(corrupted test split at model shape, its source) for corruption ``name`` at ``severity``.
 
     ``source``: ``"tfds"`` reads TFDS ``cifar10_corrupted/<name>_<severity>`` (CIFAR-10 only;
     prepared array_record data), ``"generated"`` corrupts the dataset's own test images with
     ``gcj.corruptions`` (seeded by ``key``), ``"auto"`` tries TFDS for CIFAR-10 and falls back to
-    generating. ``max_images``: the first that many test images (the same for every set).
+    generating. ``max_images``: the first that many test images (the same for every set);
+    ``indices``: instead, these positions in the test set (e.g. a random subset's).
     """
     if source not in ("auto", "tfds", "generated"):
         raise ValueError(f"corruption source must be 'auto', 'tfds' or 'generated', got {source!r}")
@@ -244,14 +245,19 @@ def corrupted_test_set(cfg_data, name: str, severity: int, key, source: str = "a
                     f"TFDS cifar10_corrupted/{name}_{severity} is not prepared: {e}. Prepare it on a "
                     "machine with internet, or use --corruption_source generated") from e
     if split is None:
-        clean = data.load(cfg_data.name, "test", cfg_data.data_dir or None)
-        if max_images is not None:
-            clean = data.Split(clean.images[:max_images], clean.labels[:max_images])
+        clean = _take(data.load(cfg_data.name, "test", cfg_data.data_dir or None), max_images, indices)
         split, used = data.Split(corruptions.corrupt(clean.images, name, severity, key), clean.labels), "generated"
-    if max_images is not None:
-        split = data.Split(split.images[:max_images], split.labels[:max_images])
+    else:
+        split = _take(split, max_images, indices)
     images = data.to_shape(split.images, cfg_data.image_size, cfg_data.channels, cfg_data.resize)
     return data.Split(images, split.labels), used
+
+
+def _take(split: data.Split, max_images: int | None, indices) -> data.Split:
+    """The test images at ``indices``, else the first ``max_images``, else all."""
+    if indices is None:
+        indices = slice(None) if max_images is None else slice(max_images)
+    return data.Split(split.images[indices], split.labels[indices])
 
 
 def _nanmean(values):
@@ -267,10 +273,12 @@ def _entropy(ll):
 
 def corruption_suite(clf, ll_clean: np.ndarray, clean_labels: np.ndarray, key, thresholds: dict,
                      source: str = "auto", max_images: int | None = 1000, names=corruptions.NAMES,
-                     baseline: dict | None = None, batch_size: int = 100, log=print) -> dict:
+                     baseline: dict | None = None, batch_size: int = 100, log=print,
+                     indices=None) -> dict:
     """Accuracy, acc-left / rejection rate, entropy and OOD ROC-AUC on every corruption × severity.
 
-    ``ll_clean``: the clean test log-likelihoods of the same images (first ``max_images``).
+    ``ll_clean``: the clean test log-likelihoods of the same images (the first ``max_images``, or
+    those at ``indices`` in the test set).
     mCE and relative mCE (paper 002 eqs. 22–23) against ``baseline``, the ``corruptions`` block of
     another report (named in it): mCE = mean_c Σ_s E_sc / Σ_s E^base_sc, relative
     mCE = mean_c Σ_s (E_sc − E_clean) / Σ_s (E^base_sc − E^base_clean).
@@ -283,7 +291,7 @@ def corruption_suite(clf, ll_clean: np.ndarray, clean_labels: np.ndarray, key, t
         for sev in corruptions.SEVERITIES:
             k = jax.random.fold_in(key, zlib.crc32(f"{name}_{sev}".encode()))
             split, used = corrupted_test_set(clf.config.data, name, sev, jax.random.fold_in(key, 0),
-                                             source, max_images)
+                                             source, max_images, indices)
             sources.add(used)
             ll = classifier.batched_log_likelihoods(clf, split.images, batch_size, k)
             r = dict(accuracy=float((ll.argmax(1) == split.labels).mean()),

@@ -133,8 +133,9 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path):
         evaluate("pretrained/ibinn_digits_beta1", ("adversarial",), options=dict(attacks=("pgd",)))
     with pytest.raises(ValueError, match="max_test_images"):
         evaluate("pretrained/ibinn_digits_beta1", ("clean",), max_test_images=1)
-    with pytest.raises(ValueError, match="cannot be combined with max_test_images"):
-        evaluate("pretrained/ibinn_digits_beta1", ("corruptions",), max_test_images=10)
+    sub = evaluate("pretrained/ibinn_digits_beta1", ("corruptions",), max_test_images=30, log=lambda *_: None,
+                   options=dict(corruptions=("contrast",), corruption_images=10))
+    assert sub["num_test"] == 30 and sub["corruptions"]["num_images"] == 10
     with pytest.raises(ValueError, match="no corruptions suite"):
         evaluate("pretrained/ibinn_digits_beta1", ("corruptions",),
                  options=dict(baseline_report="pretrained/ibinn_digits_beta1/report/report.json"))
@@ -160,6 +161,22 @@ def test_suites_on_cifar10_from_tfds_mock_data():
     assert adv["attacks"]["fgsm_linf_8"]["num"] == 2
     with pytest.raises(ValueError, match="cifar10 only"):
         robustness.corrupted_test_set(smoke_config("glow_digits").data, "fog", 1, jax.random.key(0), "tfds")
+
+
+def test_corrupted_sets_are_the_scored_test_images():
+    """With max_test_images the corrupted sets are made from the scored random subset's images (by
+    their positions in the test set); the first n positions are the first n images as before."""
+    cfg = smoke_config("glow_digits").data
+    full = data.load_dataset(cfg, "test")
+    key, idx = jax.random.key(0), np.array([5, 17, 40])
+    every, _ = robustness.corrupted_test_set(cfg, "contrast", 3, key, "generated")
+    some, source = robustness.corrupted_test_set(cfg, "contrast", 3, key, "generated", indices=idx)
+    assert source == "generated"
+    np.testing.assert_array_equal(some.labels, full.labels[idx])
+    np.testing.assert_allclose(some.images, every.images[idx], atol=1e-6)  # contrast: per image
+    first, _ = robustness.corrupted_test_set(cfg, "gaussian_noise", 1, key, "generated", max_images=3)
+    same, _ = robustness.corrupted_test_set(cfg, "gaussian_noise", 1, key, "generated", indices=np.arange(3))
+    np.testing.assert_array_equal(first.images, same.images)
 
 
 def test_a_suite_is_a_plug_in(monkeypatch, tmp_path):

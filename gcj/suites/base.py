@@ -51,6 +51,7 @@ class Context:
     not_fitted: dict              # name -> why it could not be fitted
     key: jax.Array
     log: Callable = print
+    test_indices: np.ndarray | None = None  # the test images' positions in the test set (None: all)
     train: data.Split | None = None     # (scored when a requested suite needs_train)
     ll_train: np.ndarray | None = None
     arrays: dict = dataclasses.field(default_factory=dict)  # what a suite keeps for its plot

@@ -9,10 +9,6 @@ from gcj.suites.base import Context, Option, Request, Suite, figure, pct
 
 
 def check(request: Request) -> None:
-    if request.max_test_images is not None:
-        # the corrupted sets are the first test images, not the random subset
-        raise ValueError("the corruptions suite uses the first --corruption_images test images; "
-                         "it cannot be combined with max_test_images")
     _baseline(request)
 
 
@@ -32,10 +28,12 @@ def run(ctx: Context) -> dict:
     ctx.log("corruption suite:")
     o = ctx.request.options
     n = o.corruption_images or len(ctx.test.labels)
+    # the first n of the scored test images (of the random subset, with max_test_images)
+    indices = None if ctx.test_indices is None else ctx.test_indices[:n]
     return robustness.corruption_suite(
         ctx.clf, ctx.ll_test[:n], ctx.test.labels[:n], jax.random.fold_in(ctx.key, 6), ctx.percentile_thresholds,
         o.corruption_source, o.corruption_images, o.corruptions or corruptions.NAMES,
-        _baseline(ctx.request), ctx.batch_size, ctx.log)
+        _baseline(ctx.request), ctx.batch_size, ctx.log, indices)
 
 
 def table(c: dict, report: dict) -> list:
