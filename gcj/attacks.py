@@ -244,7 +244,7 @@ def fgsm(model, x, labels, key, *, eps: float, loss: str = "ce", targeted: bool 
 # -------------------------------------------------------------------------------- CW L2
 
 @functools.partial(jax.jit, static_argnames=("fn", "targeted", "max_steps", "patience"))
-def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, threshold_weight,
+def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, detector_dims, threshold_weight,
         thresholds, *, targeted, max_steps, patience):
     num = x.shape[0]
     w0 = jnp.arctanh(jnp.clip(2 * x - 1, -1 + 1e-6, 1 - 1e-6))
@@ -258,7 +258,7 @@ def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, t
         f = other - l_y if targeted else l_y - other  # <= 0 once adversarial
         per = jnp.sum((xa - x) ** 2, axis=(1, 2, 3)) + c * jnp.maximum(f, -kappa)
         log_q = jax.nn.logsumexp(ll, axis=1) - jnp.log(ll.shape[1])  # log p(x), uniform prior
-        per = per + detector_weight * (detector_median - log_q) ** 2
+        per = per + detector_weight * ((detector_median - log_q) / detector_dims) ** 2
         moved_to = y if targeted else j
         per = per + threshold_weight * jnp.maximum(0.0, _delta(thresholds, moved_to) - ops.pick(ll, moved_to))
         return per.sum(), per
@@ -296,15 +296,16 @@ def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, t
 
 def cw_l2(model, x, labels, key, *, c: float = 10.0, kappa: float = 0.01, targeted: bool = True,
           lr: float = 0.01, max_steps: int = 1000, patience: int = 20,
-          detector_weight: float = 0.0, detector_median: float | None = None,
+          detector_weight: float = 0.0, detector_median: float | None = None, detector_dims: int = 1,
           threshold_weight: float = 0.0, thresholds=None) -> AttackResult:
     """Carlini–Wagner L2 on the class log-likelihoods (paper 002 §4.6; paper 000 untargeted).
 
     x' = (tanh w + 1)/2, Adam(``lr``) on w, minimising per example
     ‖x' − x‖² + c·max(f, −κ), f = max_{j≠t} l_j − l_t (targeted, ``labels`` = targets) or
     l_y − max_{j≠y} l_j (untargeted), plus optional detector terms:
-    - paper 002 eq. 25: ``detector_weight`` · (``detector_median`` − log q(x'))², log q = log p(x)
-      and the median over training images (d ∈ {0, 66, 1000} in the paper);
+    - paper 002 eq. 25: ``detector_weight`` · ((``detector_median`` − log q(x')) / ``detector_dims``)²,
+      log q = log p(x) and the median over training images (d ∈ {0, 66, 1000} in the paper); in nats
+      as printed (``detector_dims`` 1), or per dimension (the image's D);
     - paper 001: ``threshold_weight`` · max(0, δ_j − l_j(x')) for the class j the attack moves to
       (−log p(x'|j) above its rejection threshold T = −δ_j is penalised).
     ``kappa=float('inf')`` never stops pushing. An example stops after ``patience`` steps whose
@@ -321,7 +322,7 @@ def cw_l2(model, x, labels, key, *, c: float = 10.0, kappa: float = 0.01, target
     fn, params = as_function(model)
     x, labels = _check(x, labels)
     return _cw(fn, params, x, labels, key, jnp.float32(c), jnp.float32(kappa), jnp.float32(lr),
-               jnp.float32(detector_weight), jnp.float32(detector_median or 0.0),
+               jnp.float32(detector_weight), jnp.float32(detector_median or 0.0), jnp.float32(detector_dims),
                jnp.float32(threshold_weight), _thresholds(thresholds), targeted=targeted,
                max_steps=max_steps, patience=patience)
 

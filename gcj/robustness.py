@@ -82,7 +82,8 @@ def default_attacks(cw_steps: int = 300, boundary_steps: int = 1000, ls_rounds: 
     return specs
 
 
-def _run_attack(spec: AttackSpec, clf, x, labels, targets, key, thresholds, median_log_q, starts):
+def _run_attack(spec: AttackSpec, clf, x, labels, targets, key, thresholds, median_log_q, starts,
+                detector_dims: int = 1):
     kw = dict(spec.params)
     if spec.kind in ("pgd", "fgsm"):
         run = attacks.pgd if spec.kind == "pgd" else attacks.fgsm
@@ -91,7 +92,7 @@ def _run_attack(spec: AttackSpec, clf, x, labels, targets, key, thresholds, medi
     if spec.kind == "cw":
         targeted = kw.pop("targeted", True)
         if spec.detector == "median":
-            kw["detector_median"] = median_log_q
+            kw["detector_median"], kw["detector_dims"] = median_log_q, detector_dims
         t = thresholds if spec.detector == "threshold" else None
         return attacks.cw_l2(clf, x, targets if targeted else labels, key, targeted=targeted,
                              thresholds=t, **kw)
@@ -193,11 +194,12 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
                       cw_steps: int = 300, boundary_steps: int = 1000, ls_rounds: int = 150,
                       cw_steps_kappa_inf: int = 3000,
                       batch_size: int = 100, log=print, max_l2: float = 0.0,
-                      train_log_marginal=None) -> dict:
+                      train_log_marginal=None, detector_per_dim: bool = False) -> dict:
     """Runs ``default_attacks`` (or the names in ``only``) on ``num_images`` seeded-random test images
     classified correctly (``black_box_images`` of them for the decision/score-based attacks);
     ``max_l2`` > 0 counts a success only within that L2 distance, ``train_log_marginal`` fits
-    paper 002's OOD tests (``attack_metrics``).
+    paper 002's OOD tests (``attack_metrics``); ``detector_per_dim``: eq. 25's deviation of log q
+    per dimension instead of in nats.
 
     Targets (targeted attacks) are uniform among the other classes; the boundary attack starts
     from a test image of the target class that is classified as it and accepted at the first of
@@ -240,7 +242,8 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
         t0 = time.time()
         adv = [_run_attack(spec, clf, xs[i:i + batch_size], ys[i:i + batch_size], ts[i:i + batch_size],
                            jax.random.fold_in(k, i), thr.get(primary), median_log_q,
-                           None if st is None else st[i:i + batch_size])
+                           None if st is None else st[i:i + batch_size],
+                           int(np.prod(x.shape[1:])) if detector_per_dim else 1)
                for i in range(0, len(ys), batch_size)]
         x_adv = np.concatenate([np.asarray(a.x) for a in adv])
         ll_adv = classifier.batched_log_likelihoods(clf, x_adv, batch_size, jax.random.fold_in(k, 1))

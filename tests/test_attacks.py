@@ -146,6 +146,13 @@ def test_cw_detector_term_keeps_the_likelihood_at_the_median(data):
                          detector_weight=1000.0, detector_median=median)
     dev = lambda r: np.abs(np.asarray(jax.nn.logsumexp(gauss(r.x), 1)) - median)  # noqa: E731
     assert np.median(dev(near)) < np.median(dev(far))
+    # per dimension: d / D² in nats is the same attack (the same images, up to float rounding)
+    dims = int(np.prod(x.shape[1:]))
+    per_dim = attacks.cw_l2(gauss, x, t, jax.random.key(9), c=10.0, kappa=1.0, max_steps=500,
+                            detector_weight=1000.0, detector_median=median, detector_dims=dims)
+    scaled = attacks.cw_l2(gauss, x, t, jax.random.key(9), c=10.0, kappa=1.0, max_steps=500,
+                           detector_weight=1000.0 / dims ** 2, detector_median=median)
+    np.testing.assert_allclose(per_dim.x, scaled.x, atol=1e-4)
     with pytest.raises(ValueError, match="detector_median"):
         attacks.cw_l2(gauss, x, t, jax.random.key(9), detector_weight=1.0)
 

@@ -41,7 +41,7 @@ def run(ctx: Context) -> dict:
     out = robustness.adversarial_suite(
         ctx.clf, ctx.test, ctx.ll_test, jax.random.fold_in(ctx.key, 5), thresholds(ctx), median_log_q,
         o.attack_images, o.black_box_images, o.attacks, o.cw_steps, o.boundary_steps, o.ls_rounds,
-        o.cw_steps_kappa_inf, ctx.batch_size, ctx.log, o.max_l2, train_q)
+        o.cw_steps_kappa_inf, ctx.batch_size, ctx.log, o.max_l2, train_q, o.detector_per_dim)
     out["median_train_log_marginal"] = median_log_q
     return out
 
@@ -85,6 +85,8 @@ OPTIONS = (
     Option("black_box_images", 20, "of them, the images for the boundary attack and LocalSearch."),
     Option("attacks", (), "attack names to run (default all; see gcj.robustness.default_attacks)."),
     Option("cw_steps", 300, "CW L2 Adam steps at most (each image stops after 20 without gain)."),
+    Option("detector_per_dim", False, "paper 002 eq. 25's deviation of log q(x) from the training median "
+           "per dimension (/ D) instead of in nats as printed."),
     Option("cw_steps_kappa_inf", 3000, "the same for the kappa = inf CW attacks (paper 002's rule ends "
            "them after 1000-3000 steps)."),
     Option("boundary_steps", 1000, "boundary attack steps."),
