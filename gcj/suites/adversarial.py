@@ -85,8 +85,8 @@ OPTIONS = (
     Option("black_box_images", 20, "of them, the images for the boundary attack and LocalSearch."),
     Option("attacks", (), "attack names to run (default all; see gcj.robustness.default_attacks)."),
     Option("cw_steps", 300, "CW L2 Adam steps at most (each image stops after 20 without gain)."),
-    Option("detector_per_dim", False, "paper 002 eq. 25's deviation of log q(x) from the training median "
-           "per dimension (/ D) instead of in nats as printed."),
+    Option("detector_per_dim", True, "paper 002 eq. 25's deviation of log q(x) from the training median "
+           "per dimension (/ D; reproduces its Tabs. 7-9), or in nats (--nodetector_per_dim)."),
     Option("cw_steps_kappa_inf", 3000, "the same for the kappa = inf CW attacks (paper 002's rule ends "
            "them after 1000-3000 steps)."),
     Option("boundary_steps", 1000, "boundary attack steps."),
