@@ -32,7 +32,7 @@ import optax
 from gcj import ops
 from gcj.classifier import check_images
 
-LOSSES = ("ce", "margin", "rejection")
+LOSSES = ("ce", "margin", "rejection", "dlr")
 
 
 class AttackResult(NamedTuple):
@@ -40,6 +40,7 @@ class AttackResult(NamedTuple):
     success: jax.Array  # [B] bool
     # [B] bool, attacks with a stopping rule (CW): stopped by it, not by the step cap; else None
     stopped: jax.Array | None = None
+    queries: jax.Array | None = None  # [B] int, score-based attacks (Square): queries made
 
 
 # ------------------------------------------------------------------------------ the contract
@@ -84,9 +85,12 @@ def _delta(thresholds, idx):
     return thresholds[jnp.minimum(idx, thresholds.shape[0] - 1)]
 
 
-def attack_loss(ll, y, kind: str = "margin", targeted: bool = False, thresholds=None):
-    """Per-example loss ``[B]`` to maximise (module docstring), from log-likelihoods ``[B, C]``."""
+def attack_loss(ll, y, kind: str = "margin", targeted: bool = False, thresholds=None, source=None):
+    """Per-example loss ``[B]`` to maximise (module docstring), from log-likelihoods ``[B, C]``;
+    ``source``: the true labels, which the targeted DLR loss needs beside the targets ``y``."""
     thresholds = _thresholds(thresholds)
+    if kind == "dlr":
+        return dlr(ll, source if targeted else y, y if targeted else None)
     l_y = ops.pick(ll, y)
     other, j = ops.best_other(ll, y)
     if kind == "ce":
@@ -105,6 +109,22 @@ def attack_loss(ll, y, kind: str = "margin", targeted: bool = False, thresholds=
     raise ValueError(f"unknown attack loss {kind!r}; known: {', '.join(LOSSES)}")
 
 
+def dlr(ll, y, target=None):
+    """The Difference of Logits Ratio loss (Croce & Hein 2020, eqs. 5 and 7), maximised, on the class
+    log-likelihoods as logits; invariant to their shift and scale, so it does not saturate when
+    they are thousands of nats apart. With z sorted z_π1 >= z_π2 >= ...:
+    untargeted −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3); targeted to t
+    −(z_y − z_t) / (z_π1 − (z_π3 + z_π4) / 2) (needs 3 / 4 classes)."""
+    top = -jnp.sort(-ll, axis=1)
+    need = 3 if target is None else 4
+    if ll.shape[1] < need:
+        raise ValueError(f"the {'targeted ' if target is not None else ''}DLR loss needs {need} classes or more")
+    if target is None:
+        other, _ = ops.best_other(ll, y)
+        return -(ops.pick(ll, y) - other) / (top[:, 0] - top[:, 2] + 1e-12)
+    return -(ops.pick(ll, y) - ops.pick(ll, target)) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12)
+
+
 def accepted(ll, thresholds=None):
     """``[B]`` bool: max_y l_y >= delta_argmax (always True without thresholds)."""
     thresholds = _thresholds(thresholds)
@@ -121,18 +141,62 @@ def is_success(ll, y, targeted: bool = False, thresholds=None):
 # ------------------------------------------------------------------------------ PGD and FGSM
 
 def loss_gradient(model, x, labels, key, *, loss: str = "margin", targeted: bool = False,
-                  thresholds=None) -> jax.Array:
+                  thresholds=None, eot: int = 1, source=None) -> jax.Array:
     """∇_x of the summed attack loss: the direction every white-box attack here ascends (for the
-    score family, through its ODE, divergence term included)."""
+    score family, through its ODE, divergence term included). ``eot`` > 1: Expectation over
+    Transformation, the mean of the gradients under ``eot`` likelihood draws (keys
+    ``jax.random.split(key, eot)``; stochastic families: dequantization, Hutchinson probes)."""
     fn, params = as_function(model)
     x, labels = _check(x, labels)
-    return _loss_gradient(fn, params, x, labels, key, _thresholds(thresholds), loss=loss,
-                          targeted=targeted)
+    source = labels if source is None else _check(x, source)[1]
+    g, _ = _loss_gradient(fn, params, x, labels, key, _thresholds(thresholds), source, loss=loss,
+                          targeted=targeted, eot=eot)
+    return g
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "loss", "targeted"))
-def _loss_gradient(fn, params, x, y, key, thresholds, *, loss, targeted):
-    return jax.grad(lambda v: attack_loss(fn(params, v, key), y, loss, targeted, thresholds).sum())(x)
+@functools.partial(jax.jit, static_argnames=("fn", "loss", "targeted", "eot"))
+def _loss_gradient(fn, params, x, y, key, thresholds, source, *, loss, targeted, eot):
+    return jax.grad(_objective(fn, params, y, thresholds, loss, targeted, eot, source), has_aux=True)(x, key)
+
+
+def _objective(fn, params, y, thresholds, loss, targeted, eot=1, source=None):
+    """``(x, key) -> (Σ_b l_b, (l [B], ll [B, C]))``: the attack loss averaged over ``eot``
+    likelihood draws (keys split from ``key``; one draw uses ``key`` itself), ``ll`` the draws'
+    mean class log-likelihoods; its ``jax.grad`` is the mean of the per-draw gradients (EoT)."""
+    if eot < 1:
+        raise ValueError(f"eot must be >= 1 likelihood draws per gradient, got {eot}")
+
+    def one(xa, k):
+        ll = fn(params, xa, k)
+        return attack_loss(ll, y, loss, targeted, thresholds, source), ll
+
+    def total(xa, key):
+        if eot == 1:
+            l, ll = one(xa, key)
+        else:  # one draw after another (memory of one), the mean of their losses
+            l, ll = jax.lax.map(lambda k: one(xa, k), jax.random.split(key, eot))
+            l, ll = l.mean(0), ll.mean(0)
+        return l.sum(), (l, ll)
+
+    return total
+
+
+def is_stochastic(model, x, key) -> bool:
+    """Whether ``model``'s log p(x|y) on ``x`` differs between two keys (dequantization, probes)."""
+    fn, params = as_function(model)
+    k1, k2 = jax.random.split(key)
+    return not bool(jnp.array_equal(fn(params, jnp.asarray(x), k1), fn(params, jnp.asarray(x), k2)))
+
+
+def success_under_draws(model, x_adv, labels, key, *, draws: int = 20, targeted: bool = False,
+                        thresholds=None) -> jax.Array:
+    """``[B]`` the fraction of ``draws`` independent likelihood draws under which ``x_adv`` is
+    adversarial (``is_success``): how often a returned image fools a stochastic classifier."""
+    fn, params = as_function(model)
+    x_adv, labels = _check(x_adv, labels)
+    t = _thresholds(thresholds)
+    hits = [is_success(fn(params, x_adv, k), labels, targeted, t) for k in jax.random.split(key, draws)]
+    return jnp.mean(jnp.stack(hits), axis=0)
 
 
 def _project(delta, eps, norm):
@@ -159,22 +223,22 @@ def _random_start(key, x, eps, norm):
     return d * r
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "norm", "steps", "loss", "targeted",
-                                              "random_start", "restarts"))
-def _pgd(fn, params, x, y, key, eps, step_size, thresholds, *, norm, steps, loss, targeted,
-         random_start, restarts):
-    def loss_and_ll(xa, k):
-        ll = fn(params, xa, k)
-        return attack_loss(ll, y, loss, targeted, thresholds).sum(), ll
+def _better(s, l, best_s, best_l):
+    """Which examples' new point beats their best so far: success first, then the loss."""
+    return (s & ~best_s) | ((s == best_s) & (l > best_l))
 
-    grad_fn = jax.grad(loss_and_ll, has_aux=True)
+
+@functools.partial(jax.jit, static_argnames=("fn", "norm", "steps", "loss", "targeted",
+                                              "random_start", "restarts", "eot"))
+def _pgd(fn, params, x, y, key, eps, step_size, thresholds, *, norm, steps, loss, targeted,
+         random_start, restarts, eot):
+    objective = _objective(fn, params, y, thresholds, loss, targeted, eot)
+    grad_fn = jax.grad(objective, has_aux=True)
+    better = _better
 
     def score(xa, k):
-        ll = fn(params, xa, k)
-        return attack_loss(ll, y, loss, targeted, thresholds), is_success(ll, y, targeted, thresholds)
-
-    def better(s, l, best_s, best_l):  # success first, then the loss
-        return (s & ~best_s) | ((s == best_s) & (l > best_l))
+        _, (l, ll) = objective(xa, k)
+        return l, is_success(ll, y, targeted, thresholds)
 
     def restart(carry, r):
         best_x, best_s, best_l = carry
@@ -186,8 +250,7 @@ def _pgd(fn, params, x, y, key, eps, step_size, thresholds, *, norm, steps, loss
         def step(i, state):
             xa, best_x, best_s, best_l = state
             k = jax.random.fold_in(kr, i)
-            g, ll = grad_fn(xa, k)
-            l = attack_loss(ll, y, loss, targeted, thresholds)
+            g, (l, ll) = grad_fn(xa, k)
             s = is_success(ll, y, targeted, thresholds)
             b = better(s, l, best_s, best_l)
             best_x = jnp.where(b[:, None, None, None], xa, best_x)
@@ -208,7 +271,7 @@ def _pgd(fn, params, x, y, key, eps, step_size, thresholds, *, norm, steps, loss
 
 def pgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 40,
         step_size: float | None = None, loss: str = "margin", targeted: bool = False,
-        random_start: bool = True, restarts: int = 1, thresholds=None) -> AttackResult:
+        random_start: bool = True, restarts: int = 1, thresholds=None, eot: int = 1) -> AttackResult:
     """Projected gradient ascent of ``loss`` in the ``norm`` ball of radius ``eps`` (∩ [0, 1]).
 
     ``norm``: ``"linf"`` (signed gradient steps) or ``"l2"`` (normalised gradient steps).
@@ -216,7 +279,10 @@ def pgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 4
     labels, or the targets when ``targeted``. Each restart starts uniformly in the ball (if
     ``random_start``); per example the best iterate over all steps and restarts is returned
     (successful first, then the highest loss), so more steps or restarts never weaken it.
+    ``eot``: likelihood draws per gradient (Expectation over Transformation, ``loss_gradient``).
     """
+    if loss == "dlr" and targeted:
+        raise ValueError("the targeted DLR loss needs the true labels too: use apgd(..., targets=)")
     if norm not in ("linf", "l2"):
         raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
     if loss not in LOSSES:
@@ -231,7 +297,7 @@ def pgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 4
         step_size = eps / 30 if norm == "linf" else 0.025 * eps
     return _pgd(fn, params, x, labels, key, jnp.float32(eps), jnp.float32(step_size),
                 _thresholds(thresholds), norm=norm, steps=steps, loss=loss, targeted=targeted,
-                random_start=random_start, restarts=restarts)
+                random_start=random_start, restarts=restarts, eot=eot)
 
 
 def fgsm(model, x, labels, key, *, eps: float, loss: str = "ce", targeted: bool = False,
@@ -239,6 +305,225 @@ def fgsm(model, x, labels, key, *, eps: float, loss: str = "ce", targeted: bool 
     """Fast gradient sign method: one L∞ step of size ``eps`` from ``x`` (Goodfellow et al.)."""
     return pgd(model, x, labels, key, eps=eps, norm="linf", steps=1, step_size=eps, loss=loss,
                targeted=targeted, random_start=False, thresholds=thresholds)
+
+
+# ------------------------------------------------------------------------------------- APGD
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """APGD's checkpoints (Croce & Hein 2020, §3.2): w_j = ⌈p_j N⌉ with p_0 = 0, p_1 = 0.22,
+    p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06), those in (0, N]."""
+    p = [0.0, 0.22]
+    while p[-1] <= 1.0:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    return sorted({int(np.ceil(round(q * steps, 6))) for q in p[1:] if q <= 1.0} - {0})
+
+
+def _apgd_restart(grad_fn, success_fn, x, xa, key, eps, norm, steps, alpha, rho):
+    """One APGD run from ``xa``: the iterate of the best point (success first, then the loss), and
+    the step sizes ``[steps, B]`` after each step. A check runs after w_j steps (``apgd_checkpoints``):
+    the step size halves and the iterate returns to the best-loss point x_max if (1) fewer than
+    ρ (w_j − w_{j−1}) of the steps since the last check raised the loss, or (2) the step size was
+    not halved at the last check and f_max has not risen since. The momentum restarts there."""
+    b = x.shape[0]
+    ckpts = apgd_checkpoints(steps)
+    is_check = np.zeros(steps, bool)
+    window = np.zeros(steps, np.float32)
+    for prev, w in zip([0] + ckpts, ckpts):
+        is_check[w - 1], window[w - 1] = True, w - prev
+
+    def proj(v):
+        return jnp.clip(x + _project(v - x, eps, norm), 0.0, 1.0)
+
+    def keep(mask, new, old):
+        return jnp.where(mask.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+
+    g, (l, ll) = grad_fn(xa, jax.random.fold_in(key, 0))
+    s = success_fn(ll)
+    state = dict(x=xa, x_prev=xa, g=g, l=l, eta=jnp.full((b,), 2 * eps), x_max=xa, g_max=g, l_max=l,
+                 count=jnp.zeros((b,)), l_max_last=l, reduced_last=jnp.zeros((b,), bool),
+                 best_x=xa, best_s=s, best_l=l)
+
+    def step(st, inputs):
+        k, check, win = inputs
+        eta = st["eta"].reshape(-1, 1, 1, 1)
+        z = proj(st["x"] + eta * _ascent(st["g"], norm))
+        a = jnp.where(k == 0, 1.0, alpha)  # the first step has no momentum
+        xn = proj(st["x"] + a * (z - st["x"]) + (1 - a) * (st["x"] - st["x_prev"]))
+        gn, (ln, lln) = grad_fn(xn, jax.random.fold_in(key, k + 1))
+        sn = success_fn(lln)
+        st = dict(st, count=st["count"] + (ln > st["l"]), x_prev=st["x"], x=xn, g=gn, l=ln)
+        up = ln > st["l_max"]
+        st.update(x_max=keep(up, xn, st["x_max"]), g_max=keep(up, gn, st["g_max"]),
+                  l_max=jnp.where(up, ln, st["l_max"]))
+        bt = _better(sn, ln, st["best_s"], st["best_l"])
+        st.update(best_x=keep(bt, xn, st["best_x"]), best_s=jnp.where(bt, sn, st["best_s"]),
+                  best_l=jnp.where(bt, ln, st["best_l"]))
+        reduce = check & ((st["count"] < rho * win) | (~st["reduced_last"] & (st["l_max"] <= st["l_max_last"])))
+        st.update(eta=jnp.where(reduce, st["eta"] / 2, st["eta"]), x=keep(reduce, st["x_max"], st["x"]),
+                  x_prev=keep(reduce, st["x_max"], st["x_prev"]), g=keep(reduce, st["g_max"], st["g"]),
+                  l=jnp.where(reduce, st["l_max"], st["l"]), count=jnp.where(check, 0.0, st["count"]),
+                  l_max_last=jnp.where(check, st["l_max"], st["l_max_last"]),
+                  reduced_last=jnp.where(check, reduce, st["reduced_last"]))
+        return st, st["eta"]
+
+    st, etas = jax.lax.scan(step, state, (jnp.arange(steps), jnp.asarray(is_check), jnp.asarray(window)))
+    return st["best_x"], st["best_s"], st["best_l"], etas
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "norm", "steps", "loss", "targeted", "hit_target",
+                                              "random_start", "restarts", "eot"))
+def _apgd(fn, params, x, y, t, key, eps, thresholds, alpha, rho, *, norm, steps, loss, targeted,
+          hit_target, random_start, restarts, eot):
+    grad_fn = jax.grad(_objective(fn, params, t if targeted else y, thresholds, loss, targeted, eot, y),
+                       has_aux=True)
+
+    def success_fn(ll):
+        return is_success(ll, t, True, thresholds) if hit_target else is_success(ll, y, False, thresholds)
+
+    def restart(carry, r):
+        best_x, best_s, best_l = carry
+        k_start, kr = jax.random.split(jax.random.fold_in(key, r))
+        xa = jnp.clip(x + _random_start(k_start, x, eps, norm), 0.0, 1.0) if random_start else x
+        rx, rs, rl, etas = _apgd_restart(grad_fn, success_fn, x, xa, kr, eps, norm, steps, alpha, rho)
+        b = _better(rs, rl, best_s, best_l)
+        return (jnp.where(b[:, None, None, None], rx, best_x), jnp.where(b, rs, best_s),
+                jnp.where(b, rl, best_l)), etas
+
+    init = (x, jnp.zeros(y.shape, bool), jnp.full(y.shape, -jnp.inf))
+    (best_x, best_s, _), etas = jax.lax.scan(restart, init, jnp.arange(restarts))
+    return AttackResult(best_x, best_s), etas
+
+
+def apgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 100, loss: str = "ce",
+         targets=None, restarts: int = 1, eot: int = 1, random_start: bool = True, thresholds=None,
+         alpha: float = 0.75, rho: float = 0.75) -> AttackResult:
+    """Auto-PGD (Croce & Hein 2020, Alg. 1) on the class log-likelihoods as logits.
+
+    From x⁰ (uniform in the ``norm`` ball of radius ``eps`` if ``random_start``), step size
+    η⁰ = 2ε; x¹ = P(x⁰ + η ∇), then z = P(xᵏ + η ∇) and x^{k+1} = P(xᵏ + α(z − xᵏ) + (1 − α)(xᵏ −
+    x^{k−1})) (momentum ``alpha`` 0.75; ∇ signed for L∞, normalised for L2, P onto the ball ∩ [0, 1]);
+    the step size halves at the checkpoints (``apgd_checkpoints``, ``rho`` 0.75, see
+    ``_apgd_restart``). ``loss``: ``"ce"``, ``"dlr"`` (scale-free: the default of AutoAttack's
+    second run), ``"margin"`` or ``"rejection"`` (needs ``thresholds``: fooled AND accepted).
+    ``targets``: a targeted run towards them (success = classified as the target). ``eot``: likelihood
+    draws per gradient (EoT). Per example the best point over all steps and ``restarts`` is returned
+    (successful first, then the highest loss).
+    """
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown attack loss {loss!r}; known: {', '.join(LOSSES)}")
+    if not eps > 0 or steps < 1 or restarts < 1:
+        raise ValueError(f"need eps > 0, steps >= 1 and restarts >= 1 (got {eps}, {steps}, {restarts})")
+    if loss == "rejection" and thresholds is None:
+        raise ValueError("the 'rejection' loss needs the per-class thresholds")
+    return _apgd_call(model, x, labels, targets, key, eps, norm, steps, loss, restarts, eot, random_start,
+                      thresholds, alpha, rho, hit_target=targets is not None)[0]
+
+
+def _apgd_call(model, x, labels, targets, key, eps, norm, steps, loss, restarts, eot, random_start,
+               thresholds, alpha, rho, hit_target):
+    fn, params = as_function(model)
+    x, labels = _check(x, labels)
+    t = labels if targets is None else _check(x, targets)[1]
+    return _apgd(fn, params, x, labels, t, key, jnp.float32(eps), _thresholds(thresholds),
+                 jnp.float32(alpha), jnp.float32(rho), norm=norm, steps=steps, loss=loss,
+                 targeted=targets is not None, hit_target=hit_target, random_start=random_start,
+                 restarts=restarts, eot=eot)
+
+
+def apgd_targeted(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 100,
+                  num_targets: int = 9, loss: str = "dlr", eot: int = 1, thresholds=None) -> AttackResult:
+    """APGD-T (AutoAttack): ``steps`` of targeted APGD (``loss`` DLR, eq. 7) towards each of the
+    ``num_targets`` most likely other classes of the clean image in turn (2nd, 3rd, ...); success
+    = misclassified (and accepted with ``thresholds``) — by any of the runs, whose first success
+    is kept, else the last run's best point."""
+    fn, params = as_function(model)
+    x, labels = _check(x, labels)
+    c = int(fn(params, x[:1], key).shape[1])
+    if not 1 <= num_targets <= c - 1:
+        raise ValueError(f"num_targets must be in 1..{c - 1}, got {num_targets}")
+    order = jnp.argsort(-fn(params, x, jax.random.fold_in(key, -1 % 2 ** 32)), axis=1)
+    out, success = x, jnp.zeros(labels.shape, bool)
+    for i in range(num_targets):
+        r, _ = _apgd_call(model, x, labels, order[:, i + 1], jax.random.fold_in(key, i), eps, norm, steps,
+                          loss, 1, eot, True, thresholds, 0.75, 0.75, hit_target=False)
+        take = ~success
+        out = jnp.where(take[:, None, None, None], r.x, out)
+        success = success | r.success
+    return AttackResult(out, success)
+
+
+# ----------------------------------------------------------------------------------- Square
+
+def square_p(p_init: float, i, queries: int):
+    """Square's fraction of pixels changed at iteration ``i`` (its schedule for 10,000 queries,
+    rescaled to ``queries``): p_init halved after 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000."""
+    it = (jnp.asarray(i) * 10000) // queries
+    halvings = sum((it > m).astype(jnp.int32) for m in (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000))
+    return p_init / 2.0 ** halvings
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "queries", "loss", "fixed_noise"))
+def _square(fn, params, x, y, key, eps, p_init, thresholds, *, queries, loss, fixed_noise):
+    b, h, w, c = x.shape
+    oracle = jax.random.fold_in(key, -1 % 2 ** 32)
+
+    def query(xa, k):
+        ll = fn(params, xa, oracle if fixed_noise else k)
+        return attack_loss(ll, y, loss, False, thresholds), is_success(ll, y, False, thresholds)
+
+    k0 = jax.random.fold_in(key, 0)
+    stripes = eps * jax.random.rademacher(k0, (b, 1, w, c), jnp.float32)  # vertical stripes
+    xa = jnp.clip(x + stripes, 0.0, 1.0)
+    l, s = query(xa, k0)
+
+    def step(i, st):
+        xa, l, s, n = st
+        k = jax.random.fold_in(key, i)
+        kh, kw, ks = jax.random.split(k, 3)
+        side = jnp.clip(jnp.round(jnp.sqrt(square_p(p_init, i, queries) * h * w)), 1, h - 1).astype(jnp.int32)
+        r0 = jax.random.randint(kh, (b, 1, 1, 1), 0, h - side + 1)
+        c0 = jax.random.randint(kw, (b, 1, 1, 1), 0, w - side + 1)
+        rows, cols = jnp.arange(h)[None, :, None, None], jnp.arange(w)[None, None, :, None]
+        win = (rows >= r0) & (rows < r0 + side) & (cols >= c0) & (cols < c0 + side)
+        sign = eps * jax.random.rademacher(ks, (b, 1, 1, c), jnp.float32)
+        cand = jnp.clip(x + jnp.where(win, sign, xa - x), 0.0, 1.0)
+        same = jnp.all(jnp.abs(cand - xa) < 1e-7, axis=(1, 2, 3))  # no pixel would change: flip the signs
+        cand = jnp.where(same[:, None, None, None], jnp.clip(x + jnp.where(win, -sign, xa - x), 0.0, 1.0), cand)
+        lc, sc = query(cand, k)
+        active = ~s  # a fooled image is not queried any more
+        up = active & (lc > l)
+        return (jnp.where(up[:, None, None, None], cand, xa), jnp.where(up, lc, l), jnp.where(up, sc, s),
+                n + active)
+
+    xa, l, s, n = jax.lax.fori_loop(1, queries, step, (xa, l, s, jnp.ones((b,), jnp.int32)))
+    return AttackResult(xa, s, queries=n)
+
+
+def square(model, x, labels, key, *, eps: float, queries: int = 5000, p_init: float = 0.8,
+           loss: str = "margin", thresholds=None, fixed_noise: bool = True) -> AttackResult:
+    """Square attack, L∞ (Andriushchenko et al. 2020): score-based black box, untargeted.
+
+    Starts from vertical stripes of ±``eps``; each iteration proposes, per image, a random square
+    window (side ⌈√(p·H·W)⌉, p from ``square_p``) set to ±``eps`` per channel and keeps it if the
+    ``loss`` (``"margin"``, or ``"rejection"`` with ``thresholds``: fooled AND accepted) rose. Only
+    the class log-likelihoods are read (no gradients). An image stops at its first success; at most
+    ``queries`` evaluations per image (``AttackResult.queries``: how many each made).
+    ``fixed_noise``: every query uses one key (a deterministic oracle, as the boundary attack).
+    """
+    if loss not in ("margin", "rejection", "ce"):
+        raise ValueError(f"Square's loss must be margin, rejection or ce, got {loss!r}")
+    if loss == "rejection" and thresholds is None:
+        raise ValueError("the 'rejection' loss needs the per-class thresholds")
+    if not eps > 0 or queries < 1:
+        raise ValueError(f"need eps > 0 and queries >= 1 (got {eps}, {queries})")
+    fn, params = as_function(model)
+    x, labels = _check(x, labels)
+    if min(x.shape[1:3]) < 2:
+        raise ValueError(f"Square needs images of 2×2 pixels or more, got {x.shape[1:3]}")
+    return _square(fn, params, x, labels, key, jnp.float32(eps), jnp.float32(p_init), _thresholds(thresholds),
+                   queries=queries, loss=loss, fixed_noise=fixed_noise)
 
 
 # -------------------------------------------------------------------------------- CW L2

@@ -24,7 +24,7 @@ from gcj import attacks, classifier, corruptions, data, metrics, ops, rejection
 @dataclasses.dataclass(frozen=True)
 class AttackSpec:
     name: str
-    kind: str            # pgd | fgsm | cw | boundary | local_search
+    kind: str            # pgd | fgsm | apgd | apgd_t | square | cw | boundary | local_search
     params: tuple = ()   # keyword arguments of the attack, as (key, value) pairs
     targeted: bool = False
     detector: str = ""   # "" | "median" (paper 002 eq. 25) | "threshold" (paper 001; rejection-aware)
@@ -32,14 +32,32 @@ class AttackSpec:
 
 
 LINF_EPS = (4, 6, 8)  # / 255, paper 000 Fig. 2 and paper 003 Fig. 2
+GRADIENT_KINDS = ("pgd", "fgsm", "apgd", "apgd_t")  # the attacks that take EoT draws
+
+# Named attack ensembles for ``--attacks``. "autoattack": AutoAttack's standard runs (APGD-CE,
+# APGD-T with the targeted DLR loss, Square) at L∞ 8/255 and L2 0.5 (Square: L∞ only), with
+# untargeted CW L2 in FAB-T's place (a minimum-norm attack) and the rejection-aware APGD, the
+# attack a rejection defense must face.
+ENSEMBLES = {"autoattack": ("apgd_ce_linf_8", "apgd_t_dlr_linf_8", "square_linf_8", "apgd_rejection_linf_8",
+                            "apgd_ce_l2_0.5", "apgd_t_dlr_l2_0.5", "apgd_rejection_l2_0.5",
+                            "cw_l2_untargeted_c10")}
+
+
+def expand(names) -> tuple:
+    """Attack names with ensemble names (``ENSEMBLES``) replaced by their members, in order."""
+    out = []
+    for n in names:
+        out += [m for m in ENSEMBLES.get(n, (n,)) if m not in out]
+    return tuple(out)
 
 
 def default_attacks(cw_steps: int = 300, boundary_steps: int = 1000, ls_rounds: int = 150,
-                    cw_steps_kappa_inf: int = 3000):
+                    cw_steps_kappa_inf: int = 3000, apgd_steps: int = 100, square_queries: int = 5000):
     """Every attack of the suite, with the papers' budgets (pixels in [0, 1]). CW runs at most
     ``cw_steps`` Adam steps, ``cw_steps_kappa_inf`` at κ = ∞, whose loss keeps falling for long:
     paper 002's rule (20 steps without gain) stopped 1 of 20 Fashion-MNIST images by 1000 steps
-    and all 20 by 3000 (ibinn_fashion_mnist_beta1)."""
+    and all 20 by 3000 (ibinn_fashion_mnist_beta1). APGD: ``apgd_steps`` per run (AutoAttack: 100;
+    APGD-T: per target, 9 targets); Square: ``square_queries`` per image (AutoAttack: 5000)."""
     specs = [AttackSpec("fgsm_linf_8", "fgsm", (("eps", 8 / 255), ("loss", "ce")))]
     for eps in LINF_EPS:  # 40 steps of 0.01 (paper 003), both losses
         for loss in ("ce", "margin"):
@@ -59,6 +77,17 @@ def default_attacks(cw_steps: int = 300, boundary_steps: int = 1000, ls_rounds: 
                    ("step_size", 0.002), ("loss", "rejection"), ("random_start", False)),
                    detector="threshold"),
     ]
+    for norm, eps, tag in (("linf", 8 / 255, "linf_8"), ("l2", 0.5, "l2_0.5")):  # Croce & Hein 2020
+        apgd = (("eps", eps), ("norm", norm), ("steps", apgd_steps))
+        specs.append(AttackSpec(f"apgd_ce_{tag}", "apgd", apgd + (("loss", "ce"),)))
+        if norm == "linf":
+            specs.append(AttackSpec(f"apgd_dlr_{tag}", "apgd", apgd + (("loss", "dlr"),)))
+        specs += [AttackSpec(f"apgd_t_dlr_{tag}", "apgd_t", apgd),
+                  AttackSpec(f"apgd_rejection_{tag}", "apgd", apgd + (("loss", "rejection"),),
+                             detector="threshold")]
+        if norm == "linf":
+            specs.append(AttackSpec(f"square_{tag}", "square", (("eps", eps), ("queries", square_queries))))
+
     def cw(kappa):
         return (("c", 10.0), ("max_steps", cw_steps_kappa_inf if kappa == float("inf") else cw_steps),
                 ("kappa", kappa))
@@ -82,13 +111,34 @@ def default_attacks(cw_steps: int = 300, boundary_steps: int = 1000, ls_rounds: 
     return specs
 
 
-def _run_attack(spec: AttackSpec, clf, x, labels, targets, key, thresholds, median_log_q, starts,
-                detector_dims: int = 1):
+def threat(spec: AttackSpec):
+    """(norm, eps) of a bounded attack (L∞ eps < 1, any L2 eps), else None."""
     kw = dict(spec.params)
+    if spec.kind not in ("pgd", "fgsm", "apgd", "apgd_t", "square"):
+        return None
+    norm = kw.get("norm", "linf")
+    return None if norm == "linf" and kw["eps"] >= 1.0 else (norm, float(kw["eps"]))
+
+
+def threat_name(norm: str, eps: float) -> str:
+    return f"linf {eps * 255:g}/255" if norm == "linf" else f"l2 {eps:g}"
+
+
+def _run_attack(spec: AttackSpec, clf, x, labels, targets, key, thresholds, median_log_q, starts,
+                detector_dims: int = 1, eot: int = 1):
+    kw = dict(spec.params)
+    if spec.kind in GRADIENT_KINDS:
+        kw["eot"] = eot
+    t = thresholds if spec.detector == "threshold" else None
     if spec.kind in ("pgd", "fgsm"):
         run = attacks.pgd if spec.kind == "pgd" else attacks.fgsm
-        t = thresholds if spec.detector == "threshold" else None
         return run(clf, x, targets if spec.targeted else labels, key, thresholds=t, **kw)
+    if spec.kind == "apgd":
+        return attacks.apgd(clf, x, labels, key, thresholds=t, **kw)
+    if spec.kind == "apgd_t":
+        return attacks.apgd_targeted(clf, x, labels, key, thresholds=t, **kw)
+    if spec.kind == "square":
+        return attacks.square(clf, x, labels, key, thresholds=t, **kw)
     if spec.kind == "cw":
         targeted = kw.pop("targeted", True)
         if spec.detector == "median":
@@ -160,9 +210,47 @@ def attack_metrics(ll_adv, ll_clean, x_adv, x, labels, targets, thresholds: dict
     return out
 
 
-def sanity_checks(results: dict, threshold: str = "p1") -> list[str]:
+def worst_case(outcomes: dict, threats, thresholds, num_images: int, clean_accuracy: float = 1.0,
+               tol: float = 1e-5) -> dict:
+    """The per-image worst case over attacks, per threat model (norm, eps).
+
+    ``outcomes``: attack name -> ``misclassified`` [n] bool (n <= ``num_images``: an attack run on
+    the first n images, e.g. a black-box one), ``rejected`` {threshold: [n] bool}, ``l2`` and
+    ``linf`` [n] (the returned image's distance to the clean one). At a threat model an attack's
+    image counts if it lies within eps (+ ``tol``) in its norm — so unbounded and minimum-norm
+    attacks (CW, boundary) count where they stayed inside. Per threat: ``robust_accuracy``, the
+    fraction of the attacked (correctly classified) images that every attack left correct;
+    ``robust_or_rejected`` {threshold: fraction for which no attack produced an image both
+    misclassified AND accepted}; ``test_robust_accuracy`` = ``clean_accuracy`` × robust_accuracy
+    (AutoAttack's figure, on the test set); ``only_by`` {attack: images that it alone broke}.
+    """
+    out = {}
+    for norm, eps in threats:
+        broken = np.zeros(num_images, bool)
+        sneaked = {t: np.zeros(num_images, bool) for t in thresholds}
+        per = {}
+        for name, o in outcomes.items():
+            n = len(o["misclassified"])
+            hit = o["misclassified"] & (np.asarray(o[norm]) <= eps + tol)
+            per[name] = np.pad(hit, (0, num_images - n))
+            broken[:n] |= hit
+            for t in thresholds:
+                sneaked[t][:n] |= hit & ~o["rejected"][t]
+        others = {name: np.any([v for k, v in per.items() if k != name], axis=0) if len(per) > 1
+                  else np.zeros(num_images, bool) for name in per}
+        robust = float(1 - broken.mean())
+        out[threat_name(norm, eps)] = dict(
+            norm=norm, eps=eps, attacks=sorted(outcomes), robust_accuracy=robust,
+            test_robust_accuracy=clean_accuracy * robust,
+            robust_or_rejected={t: float(1 - v.mean()) for t, v in sneaked.items()},
+            only_by={name: int((v & ~others[name]).sum()) for name, v in per.items() if (v & ~others[name]).any()})
+    return out
+
+
+def sanity_checks(results: dict, threshold: str = "p1", outcomes: dict | None = None) -> list[str]:
     """Gradient-masking checks (Athalye et al.; Carlini et al.): a list of 'ok: ...' / 'WARNING: ...'
-    (``threshold``: the one the rejection-aware attacks were judged at)."""
+    (``threshold``: the one the rejection-aware attacks were judged at; ``outcomes``: the per-image
+    ones of ``adversarial_suite``, for Square against the gradient attacks)."""
     lines = []
     for loss in ("ce", "margin"):
         accs = [results[f"pgd_linf_{e}_{loss}"]["accuracy"] for e in LINF_EPS if f"pgd_linf_{e}_{loss}" in results]
@@ -185,6 +273,22 @@ def sanity_checks(results: dict, threshold: str = "p1") -> list[str]:
         w = results["pgd_linf_unbounded_rejection"]["undetected_success_rate"].get(threshold, float("nan"))
         lines.append(f"{'ok' if not b > w + 1e-9 else 'WARNING'}: black-box boundary undetected success "
                      f"{100 * b:.1f}% <= rejection-aware PGD {100 * w:.1f}% ({threshold})")
+    for name, o in (outcomes or {}).items():  # Square (gradient-free) against the gradient attacks
+        if not name.startswith("square_"):
+            continue
+        norm, eps = o["threat"]
+        hit = lambda v: v["misclassified"] & (np.asarray(v[norm]) <= eps + 1e-5)  # noqa: E731
+        n = len(o["misclassified"])
+        white = np.zeros(n, bool)
+        for k, v in outcomes.items():
+            if v.get("gradient"):
+                m = min(n, len(v["misclassified"]))
+                white[:m] |= hit(v)[:m]
+        only = int((hit(o) & ~white).sum())
+        lines.append(f"{'ok' if only == 0 else 'WARNING'}: {name} (no gradients) broke {only} image(s) that no "
+                     f"gradient attack within {threat_name(norm, eps)} did"
+                     f"{'' if only == 0 else ': gradient masking?'} (Square {100 * hit(o).mean():.1f}%, "
+                     f"gradient attacks {100 * white.mean():.1f}%)")
     return lines
 
 
@@ -194,19 +298,26 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
                       cw_steps: int = 300, boundary_steps: int = 1000, ls_rounds: int = 150,
                       cw_steps_kappa_inf: int = 3000,
                       batch_size: int = 100, log=print, max_l2: float = 0.0,
-                      train_log_marginal=None, detector_per_dim: bool = True) -> dict:
+                      train_log_marginal=None, detector_per_dim: bool = True, eot: int = 0,
+                      eot_check_draws: int = 20, apgd_steps: int = 100, square_queries: int = 5000) -> dict:
     """Runs ``default_attacks`` (or the names in ``only``) on ``num_images`` seeded-random test images
     classified correctly (``black_box_images`` of them for the decision/score-based attacks);
     ``max_l2`` > 0 counts a success only within that L2 distance, ``train_log_marginal`` fits
     paper 002's OOD tests (``attack_metrics``); ``detector_per_dim``: eq. 25's deviation of log q
     per dimension (False: in nats; per dimension reproduces paper 002 Tabs. 7-9's 100% success).
+    ``only`` may name ensembles (``ENSEMBLES``). ``eot``: likelihood draws per gradient of the
+    gradient attacks (0: 1 for a deterministic log p(x|y), 20 — AutoAttack's 'rand' version — for a
+    stochastic one); for a stochastic one every attack also reports ``adversarial_under_draws``,
+    the mean fraction of ``eot_check_draws`` fresh draws under which its images are adversarial.
+    ``worst_case``: the per-image worst case over the attacks run, per threat model (``worst_case``).
 
     Targets (targeted attacks) are uniform among the other classes; the boundary attack starts
     from a test image of the target class that is classified as it and accepted at the first of
     ``thresholds`` (every one is reported; the first is the one the rejection-aware attacks aim under).
     """
-    specs = default_attacks(cw_steps, boundary_steps, ls_rounds, cw_steps_kappa_inf)
+    specs = default_attacks(cw_steps, boundary_steps, ls_rounds, cw_steps_kappa_inf, apgd_steps, square_queries)
     if only:
+        only = expand(only)
         unknown = set(only) - {s.name for s in specs}
         if unknown:
             raise ValueError(f"unknown attacks {sorted(unknown)}; known: {', '.join(s.name for s in specs)}")
@@ -233,7 +344,9 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
             raise ValueError("the boundary attack needs an accepted, correctly classified test image of "
                              "every class")
         starts = data.to_float(test.images[best[targets]])
-    results = {}
+    stochastic = attacks.is_stochastic(clf, x[:2], jax.random.fold_in(key, 7))
+    eot = eot or (20 if stochastic else 1)
+    results, outcomes = {}, {}
     for spec in classifier.progress(specs, "attacks"):
         n = black_box_images if spec.black_box else num_images
         xs, ys, ts = x[:n], labels[:n], targets[:n]
@@ -243,7 +356,7 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
         adv = [_run_attack(spec, clf, xs[i:i + batch_size], ys[i:i + batch_size], ts[i:i + batch_size],
                            jax.random.fold_in(k, i), thr.get(primary), median_log_q,
                            None if st is None else st[i:i + batch_size],
-                           int(np.prod(x.shape[1:])) if detector_per_dim else 1)
+                           int(np.prod(x.shape[1:])) if detector_per_dim else 1, eot)
                for i in range(0, len(ys), batch_size)]
         x_adv = np.concatenate([np.asarray(a.x) for a in adv])
         ll_adv = classifier.batched_log_likelihoods(clf, x_adv, batch_size, jax.random.fold_in(k, 1))
@@ -251,14 +364,25 @@ def adversarial_suite(clf, test: data.Split, ll_test: np.ndarray, key, threshold
         stopped = None if adv[0].stopped is None else np.concatenate([np.asarray(a.stopped) for a in adv])
         r = attack_metrics(ll_adv, ll_clean, x_adv, np.asarray(xs), ys, ts if spec.targeted else None, thr,
                            max_l2, train_log_marginal, stopped)
+        if stochastic:
+            r["adversarial_under_draws"] = float(np.mean(attacks.success_under_draws(
+                clf, x_adv, ts if spec.targeted else ys, jax.random.fold_in(k, 2), draws=eot_check_draws,
+                targeted=spec.targeted)))
         r["seconds"] = time.time() - t0
         results[spec.name] = r
+        d = (x_adv.astype(np.float64) - np.asarray(xs, np.float64)).reshape(len(ys), -1)
+        outcomes[spec.name] = dict(misclassified=ll_adv.argmax(1) != ys, l2=np.sqrt((d ** 2).sum(1)),
+                                   linf=np.abs(d).max(1), threat=threat(spec),
+                                   gradient=spec.kind in GRADIENT_KINDS or spec.kind == "cw",
+                                   rejected={t: rejection.reject(ll_adv, v) for t, v in thr.items()})
         log(f"  {spec.name:<32} success {100 * r['success_rate']:6.2f}%  undetected({primary}) "
             f"{100 * r['undetected_success_rate'].get(primary, float('nan')):6.2f}%  L2 {r['mean_l2']:.3f}  "
             f"({r['seconds']:.0f} s)")
+    threats = sorted({t for t in map(threat, specs) if t is not None})
     return dict(num_images=int(len(labels)), num_black_box=int(min(black_box_images, len(labels))),
-                attacks=results, sanity=sanity_checks(results, primary), threshold=primary,
-                max_l2=max_l2, clean_entropy=_entropy(ll_test[idx]))
+                attacks=results, sanity=sanity_checks(results, primary, outcomes), threshold=primary,
+                max_l2=max_l2, clean_entropy=_entropy(ll_test[idx]), eot=eot, stochastic=stochastic,
+                worst_case=worst_case(outcomes, threats, list(thr), len(labels), float(correct.mean())))
 
 
 # ------------------------------------------------------------------------------ corruptions

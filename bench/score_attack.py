@@ -1,0 +1,96 @@
+"""The score-based classifier attacked through its probability-flow ODE (paper 004 Tab. 3): PGD
+L∞ 8/255 and L2 0.5 on the class log-likelihoods, every gradient an EoT mean over Hutchinson
+probe draws (``jax.grad`` through the diffrax solve: second order, the divergence term included).
+Reports the seconds per attacked image, the drift evaluations (NFE) per likelihood, the peak
+memory of the process, and how often the returned images are adversarial under fresh draws.
+
+    .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --num_images 3 \
+        --steps 3 --eot 2 --out bench/results/score_attack_sbgc_digits.json
+
+Paper 004 attacked 216 CIFAR-10 images with Foolbox PGD on the negative cross-entropy (90 min per
+forward + backward pass on a V100); here PGD ascends the margin loss (gcj's strongest for
+generative classifiers), from a random start, step eps/2 (L∞: the few steps a CPU hour allows
+must be able to reach the boundary of the ball) and the step size 0.25 eps for L2.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import gcj  # noqa: E402
+from gcj import attacks, classifier, data  # noqa: E402
+from gcj.models import score  # noqa: E402
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--workdir", default="pretrained/sbgc_digits")
+    p.add_argument("--num_images", type=int, default=3)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--eot", type=int, default=2, help="probe draws per gradient")
+    p.add_argument("--check_draws", type=int, default=10, help="fresh draws the results are judged on")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+
+    clf = gcj.load(args.workdir)
+    test = data.load_dataset(clf.config.data, "test")
+    key = jax.random.key(args.seed)
+    order = np.asarray(jax.random.permutation(key, len(test.labels)))[:4 * args.num_images]
+    x_all = data.to_float(test.images[order])
+    t0 = time.time()
+    ll = np.asarray(clf.class_log_likelihoods(x_all, jax.random.fold_in(key, 1)))
+    forward_s = time.time() - t0
+    ok = np.flatnonzero(ll.argmax(1) == test.labels[order])[:args.num_images]
+    x, y = x_all[ok], test.labels[order][ok]
+    module = classifier.build_module(clf.config)
+    ode = clf.config.model.score.ode
+    nfe = np.asarray(jax.jit(lambda prm, v, k: score.class_likelihoods(module, ode, prm, v, k).nfe)(
+        clf.params, x, jax.random.fold_in(key, 2)))
+    result = dict(workdir=args.workdir, cpu=cpu_model(), devices=str(jax.devices()), num_images=int(len(y)),
+                  steps=args.steps, eot=args.eot, check_draws=args.check_draws, loss="margin",
+                  ode=dict(rtol=ode.rtol, atol=ode.atol, num_probes=ode.num_probes, probe=ode.probe),
+                  forward_seconds_per_image_all_classes=forward_s / len(order),
+                  nfe_per_likelihood_mean=float(nfe.mean()), nfe_per_likelihood_max=int(nfe.max()),
+                  attacks={})
+    print(json.dumps({k: v for k, v in result.items() if k != "attacks"}), flush=True)
+    for name, eps, norm, step in (("pgd_linf_8", 8 / 255, "linf", 4 / 255), ("pgd_l2_0.5", 0.5, "l2", 0.125)):
+        t0 = time.time()
+        r = attacks.pgd(clf, x, y, jax.random.fold_in(key, 3), eps=eps, norm=norm, steps=args.steps,
+                        step_size=step, loss="margin", eot=args.eot)
+        r.x.block_until_ready()
+        seconds = time.time() - t0
+        draws = np.asarray(attacks.success_under_draws(clf, r.x, y, jax.random.fold_in(key, 4),
+                                                       draws=args.check_draws))
+        d = (np.asarray(r.x, np.float64) - x).reshape(len(y), -1)
+        result["attacks"][name] = dict(
+            eps=eps, norm=norm, step_size=step, seconds=seconds, seconds_per_image=seconds / len(y),
+            gradients_per_image=args.steps * args.eot,
+            seconds_per_gradient_per_image=seconds / len(y) / (args.steps * args.eot + 1),
+            success_during_attack=float(np.mean(np.asarray(r.success))),
+            adversarial_under_fresh_draws=draws.tolist(), accuracy_under_fresh_draws=float(1 - draws.mean()),
+            max_linf=float(np.abs(d).max()), max_l2=float(np.sqrt((d ** 2).sum(1)).max()))
+        result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+        print(json.dumps({name: result["attacks"][name]}), flush=True)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
