@@ -5,6 +5,7 @@
     .venv/bin/python bench/results_table.py ibinn > bench/results/ibinn_digits_table.md
     .venv/bin/python bench/results_table.py fashion_ood > bench/results/fashion_mnist_ood_table.md
     .venv/bin/python bench/results_table.py robustness > bench/results/robustness_table.md
+    .venv/bin/python bench/results_table.py worst_case > bench/results/worst_case_table.md
 """
 import json
 import os
@@ -179,5 +180,33 @@ def robustness():
         print()
 
 
+def worst_case():
+    """The per-image worst case over the autoattack ensemble (bench/worst_case_all.sh)."""
+    folder = os.path.join(ROOT, "bench", "results", "worst_case")
+    names = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".json")) if os.path.isdir(folder) else []
+    p = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    print("| model | attacked | clean acc | EoT draws | L∞ 8/255: robust acc | robust-or-rejected p1 | "
+          "test robust acc | L2 0.5: robust acc | robust-or-rejected p1 | test robust acc | "
+          "images only one attack broke | Square vs gradients | minutes |")
+    print("|---|" + "---|" * 12)
+    for n in names:
+        r = json.load(open(os.path.join(folder, n + ".json")))
+        a = r["adversarial"]
+        w = a["worst_case"]
+        only = {}
+        for t in w.values():
+            for k, v in t["only_by"].items():
+                only[k] = only.get(k, 0) + v
+        square = [line for line in a["sanity"] if "square" in line]
+        cells = []
+        for t in ("linf 8/255", "l2 0.5"):
+            cells += [p(w[t]["robust_accuracy"]), p(w[t]["robust_or_rejected"]["p1"]), p(w[t]["test_robust_accuracy"])]
+        minutes = sum(v["seconds"] for v in a["attacks"].values()) / 60
+        print(f"| {n} | {a['num_images']} | {p(r['clean']['accuracy'])} | {a['eot']} | " + " | ".join(cells) + " | "
+              + (", ".join(f"{k} {v}" for k, v in sorted(only.items(), key=lambda kv: -kv[1])) or "—") + " | "
+              + ("ok" if all(s_.startswith("ok") for s_ in square) else "WARNING") + f" | {minutes:.0f} |")
+
+
 if __name__ == "__main__":
-    {"glow": glow, "ibinn": ibinn, "fashion_ood": fashion_ood, "robustness": robustness}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+    {"glow": glow, "ibinn": ibinn, "fashion_ood": fashion_ood, "robustness": robustness,
+     "worst_case": worst_case}.get(sys.argv[1] if sys.argv[1:] else "", main)()

@@ -6,18 +6,26 @@
 #   8x8 digits: 100 attacked images (10 black-box), CW 300 steps, all 360 test images corrupted;
 #   Fashion-MNIST: 50 attacked images (5 black-box), CW 100 steps, boundary 300 steps,
 #   LocalSearch 50 rounds, the first 300 test images corrupted, 20 interpolation pairs.
+# The attacks are the 29 of gcj 0.3 (the APGD / Square ensemble came later: bench/worst_case_all.sh),
+# one likelihood draw per gradient step (--eot 1), as these reports were made.
 # Not sbgc_digits: its ODE likelihood of the 360 clean test images alone takes ~1 h here (README).
 #   nohup bash bench/robustness_all.sh > workdirs/robustness.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 SUITES=clean,adversarial,corruptions,interpolation,nll_gap
+ATTACKS=fgsm_linf_8,pgd_linf_4_ce,pgd_linf_4_margin,pgd_linf_6_ce,pgd_linf_6_margin,pgd_linf_8_ce,pgd_linf_8_margin,\
+pgd_linf_unbounded,pgd_l2_0.5,pgd_l2_2,pgd_linf_8_rejection,pgd_linf_unbounded_rejection,cw_l2_kappa0.01,cw_l2_kappa1,\
+cw_l2_kappainf,cw_l2_kappa0.01_d66,cw_l2_kappa0.01_d1000,cw_l2_kappa1_d66,cw_l2_kappa1_d1000,cw_l2_kappainf_d66,\
+cw_l2_kappainf_d1000,cw_l2_kappa1_threshold,cw_l2_untargeted_c1,cw_l2_untargeted_c10,cw_l2_untargeted_c100,\
+cw_l2_untargeted_c1000,boundary,boundary_untargeted,local_search
 run() {  # name, extra flags...
   local name=$1; shift
   local out=pretrained/$name/report/robustness.json
   if [ -f "$out" ]; then echo "skip $name (done)"; return; fi
   echo "== $name $(date +%T)"
-  $PY evaluate.py --workdir pretrained/$name --suites "$SUITES" --out "$out.tmp" "$@" > pretrained/$name/report/robustness.txt
+  $PY evaluate.py --workdir pretrained/$name --suites "$SUITES" --out "$out.tmp" --attacks "$ATTACKS" --eot 1 "$@" \
+    > pretrained/$name/report/robustness.txt
   mv "$out.tmp" "$out"
 }
 DIGITS=${DIGITS:-"glow_digits_base glow_digits_reweighted glow_digits_split ibinn_digits_beta1 ibinn_digits_beta4 ibinn_digits_beta16 ibinn_digits_betainf"}

@@ -4,8 +4,10 @@ probe draws (``jax.grad`` through the diffrax solve: second order, the divergenc
 Reports the seconds per attacked image, the drift evaluations (NFE) per likelihood, the peak
 memory of the process, and how often the returned images are adversarial under fresh draws.
 
-    .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --num_images 3 \
-        --steps 3 --eot 2 --out bench/results/score_attack_sbgc_digits.json
+    taskset -c 0 .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --num_images 4 \
+        --steps 5 --eot 2 --out bench/results/score_attack_sbgc_digits.json
+
+(one core: the issue's "CPU-hour"; the figures are for one core of this machine).
 
 Paper 004 attacked 216 CIFAR-10 images with Foolbox PGD on the negative cross-entropy (90 min per
 forward + backward pass on a V100); here PGD ascends the margin loss (gcj's strongest for

@@ -181,11 +181,16 @@ def _objective(fn, params, y, thresholds, loss, targeted, eot=1, source=None):
     return total
 
 
+@functools.partial(jax.jit, static_argnames=("fn",))
+def _ll(fn, params, x, key):
+    return fn(params, x, key)
+
+
 def is_stochastic(model, x, key) -> bool:
     """Whether ``model``'s log p(x|y) on ``x`` differs between two keys (dequantization, probes)."""
     fn, params = as_function(model)
     k1, k2 = jax.random.split(key)
-    return not bool(jnp.array_equal(fn(params, jnp.asarray(x), k1), fn(params, jnp.asarray(x), k2)))
+    return not bool(jnp.array_equal(_ll(fn, params, jnp.asarray(x), k1), _ll(fn, params, jnp.asarray(x), k2)))
 
 
 def success_under_draws(model, x_adv, labels, key, *, draws: int = 20, targeted: bool = False,
@@ -195,7 +200,7 @@ def success_under_draws(model, x_adv, labels, key, *, draws: int = 20, targeted:
     fn, params = as_function(model)
     x_adv, labels = _check(x_adv, labels)
     t = _thresholds(thresholds)
-    hits = [is_success(fn(params, x_adv, k), labels, targeted, t) for k in jax.random.split(key, draws)]
+    hits = [is_success(_ll(fn, params, x_adv, k), labels, targeted, t) for k in jax.random.split(key, draws)]
     return jnp.mean(jnp.stack(hits), axis=0)
 
 
@@ -440,10 +445,10 @@ def apgd_targeted(model, x, labels, key, *, eps: float, norm: str = "linf", step
     is kept, else the last run's best point."""
     fn, params = as_function(model)
     x, labels = _check(x, labels)
-    c = int(fn(params, x[:1], key).shape[1])
-    if not 1 <= num_targets <= c - 1:
-        raise ValueError(f"num_targets must be in 1..{c - 1}, got {num_targets}")
-    order = jnp.argsort(-fn(params, x, jax.random.fold_in(key, -1 % 2 ** 32)), axis=1)
+    ll = _ll(fn, params, x, jax.random.fold_in(key, -1 % 2 ** 32))
+    if not 1 <= num_targets <= ll.shape[1] - 1:
+        raise ValueError(f"num_targets must be in 1..{ll.shape[1] - 1}, got {num_targets}")
+    order = jnp.argsort(-ll, axis=1)
     out, success = x, jnp.zeros(labels.shape, bool)
     for i in range(num_targets):
         r, _ = _apgd_call(model, x, labels, order[:, i + 1], jax.random.fold_in(key, i), eps, norm, steps,

@@ -176,8 +176,9 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path, monkeypatch):
     out = tmp_path / "report.json"
     # attacks sharing one compilation, the sanity checks' unbounded and black-box attacks; every
     # attack itself is tested in test_attacks.py
-    opts = dict(attack_images=12, black_box_images=3, ls_rounds=3,
-                attacks=("pgd_linf_4_margin", "pgd_linf_8_margin", "pgd_linf_unbounded", "local_search"),
+    opts = dict(attack_images=12, black_box_images=3, ls_rounds=3, eot=2, eot_check_draws=3, apgd_steps=5,
+                square_queries=30, attacks=("pgd_linf_4_margin", "pgd_linf_8_margin", "pgd_linf_unbounded",
+                                            "local_search", "apgd_ce_linf_8", "square_linf_8"),
                 corruptions=("gaussian_noise", "contrast"), corruption_images=40, interpolation_pairs=4)
     report = evaluate("pretrained/ibinn_digits_beta1", ("clean", "adversarial", "corruptions", "interpolation",
                                                       "nll_gap"), out=str(out), options=opts, log=lambda *_: None)
@@ -186,6 +187,15 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path, monkeypatch):
     assert a["pgd_linf_8_margin"]["success_rate"] >= a["pgd_linf_4_margin"]["success_rate"] - 1e-9
     assert a["local_search"]["num"] == 3 and all(len(r["undetected_success_rate"]) == 2 for r in a.values())
     assert any("unbounded PGD success 100.0%" in s for s in report["adversarial"]["sanity"])
+    # the per-image worst case: no attack's success beyond it; stochastic: EoT and fresh draws
+    w = report["adversarial"]["worst_case"]
+    assert set(w) == {"linf 4/255", "linf 8/255"} and report["adversarial"]["eot"] == 2
+    for k in ("pgd_linf_8_margin", "apgd_ce_linf_8", "square_linf_8"):
+        assert w["linf 8/255"]["robust_accuracy"] <= 1 - a[k]["success_rate"] + 1e-9
+        assert 0 <= a[k]["adversarial_under_draws"] <= 1
+    assert w["linf 8/255"]["robust_accuracy"] <= w["linf 4/255"]["robust_accuracy"]
+    assert w["linf 8/255"]["robust_or_rejected"]["p1"] >= w["linf 8/255"]["robust_accuracy"]
+    assert any("square_linf_8 (no gradients)" in s for s in report["adversarial"]["sanity"])
     c = report["corruptions"]
     assert len(c["sets"]) == 10 and c["source"] == ["generated"] and c["num_images"] == 40
     # paper 004 Fig. 4 and Tab. 2, paper 002's tests on log p(x) (fitted on the training images)
@@ -205,6 +215,7 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path, monkeypatch):
         assert (tmp_path / f"{png}.png").exists()
     text = format_tables(report)
     assert "pgd_linf_unbounded" in text and "severity 5" in text and "interpolation (4 pairs)" in text
+    assert "worst case per image over the 6 attacks" in text and "adversarial under fresh draws" in text
     with pytest.raises(ValueError, match="unknown attacks"):
         evaluate("pretrained/ibinn_digits_beta1", ("adversarial",), options=dict(attacks=("pgd",)))
     with pytest.raises(ValueError, match="max_test_images"):
