@@ -202,7 +202,8 @@ def worst_case():
         for t in ("linf 8/255", "l2 0.5"):
             cells += [p(w[t]["robust_accuracy"]), p(w[t]["robust_or_rejected"]["p1"]), p(w[t]["test_robust_accuracy"])]
         minutes = sum(v["seconds"] for v in a["attacks"].values()) / 60
-        print(f"| {n} | {a['num_images']} | {p(r['clean']['accuracy'])} | {a['eot']} | " + " | ".join(cells) + " | "
+        eot = a["eot"] if a["stochastic"] else "— (deterministic)"
+        print(f"| {n} | {a['num_images']} | {p(r['clean']['accuracy'])} | {eot} | " + " | ".join(cells) + " | "
               + (", ".join(f"{k} {v}" for k, v in sorted(only.items(), key=lambda kv: -kv[1])) or "—") + " | "
               + ("ok" if all(s_.startswith("ok") for s_ in square) else "WARNING") + f" | {minutes:.0f} |")
 

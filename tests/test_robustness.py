@@ -244,7 +244,7 @@ def test_suites_on_cifar10_from_tfds_mock_data():
     assert r["source"] == ["tfds"] and set(r["sets"]) == {f"frost_{s}" for s in range(1, 6)}
     test = data.Split(test.images, (ll.argmax(1)).astype(np.int32))  # every image "correct"
     adv = robustness.adversarial_suite(clf, test, ll, jax.random.key(2), thresholds, 0.0, num_images=2,
-                                       only=("fgsm_linf_8",), log=lambda *_: None)
+                                       only=("fgsm_linf_8",), log=lambda *_: None, eot=1)
     assert adv["attacks"]["fgsm_linf_8"]["num"] == 2
     with pytest.raises(ValueError, match="cifar10 only"):
         robustness.corrupted_test_set(smoke_config("glow_digits").data, "fog", 1, jax.random.key(0), "tfds")

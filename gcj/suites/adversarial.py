@@ -97,11 +97,11 @@ def plot(a: dict, ctx: Context, directory: str) -> None:
 OPTIONS = (
     Option("attack_images", 200, "correctly classified test images attacked."),
     Option("black_box_images", 20, "of them, the images for the boundary attack and LocalSearch."),
-    Option("attacks", (), "attack names to run, or ensembles: autoattack = APGD-CE, APGD-T (DLR), Square, "
-           "CW L2 and the rejection-aware APGD at L-inf 8/255 and L2 0.5 (default all; see "
-           "gcj.robustness.default_attacks and ENSEMBLES)."),
-    Option("eot", 0, "likelihood draws per gradient of PGD / APGD (Expectation over Transformation); 0: 1 for "
-           "a deterministic log p(x|y), 20 for a stochastic one (dequantization, Hutchinson probes)."),
+    Option("attacks", (), "attack names to run, or ensembles: autoattack = APGD-CE, APGD-T (DLR), the "
+           "rejection-aware APGD at L-inf 8/255 and L2 0.5, Square and the rejection-aware PGD at L-inf 8/255, "
+           "untargeted CW L2 (default all; see gcj.robustness.default_attacks and ENSEMBLES)."),
+    Option("eot", 0, "likelihood draws per gradient of PGD / APGD (Expectation over Transformation) for a "
+           "stochastic log p(x|y) (dequantization, Hutchinson probes); 0: 20. A deterministic one: always 1."),
     Option("eot_check_draws", 20, "fresh likelihood draws on which a stochastic model's adversarials are "
            "re-judged (adversarial_under_draws)."),
     Option("apgd_steps", 100, "APGD steps per run (APGD-T: per target, 9 targets)."),
