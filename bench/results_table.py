@@ -185,10 +185,10 @@ def worst_case():
     folder = os.path.join(ROOT, "bench", "results", "worst_case")
     names = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".json")) if os.path.isdir(folder) else []
     p = lambda v: f"{100 * v:.1f}"  # noqa: E731
-    print("| model | attacked | clean acc | EoT draws | L∞ 8/255: robust acc | robust-or-rejected p1 | "
+    print("| model | attacked | attacks | clean acc | EoT draws | L∞ 8/255: robust acc | robust-or-rejected p1 | "
           "test robust acc | L2 0.5: robust acc | robust-or-rejected p1 | test robust acc | "
           "images only one attack broke | Square vs gradients | minutes |")
-    print("|---|" + "---|" * 12)
+    print("|---|" + "---|" * 13)
     for n in names:
         r = json.load(open(os.path.join(folder, n + ".json")))
         a = r["adversarial"]
@@ -203,7 +203,7 @@ def worst_case():
             cells += [p(w[t]["robust_accuracy"]), p(w[t]["robust_or_rejected"]["p1"]), p(w[t]["test_robust_accuracy"])]
         minutes = sum(v["seconds"] for v in a["attacks"].values()) / 60
         eot = a["eot"] if a["stochastic"] else "— (deterministic)"
-        print(f"| {n} | {a['num_images']} | {p(r['clean']['accuracy'])} | {eot} | " + " | ".join(cells) + " | "
+        print(f"| {n} | {a['num_images']} | {len(a['attacks'])} | {p(r['clean']['accuracy'])} | {eot} | " + " | ".join(cells) + " | "
               + (", ".join(f"{k} {v}" for k, v in sorted(only.items(), key=lambda kv: -kv[1])) or "—") + " | "
               + ("ok" if all(s_.startswith("ok") for s_ in square) else "WARNING") + f" | {minutes:.0f} |")
 

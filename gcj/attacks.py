@@ -306,10 +306,10 @@ def pgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 4
 
 
 def fgsm(model, x, labels, key, *, eps: float, loss: str = "ce", targeted: bool = False,
-         thresholds=None) -> AttackResult:
+         thresholds=None, eot: int = 1) -> AttackResult:
     """Fast gradient sign method: one L∞ step of size ``eps`` from ``x`` (Goodfellow et al.)."""
     return pgd(model, x, labels, key, eps=eps, norm="linf", steps=1, step_size=eps, loss=loss,
-               targeted=targeted, random_start=False, thresholds=thresholds)
+               targeted=targeted, random_start=False, thresholds=thresholds, eot=eot)
 
 
 # ------------------------------------------------------------------------------------- APGD
