@@ -204,6 +204,18 @@ def success_under_draws(model, x_adv, labels, key, *, draws: int = 20, targeted:
     return jnp.mean(jnp.stack(hits), axis=0)
 
 
+def _check_arguments(norm, loss, eps, steps, restarts, thresholds):
+    """The argument checks of the iterative gradient attacks (PGD, APGD)."""
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown attack loss {loss!r}; known: {', '.join(LOSSES)}")
+    if not eps > 0 or steps < 1 or restarts < 1:
+        raise ValueError(f"need eps > 0, steps >= 1 and restarts >= 1 (got {eps}, {steps}, {restarts})")
+    if loss == "rejection" and thresholds is None:
+        raise ValueError("the 'rejection' loss needs the per-class thresholds")
+
+
 def _project(delta, eps, norm):
     if norm == "linf":
         return jnp.clip(delta, -eps, eps)
@@ -288,14 +300,7 @@ def pgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 4
     """
     if loss == "dlr" and targeted:
         raise ValueError("the targeted DLR loss needs the true labels too: use apgd(..., targets=)")
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
-    if loss not in LOSSES:
-        raise ValueError(f"unknown attack loss {loss!r}; known: {', '.join(LOSSES)}")
-    if not eps > 0 or steps < 1 or restarts < 1:
-        raise ValueError(f"need eps > 0, steps >= 1 and restarts >= 1 (got {eps}, {steps}, {restarts})")
-    if loss == "rejection" and thresholds is None:
-        raise ValueError("the 'rejection' loss needs the per-class thresholds")
+    _check_arguments(norm, loss, eps, steps, restarts, thresholds)
     fn, params = as_function(model)
     x, labels = _check(x, labels)
     if step_size is None:
@@ -414,14 +419,7 @@ def apgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 
     draws per gradient (EoT). Per example the best point over all steps and ``restarts`` is returned
     (successful first, then the highest loss).
     """
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
-    if loss not in LOSSES:
-        raise ValueError(f"unknown attack loss {loss!r}; known: {', '.join(LOSSES)}")
-    if not eps > 0 or steps < 1 or restarts < 1:
-        raise ValueError(f"need eps > 0, steps >= 1 and restarts >= 1 (got {eps}, {steps}, {restarts})")
-    if loss == "rejection" and thresholds is None:
-        raise ValueError("the 'rejection' loss needs the per-class thresholds")
+    _check_arguments(norm, loss, eps, steps, restarts, thresholds)
     return _apgd_call(model, x, labels, targets, key, eps, norm, steps, loss, restarts, eot, random_start,
                       thresholds, alpha, rho, hit_target=targets is not None)[0]
 
