@@ -115,7 +115,7 @@ def default_attacks(cw_steps: int = 300, boundary_steps: int = 1000, ls_rounds: 
 def threat(spec: AttackSpec):
     """(norm, eps) of a bounded attack (L∞ eps < 1, any L2 eps), else None."""
     kw = dict(spec.params)
-    if spec.kind not in ("pgd", "fgsm", "apgd", "apgd_t", "square"):
+    if spec.kind not in GRADIENT_KINDS + ("square",):
         return None
     norm = kw.get("norm", "linf")
     return None if norm == "linf" and kw["eps"] >= 1.0 else (norm, float(kw["eps"]))
@@ -211,6 +211,11 @@ def attack_metrics(ll_adv, ll_clean, x_adv, x, labels, targets, thresholds: dict
     return out
 
 
+def _broken(outcome: dict, norm: str, eps: float, tol: float = 1e-5):
+    """``[n]`` bool: the attack's image is misclassified and within eps (+ ``tol``) in ``norm``."""
+    return outcome["misclassified"] & (np.asarray(outcome[norm]) <= eps + tol)
+
+
 def worst_case(outcomes: dict, threats, thresholds, num_images: int, clean_accuracy: float = 1.0,
                tol: float = 1e-5) -> dict:
     """The per-image worst case over attacks, per threat model (norm, eps).
@@ -232,7 +237,7 @@ def worst_case(outcomes: dict, threats, thresholds, num_images: int, clean_accur
         per = {}
         for name, o in outcomes.items():
             n = len(o["misclassified"])
-            hit = o["misclassified"] & (np.asarray(o[norm]) <= eps + tol)
+            hit = _broken(o, norm, eps, tol)
             per[name] = np.pad(hit, (0, num_images - n))
             broken[:n] |= hit
             for t in thresholds:
@@ -278,17 +283,17 @@ def sanity_checks(results: dict, threshold: str = "p1", outcomes: dict | None = 
         if not name.startswith("square_"):
             continue
         norm, eps = o["threat"]
-        hit = lambda v: v["misclassified"] & (np.asarray(v[norm]) <= eps + 1e-5)  # noqa: E731
         n = len(o["misclassified"])
         white = np.zeros(n, bool)
         for k, v in outcomes.items():
             if v.get("gradient"):
                 m = min(n, len(v["misclassified"]))
-                white[:m] |= hit(v)[:m]
-        only = int((hit(o) & ~white).sum())
+                white[:m] |= _broken(v, norm, eps)[:m]
+        square = _broken(o, norm, eps)
+        only = int((square & ~white).sum())
         lines.append(f"{'ok' if only == 0 else 'WARNING'}: {name} (no gradients) broke {only} image(s) that no "
                      f"gradient attack within {threat_name(norm, eps)} did"
-                     f"{'' if only == 0 else ': gradient masking?'} (Square {100 * hit(o).mean():.1f}%, "
+                     f"{'' if only == 0 else ': gradient masking?'} (Square {100 * square.mean():.1f}%, "
                      f"gradient attacks {100 * white.mean():.1f}%)")
     return lines
 
