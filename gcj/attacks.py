@@ -5,7 +5,9 @@ function — images ``x`` float ``[B, H, W, C]`` in [0, 1], integer ``labels`` `
 ``key``, and returns ``AttackResult(x, success)``: adversarial inputs in [0, 1] and a boolean
 ``[B]``. White-box attacks are driven by ``jax.grad`` of a loss on the class log-likelihoods and
 run as one jitted loop; stochastic likelihoods (dequantization, Hutchinson probes) get a fresh
-``fold_in`` key at every step. The score family is attacked through its ODE like any other.
+``fold_in`` key at every step. The score family is attacked through its ODE like any other; for
+the margin and rejection losses only the two classes they use are differentiated (C + 1 solves, 2
+of them differentiated, instead of C differentiated: ``_differentiated_classes``).
 
 Losses (``loss=``), maximised; ``l = log p(x|y)``, ``y`` the label (untargeted) or target:
 - ``"ce"``: the cross-entropy of the posterior softmax(l) (targeted: its negative). It saturates
