@@ -25,6 +25,11 @@ from gcj import classifier, data, diffusion  # noqa: E402
 from gcj.models import score  # noqa: E402
 
 
+def _cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+
+
 def reference(module, variables, xc, probes, ode, num_classes):
     """score_flow's likelihood: host RK45 over float64 state [x, delta], one class at a time."""
     sde, shape, b = module.sde, xc.shape[1:], xc.shape[0]
@@ -60,10 +65,14 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--workdir", default="pretrained/sbgc_digits")
     p.add_argument("--num_images", type=int, default=20)
-    p.add_argument("--checkpoints", type=lambda v: None if v == "None" else int(v), nargs="+",
-                   default=[None, 128], help="backward-pass checkpoints to time jax.grad with")
+    p.add_argument("--checkpoints", type=lambda v: None if v == "None" else int(v), nargs="*",
+                   default=[None, 128], help="backward-pass checkpoints to time jax.grad with (none: no gradient)")
     p.add_argument("--out", default=None)
+    p.add_argument("--cpu_devices", type=int, default=0,
+                   help="CPU devices gcj's evaluation shards the images over (0: as evaluate.py chooses)")
     a = p.parse_args()
+    from gcj import cli
+    cli.use_cpu_devices(a.cpu_devices)
     clf = gcj.load(a.workdir)
     cfg = clf.config
     ode = cfg.model.score.ode
@@ -73,18 +82,21 @@ def main():
     test = data.load_dataset(cfg.data, "test")
     x = data.to_float(test.images[:a.num_images])
     key = jax.random.key(0)
-    xc, probes = score.ode_inputs(ode, x, key)  # the classifier's own dequantization and probes
+    # gcj as evaluate.py runs it: batched_log_likelihoods, the images sharded over the devices; its
+    # (only) batch gets the key fold_in(key, 0), which the reference gets too
+    xc, probes = score.ode_inputs(ode, x, jax.random.fold_in(key, 0))  # the classifier's own
     shape = x.shape[1:]
     C, dim = clf.num_classes, math.prod(shape)
 
-    fn = jax.jit(clf.log_likelihood_fn)
-    jax.block_until_ready(fn(clf.params, x, key))
+    def gcj_ll():
+        return classifier.batched_log_likelihoods(clf, np.asarray(x), a.num_images, key)
+    gcj_ll()  # compile
     t0 = time.perf_counter()
-    ll = np.asarray(jax.block_until_ready(fn(clf.params, x, key)))
+    ll = gcj_ll()
     t_gcj = time.perf_counter() - t0
 
     nfe = np.asarray(jax.jit(  # gcj's NFE: the same solve, asking for the counts
-        lambda p, x, k: score.class_likelihoods(module, ode, p, x, k).nfe)(clf.params, x, key))
+        lambda p, x, k: score.class_likelihoods(module, ode, p, x, k).nfe)(clf.params, x, jax.random.fold_in(key, 0)))
 
     t0 = time.perf_counter()
     ll_ref, nfe_ref = reference(module, clf.params, xc, probes, ode, C)
@@ -111,7 +123,8 @@ def main():
 
     n = a.num_images * C
     result = dict(
-        device=str(jax.devices()[0].device_kind), num_images=a.num_images, num_classes=C,
+        command="python bench/likelihood_speed.py " + " ".join(sys.argv[1:]), cpu=_cpu_model(),
+        device=str(jax.devices()[0].device_kind), devices=jax.device_count(), num_images=a.num_images, num_classes=C,
         rtol=ode.rtol, atol=ode.atol, eps=ode.eps, num_probes=1,
         gcj_seconds=t_gcj, reference_seconds=t_ref, speedup=t_ref / t_gcj,
         gcj_images_classes_per_s=n / t_gcj, reference_images_classes_per_s=n / t_ref,

@@ -5,7 +5,9 @@ function — images ``x`` float ``[B, H, W, C]`` in [0, 1], integer ``labels`` `
 ``key``, and returns ``AttackResult(x, success)``: adversarial inputs in [0, 1] and a boolean
 ``[B]``. White-box attacks are driven by ``jax.grad`` of a loss on the class log-likelihoods and
 run as one jitted loop; stochastic likelihoods (dequantization, Hutchinson probes) get a fresh
-``fold_in`` key at every step. The score family is attacked through its ODE like any other.
+``fold_in`` key at every step. The score family is attacked through its ODE like any other; for
+the margin and rejection losses only the two classes they use are differentiated (C + 1 solves, 2
+of them differentiated, instead of C differentiated: ``_differentiated_classes``).
 
 Losses (``loss=``), maximised; ``l = log p(x|y)``, ``y`` the label (untargeted) or target:
 - ``"ce"``: the cross-entropy of the posterior softmax(l) (targeted: its negative). It saturates
@@ -167,7 +169,7 @@ def _objective(fn, params, y, thresholds, loss, targeted, eot=1, source=None):
         raise ValueError(f"eot must be >= 1 likelihood draws per gradient, got {eot}")
 
     def one(xa, k):
-        ll = fn(params, xa, k)
+        ll = _differentiated_classes(fn, params, xa, k, y) if loss in TWO_CLASS_LOSSES else fn(params, xa, k)
         return attack_loss(ll, y, loss, targeted, thresholds, source), ll
 
     def total(xa, key):
@@ -179,6 +181,29 @@ def _objective(fn, params, y, thresholds, loss, targeted, eot=1, source=None):
         return l.sum(), (l, ll)
 
     return total
+
+
+TWO_CLASS_LOSSES = ("margin", "rejection")  # their value and gradient need l_y and l_j alone
+
+
+def _differentiated_classes(fn, params, x, key, y):
+    """``fn(params, x, key)`` ``[B, C]`` whose gradient w.r.t. ``x`` flows through two classes only:
+    ``y`` and the best other class j, all the margin and rejection losses use. For a family whose
+    function takes ``classes=`` (``takes_classes``: the score family, one ODE per class) that is one
+    forward pass of the C - 1 classes other than y (which finds j), then y and j differentiated:
+    C + 1 solves, 2 of them differentiated, instead of C differentiated. Same values (l_j that of
+    the forward pass that chose it), same gradient. Other families: ``fn`` itself."""
+    if not getattr(fn, "takes_classes", False):
+        return fn(params, x, key)
+    b = x.shape[0]
+    c = jax.eval_shape(lambda v: fn(params, v, key), x).shape[1]
+    others = jnp.argsort(jnp.arange(c)[None] == y[:, None], axis=1, stable=True)[:, :c - 1]  # y last
+    part = jax.lax.stop_gradient(fn(params, jax.lax.stop_gradient(x), key, classes=others))
+    j = ops.pick(others, jnp.argmax(part, axis=1))
+    pair = fn(params, x, key, classes=jnp.stack([y, j], axis=1))  # [B, 2], differentiated
+    ll = jnp.zeros((b, c), part.dtype).at[jnp.arange(b)[:, None], others].set(part)
+    return (ll + jax.nn.one_hot(y, c, dtype=ll.dtype) * pair[:, :1]
+            + jax.nn.one_hot(j, c, dtype=ll.dtype) * (pair[:, 1:] - jax.lax.stop_gradient(pair[:, 1:])))
 
 
 @functools.partial(jax.jit, static_argnames=("fn",))

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from gcj import config as config_lib
 from gcj import data
@@ -183,12 +184,6 @@ def _flow_method(module, method: str):
     return jax.jit(lambda variables, *args, **kw: module.apply(variables, *args, method=method, **kw))
 
 
-@functools.lru_cache(maxsize=64)
-def _jit_uint8(log_likelihood_fn: LogLikelihoodFn):
-    """As ``_jit``, for uint8 images (scaled to [0, 1] inside the jitted function)."""
-    return jax.jit(lambda p, x, k: log_likelihood_fn(p, data.to_float(x), k))
-
-
 def progress(iterable, desc: str, show: bool = True, **kw):
     """A progress bar with an ETA over ``iterable`` on a terminal; nothing when the output is not a
     terminal (CI, logs) or ``show`` is False."""
@@ -217,26 +212,49 @@ def log_posterior(class_ll: jax.Array, log_prior=None) -> jax.Array:
     return jax.nn.log_softmax(joint, axis=-1)  # shifts by the max first: exact at |ll| >> 1
 
 
+@functools.lru_cache(maxsize=64)
+def _sharded(log_likelihood_fn: LogLikelihoodFn, uint8: bool, devices: tuple):
+    """``log_likelihood_fn`` jitted with its batch split over ``devices`` (a data-parallel mesh, the
+    parameters and key replicated); returns ``(fn, batch sharding, replicated sharding)``."""
+    mesh = Mesh(np.asarray(devices), ("data",))
+    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    f = (lambda p, x, k: log_likelihood_fn(p, data.to_float(x), k)) if uint8 else log_likelihood_fn
+    return jax.jit(f, in_shardings=(replicated, sharded, replicated), out_shardings=sharded), sharded, replicated
+
+
 def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int,
                           key: jax.Array | None = None) -> np.ndarray:
     """``[N, C]`` log-likelihoods of uint8 images (or float ones in [0, 1]), batched (the last batch
-    padded: one compile)."""
+    padded: one compile). Each batch is split over this process's devices (the data-parallel mesh of
+    training; ``batch_size`` rounded up to a multiple of their number), and the next batch is sent
+    while the devices work on the current one. Batch ``i`` (from 0) gets the key
+    ``fold_in(key, i * batch_size)``."""
     if images.dtype == np.uint8 and tuple(images.shape[1:]) == clf.image_shape:
-        fn = _jit_uint8(clf.log_likelihood_fn)
+        uint8 = True
     elif images.dtype != np.uint8:
         check_images(images, clf.image_shape)
-        fn, images = _jit(clf.log_likelihood_fn), np.asarray(images, np.float32)
+        uint8, images = False, np.asarray(images, np.float32)
     else:
         raise ValueError(f"expected images [N, {', '.join(map(str, clf.image_shape))}], "
                          f"got {images.dtype} {images.shape}")
+    devices = tuple(jax.local_devices())
+    fn, sharded, replicated = _sharded(clf.log_likelihood_fn, uint8, devices)
     key = jax.random.key(0) if key is None else key
-    out = []
-    for i in progress(range(0, len(images), batch_size), "scoring", len(images) > batch_size):
-        chunk = images[i:i + batch_size]
+    params = jax.device_put(clf.params, replicated)
+    step = batch_size
+    size = -(-min(batch_size, max(len(images), 1)) // len(devices)) * len(devices)  # padded batch
+    out, pending = [], None
+    for i in progress(range(0, len(images), step), "scoring", len(images) > step):
+        chunk = images[i:i + step]
         n = len(chunk)
-        if n < batch_size and len(images) > batch_size:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, 0)])
-        out.append(np.asarray(fn(clf.params, chunk, jax.random.fold_in(key, i)))[:n])
+        if n < size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, 0)])
+        ll = fn(params, jax.device_put(chunk, sharded), jax.random.fold_in(key, i))  # dispatched
+        if pending is not None:  # fetch the previous batch while this one runs
+            out.append(np.asarray(pending[0])[:pending[1]])
+        pending = (ll, n)
+    if pending is not None:
+        out.append(np.asarray(pending[0])[:pending[1]])
     ll = np.concatenate(out) if out else np.zeros((0, clf.num_classes), np.float32)
     if not np.all(np.isfinite(ll)):
         raise FloatingPointError(f"{np.sum(~np.isfinite(ll))} non-finite class log-likelihoods")

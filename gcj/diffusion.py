@@ -135,22 +135,48 @@ def make_probes(key: jax.Array, shape, num_probes: int = 1, kind: str = "rademac
     raise ValueError(f"unknown probe kind {kind!r}; use 'rademacher' or 'gaussian'")
 
 
+ADJOINTS = ("recursive", "backsolve")
+
+
+def make_adjoint(name: str = "recursive", rtol: float = 1e-5, atol: float = 1e-5,
+                 checkpoints: int | None = None) -> diffrax.AbstractAdjoint:
+    """How ``log_likelihood`` is differentiated (``config.model.score.ode.adjoint``):
+
+    - ``'recursive'``: ``diffrax.RecursiveCheckpointAdjoint(checkpoints)``, discretise-then-optimise:
+      the exact gradient of the computed solution; memory ~ ``checkpoints`` solver states.
+    - ``'backsolve'``: ``diffrax.BacksolveAdjoint``, the continuous adjoint: the adjoint ODE solved
+      backwards from T with Dopri5 at the same ``rtol``/``atol`` (second order through the drift's
+      jvp); constant memory in the number of steps, the gradient accurate to the tolerances only
+      (bench/score_gradient.py measures both against float64 finite differences).
+    """
+    if name == "recursive":
+        return diffrax.RecursiveCheckpointAdjoint(checkpoints)
+    if name == "backsolve":
+        if checkpoints is not None:
+            raise ValueError("checkpoints applies to the 'recursive' adjoint only")
+        return diffrax.BacksolveAdjoint(solver=diffrax.Dopri5(),
+                                        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol))
+    raise ValueError(f"unknown adjoint {name!r}; use one of {', '.join(ADJOINTS)}")
+
+
 # Drift evaluations per step of the explicit RK solvers (FSAL ones reuse their last stage).
 _EVALS_PER_STEP = {diffrax.Dopri5: 6, diffrax.Tsit5: 6, diffrax.Dopri8: 12, diffrax.Bosh3: 3,
                    diffrax.Heun: 2, diffrax.Euler: 1, diffrax.Midpoint: 2, diffrax.Ralston: 2}
 
 
 def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array | None = None, *,
-                   divergence: str = "hutchinson", num_probes: int = 1, probe: str = "rademacher",
+                   cond: jax.Array | None = None, divergence: str = "hutchinson", num_probes: int = 1, probe: str = "rademacher",
                    probes: jax.Array | None = None, rtol: float = 1e-5, atol: float = 1e-5,
                    eps: float = 1e-5, solver: diffrax.AbstractSolver | None = None,
+                   controller: diffrax.AbstractStepSizeController | None = None,
                    adjoint: diffrax.AbstractAdjoint | None = None,
                    max_steps: int = 4096, checkpoints: int | None = None) -> LikelihoodResult:
     """log p(x) under the probability-flow ODE of ``sde`` with score ``score_fn``; jittable.
 
-    One ``diffrax.diffeqsolve`` from ``eps`` to ``T`` (default ``Dopri5`` with a PID controller at
-    ``rtol``/``atol``), vmapped over the batch so that every sample has its own step-size control
-    and its result does not depend on the other samples. The state is (x, one divergence integral
+    One ``diffrax.diffeqsolve`` from ``eps`` to ``T`` (default ``Dopri5`` with an integral step
+    controller at ``rtol``/``atol``; a ``controller`` replaces it, tolerances included), vmapped
+    over the batch so that every sample has its own step-size control and its result does not
+    depend on the other samples. The state is (x, one divergence integral
     per probe): the drift is linearized once per evaluation and its jvp applied to every probe, so
     value and divergence come from one pass and all probes share one trajectory.
 
@@ -167,6 +193,12 @@ def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array |
     O(n log n) recomputation of the n forward steps; with ``checkpoints`` >= n nothing is recomputed
     (memory ~ checkpoints x state; bench/likelihood_speed.py measures both).
     Not forward-differentiable: pass ``adjoint=diffrax.DirectAdjoint()`` for that or for Hessians.
+    ``make_adjoint('backsolve')``: the continuous adjoint (constant memory); under your own
+    ``jax.vmap`` give it a batched ``x`` (diffrax's backsolve wants the cotangent of each solve).
+
+    ``cond``: per-sample conditioning ``[B, ...]`` (class labels): the score is then called as
+    ``score_fn(x, t, cond)``, each sample with its own row, passed to the solver as an argument
+    (not closed over: the continuous adjoint needs that).
     The solve raises if it needs more than ``max_steps`` steps.
     """
     x = jnp.asarray(x)
@@ -186,36 +218,47 @@ def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array |
         raise ValueError(f"probes must be [P, {', '.join(map(str, shape))}], got {probes.shape}")
     probes = probes.astype(dtype)
     solver = diffrax.Dopri5() if solver is None else solver
+    if controller is None:
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
     if adjoint is None:
         adjoint = diffrax.RecursiveCheckpointAdjoint(checkpoints)
     elif checkpoints is not None:
         raise ValueError("checkpoints applies to the default adjoint only; set it on your adjoint")
 
-    def flow(xi, t):  # the probability-flow drift of one sample
+    if cond is not None and (jnp.ndim(cond) < 1 or jnp.shape(cond)[0] != x.shape[0]):
+        raise ValueError(f"cond must have the batch axis of x ({x.shape[0]}), got shape {jnp.shape(cond)}")
+
+    consts = ()  # what the score closes over, as solver arguments (the continuous adjoint needs that)
+    if isinstance(adjoint, diffrax.BacksolveAdjoint):
+        example = (x[:1], jnp.full((1,), eps, dtype)) + (() if cond is None else (jnp.asarray(cond)[:1],))
+        score_fn, consts = jax.closure_convert(score_fn, *example)
+
+    def flow(xi, t, ci, consts):  # the probability-flow drift of one sample
         xb, tb = xi[None], jnp.full((1,), t, dtype)
-        return (sde.drift(xb, tb) - 0.5 * _bcast(sde.diffusion_squared(tb), xb) * score_fn(xb, tb))[0]
+        s = score_fn(xb, tb, *consts) if ci is None else score_fn(xb, tb, ci[None], *consts)
+        return (sde.drift(xb, tb) - 0.5 * _bcast(sde.diffusion_squared(tb), xb) * s)[0]
 
     def vector_field(t, state, args):
-        xi, _ = state
-        dx, jvp = jax.linearize(lambda y: flow(y, t), xi)
+        (xi, _), (probes_, ci, consts_) = state, args
+        dx, jvp = jax.linearize(lambda y: flow(y, t, ci, consts_), xi)
         # e^T J e per probe, probe after probe (a vmap over 2 probes crashes XLA:CPU in reverse mode)
-        quad = jax.lax.map(lambda e: jnp.vdot(e, jvp(e)), args)
+        quad = jax.lax.map(lambda e: jnp.vdot(e, jvp(e)), probes_)
         if divergence == "exact":
             quad = jnp.sum(quad, keepdims=True)
         return dx, quad
 
     n_div = 1 if divergence == "exact" else probes.shape[0]
 
-    def solve_one(xi):
+    def solve_one(xi, ci):
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(vector_field), solver, t0=eps, t1=sde.T, dt0=None,
-            y0=(xi, jnp.zeros((n_div,), dtype)), args=probes,
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+            y0=(xi, jnp.zeros((n_div,), dtype)), args=(probes, ci, consts),
+            stepsize_controller=controller,
             adjoint=adjoint, max_steps=max_steps)
         z, delta = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
         return z, delta, sol.stats["num_steps"]
 
-    z, delta, steps = jax.vmap(solve_one)(x)
+    z, delta, steps = jax.vmap(solve_one, (0, None if cond is None else 0))(x, cond)
     prior = sde.prior_log_prob(z)
     probe_logp = prior[:, None] + delta
     per_step = _EVALS_PER_STEP.get(type(solver), solver.tableau.num_stages

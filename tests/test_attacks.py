@@ -1,5 +1,7 @@
 """gcj.attacks on class-conditional Gaussians, whose decision boundaries and gradients are known in
 closed form, and through a probability-flow ODE against finite differences."""
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -273,3 +275,34 @@ def test_cross_entropy_is_the_posterior_and_its_gradient_keeps_the_true_class(x6
     ll32 = jnp.array([[0.0, -40.0, -300.0]], jnp.float32)
     g = jax.grad(lambda v: attacks.attack_loss(v, jnp.array([0]), "ce").sum())(ll32)
     assert float(g[0, 0]) < 0 < float(g[0, 1]) and float(g[0, 0]) == pytest.approx(-float(g[0, 1]), rel=1e-6)
+
+
+def test_two_class_losses_differentiate_two_classes_only(data):
+    """A family whose function takes ``classes=`` (the score family) is differentiated through the
+    true class and the best other only for the margin and rejection losses: the same gradients and
+    the same attack as through all classes; the differentiated call asks for exactly [y, j]."""
+    x, y = data
+    asked = []
+
+    def subset_fn(params, v, key, classes=None):
+        ll = gauss(v)
+        if classes is None:
+            jax.debug.callback(lambda: asked.append("all"))
+            return ll
+        jax.debug.callback(lambda c: asked.append(np.asarray(c)), classes)
+        return jnp.take_along_axis(ll, classes, axis=1)
+
+    subset_fn.takes_classes = True
+    model = types.SimpleNamespace(log_likelihood_fn=subset_fn, params=None)  # as a Classifier
+    thresholds = np.full(C, -2.0)
+    for loss in ("margin", "rejection"):
+        kw = dict(loss=loss, thresholds=thresholds)
+        np.testing.assert_allclose(attacks.loss_gradient(model, x, y, jax.random.key(0), **kw),
+                                   attacks.loss_gradient(gauss, x, y, jax.random.key(0), **kw),
+                                   rtol=1e-5, atol=1e-5)
+        a, b = (attacks.pgd(m, x, y, jax.random.key(1), eps=0.1, steps=5, **kw) for m in (model, gauss))
+        np.testing.assert_array_equal(a.success, b.success)
+        np.testing.assert_allclose(a.x, b.x, atol=1e-6)
+    assert asked and "all" not in [a if isinstance(a, str) else "" for a in asked]  # never all C
+    other = np.asarray(jnp.where(jax.nn.one_hot(y, C, dtype=bool), -jnp.inf, gauss(x)).argmax(1))
+    np.testing.assert_array_equal(asked[1], np.stack([np.asarray(y), other], 1))  # after the C - 1

@@ -66,3 +66,24 @@ def test_sbgc_cifar10_parameter_count():
     p = jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))["params"]
     assert count_params(p) == 61_809_539
     assert count_params(p["unet"]["Dense_2"]) == 10 * 512  # the class embedding
+
+
+def test_score_class_subsets_are_the_columns_of_all_classes():
+    """The score family's ``classes=[B, K]``: each (image, class) pair is its own solve, so a subset
+    is the matching columns of all classes (the continuous adjoint: test_diffusion)."""
+    import jax.numpy as jnp  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    import gcj  # noqa: PLC0415
+    from conftest import smoke_config  # noqa: PLC0415
+
+    key = jax.random.key(0)
+    x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1))
+    clf = gcj.create(smoke_config("score_digits"), key)
+    classes = jnp.array([[3, 0, 3], [1, 9, 2]])
+    fn = jax.jit(clf.log_likelihood_fn)
+    both = jax.jit(lambda p, v, k: (fn(p, v, k), clf.log_likelihood_fn(p, v, k, classes=classes)))
+    ll, sub = both(clf.params, x, key)
+    np.testing.assert_allclose(sub, jnp.take_along_axis(ll, classes, 1), rtol=1e-4, atol=1e-2)
+    with pytest.raises(ValueError, match="classes must be"):
+        clf.log_likelihood_fn(clf.params, x, key, classes=jnp.zeros((3, 1), jnp.int32))

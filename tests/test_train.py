@@ -12,7 +12,7 @@ import pytest
 
 import gcj
 from conftest import ROOT, smoke_config
-from gcj import checkpoint
+from gcj import checkpoint, cli
 from gcj.evaluate import evaluate
 from gcj.train import Trainer, train_and_evaluate, train_epoch
 
@@ -151,11 +151,17 @@ def test_unknown_config_keys_are_errors(trained_workdir, tmp_path):
 
 @pytest.mark.slow
 def test_data_parallel_on_four_devices_matches_one(trained_workdir, tmp_path):
-    """The jitted step sharded over a 4-device mesh computes the same training as on one device."""
+    """The jitted step sharded over a 4-device mesh computes the same training as on one device;
+    the evaluation's batches sharded over them give the log-likelihoods of one device."""
     code = ("import jax, sys; sys.path.insert(0, 'tests'); from conftest import smoke_config;"
             "from gcj.train import train_and_evaluate; assert jax.device_count() == 4;"
             # (no percentile thresholds: what is compared is the training)
-            f"train_and_evaluate(smoke_config(**{{'thresholds.percentiles': ()}}), {str(tmp_path / 'w4')!r})")
+            f"train_and_evaluate(smoke_config(**{{'thresholds.percentiles': ()}}), {str(tmp_path / 'w4')!r});"
+            # evaluation sharded over the 4 devices, batches of 5 padded to 8: as unsharded
+            "import gcj, numpy as np; from gcj import classifier, data;"
+            f"clf = gcj.load({str(tmp_path / 'w4')!r}); imgs = data.load_dataset(clf.config.data, 'test').images[:7];"
+            "np.testing.assert_allclose(classifier.batched_log_likelihoods(clf, imgs, 5),"
+            " clf.class_log_likelihoods(data.to_float(imgs)), rtol=1e-5, atol=1e-4)")
     r = _run(["-c", code], env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
                                 "JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -295,3 +301,10 @@ def test_prior_lr_factor_trains_the_class_means_by_plain_sgd():
         updates, state = tx.update(grads, state, params)
         np.testing.assert_allclose(updates["prior"]["mu"], -0.3 * 2.0)  # 3 x lr, no decay/momentum
     np.testing.assert_allclose(updates["flow"]["w"], -0.1 * (2.5 + 0.9 * 2.5))  # decay + momentum
+
+
+def test_cpu_devices_split_the_batch_evenly():
+    """train.py's default --cpu_devices: the most cores, up to 8, that divide the batch."""
+    assert cli.auto_cpu_devices(2, [128]) == 2 and cli.auto_cpu_devices(2, [127]) == 1
+    assert cli.auto_cpu_devices(16, [128]) == 8 and cli.auto_cpu_devices(6, [100, 50]) == 5
+    assert cli.auto_cpu_devices(4, []) == 4 and cli.auto_cpu_devices(1, [64]) == 1

@@ -193,37 +193,48 @@ def ode_inputs(ode: Any, x, key):
     return 2.0 * x - 1.0, probes
 
 
-def class_likelihoods(module: ScoreModel, ode: Any, variables, x, key) -> diffusion.LikelihoodResult:
+def class_likelihoods(module: ScoreModel, ode: Any, variables, x, key,
+                      classes=None) -> diffusion.LikelihoodResult:
     """ODE likelihoods of ``x`` [B, H, W, C] in [0, 1] under every class: a ``LikelihoodResult``
     whose fields have a class axis after the batch (``logp`` [B, C], ``probe_logp`` [B, C, P],
     ``nfe`` [B, C]); log-densities of the dequantized image on [0, 1]^D.
 
+    ``classes`` ``[B, K]`` (integers): only those classes of each image, in that order (the class
+    axis is then K long): an attack whose loss needs two classes solves two ODEs, not C. Every
+    (image, class) pair is its own solve with its own step-size control, so a pair's value does
+    not depend on which other classes are solved beside it.
+
     ``v = (255 x + u) / 256`` with ``u`` ~ U[0,1)^D drawn from ``key`` (``v = x`` when
     ``ode.dequantize`` is off), so bits/dim = -log p / (D ln 2) + 8 (``diffusion.bits_per_dim``).
-    All classes share one vmapped ODE solve and the same Hutchinson probes (``ode.num_probes``),
-    so class differences are not probe noise.
+    All classes share the dequantization and the Hutchinson probes (``ode.num_probes``), so class
+    differences are not probe noise. ``ode.adjoint`` picks how gradients are taken
+    (``diffusion.make_adjoint``).
     """
     xc, probes = ode_inputs(ode, x, key)
-    shape = x.shape[1:]
-
-    def one_class(y):
-        score_fn = lambda v, t: module.apply(  # noqa: E731
-            variables, v, t, jnp.full(t.shape, y), method="score")
-        return diffusion.log_likelihood(
-            score_fn, module.sde, xc, divergence=ode.divergence, probes=probes, rtol=ode.rtol,
-            atol=ode.atol, eps=ode.eps, max_steps=ode.max_steps,
-            checkpoints=ode.checkpoints)
-
-    res = jax.vmap(one_class, out_axes=1)(jnp.arange(module.num_classes))
+    b, shape = x.shape[0], x.shape[1:]
+    if classes is None:
+        classes = jnp.broadcast_to(jnp.arange(module.num_classes), (b, module.num_classes))
+    classes = jnp.asarray(classes)
+    if classes.ndim != 2 or classes.shape[0] != b or not jnp.issubdtype(classes.dtype, jnp.integer):
+        raise ValueError(f"classes must be integers of shape [{b}, K], got {classes.dtype} {classes.shape}")
+    k = classes.shape[1]
+    res = diffusion.log_likelihood(  # one solve per (image, class) pair, B K in all
+        lambda v, t, y: module.apply(variables, v, t, y, method="score"), module.sde,
+        jnp.broadcast_to(xc[:, None], (b, k, *shape)).reshape(b * k, *shape), cond=classes.reshape(-1),
+        divergence=ode.divergence, probes=probes, rtol=ode.rtol, atol=ode.atol, eps=ode.eps,
+        max_steps=ode.max_steps, adjoint=diffusion.make_adjoint(ode.adjoint, ode.rtol, ode.atol, ode.checkpoints))
+    res = jax.tree_util.tree_map(lambda a: a.reshape(b, k, *a.shape[1:]), res)
     to_unit = math.prod(shape) * math.log(2.0)  # density on [-1, 1] -> on [0, 1]
     return res._replace(logp=res.logp + to_unit, probe_logp=res.probe_logp + to_unit)
 
 
 def make_log_likelihood_fn(module: ScoreModel, ode: Any):
     """The contract ``(variables, x [B,H,W,C] in [0,1], key) -> log p(v|y) [B, C]`` in nats
-    (see ``class_likelihoods``)."""
-    def log_likelihood_fn(variables, x, key):
-        return class_likelihoods(module, ode, variables, x, key).logp
+    (see ``class_likelihoods``); with ``classes=[B, K]`` only those classes, ``[B, K]``
+    (``takes_classes``: the attacks use it to differentiate only the classes their loss needs)."""
+    def log_likelihood_fn(variables, x, key, classes=None):
+        return class_likelihoods(module, ode, variables, x, key, classes).logp
+    log_likelihood_fn.takes_classes = True
     return log_likelihood_fn
 
 
@@ -240,7 +251,8 @@ def config() -> dict:
                  atol=1e-5, eps=1e-5, max_steps=4096,
                  dequantize=True,   # the likelihood of the dequantized image (training batches
                                     # are dequantized by config.data.dequantize)
-                 checkpoints=None))  # backward-pass solver states (diffusion.log_likelihood)
+                 checkpoints=None,  # backward-pass solver states of the 'recursive' adjoint
+                 adjoint="recursive"))  # or 'backsolve' (diffusion.make_adjoint)
 
 
 def build(cfg: Any, num_classes: int, channels: int) -> ScoreModel:

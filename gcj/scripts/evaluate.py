@@ -20,6 +20,8 @@ flags.DEFINE_integer("max_test_images", None, "Use a seeded random subset of thi
 flags.DEFINE_string("out", None, "JSON report path; PNG plots are written beside it.")
 flags.DEFINE_multi_string("set", [], "key=value: a config setting changed for this evaluation, e.g. "
                           "--set model.score.ode.num_probes=10 (paper 004's OOD probes); repeatable.")
+flags.DEFINE_integer("cpu_devices", 0, "On the CPU: JAX devices the batches are sharded over (0: one per "
+                     "core, up to 8; 1: no split).")
 flags.DEFINE_bool("plots", True, "Write each suite's PNG plot beside --out (--noplots: the JSON only).")
 
 
@@ -49,6 +51,7 @@ flags.mark_flags_as_required(["workdir"])
 def _main(argv):
     del argv  # (cli.run refuses extra arguments)
     f = flags.FLAGS
+    cli.use_cpu_devices(f.cpu_devices)
     options = {o.name: tuple(map(o.item, f[o.name].value)) if isinstance(o.default, tuple)
                else f[o.name].value for s in SUITES.values() for o in s.options}
     report = evaluate(f.workdir, f.suites, f.ood_dataset, f.out, f.ood_split, f.data_dir,

@@ -9,11 +9,14 @@ from gcj.train import train_and_evaluate
 config_flags.DEFINE_config_file("config", None, "Python config file (configs/<name>.py[:smoke]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Where config.json, metrics.jsonl, checkpoints go; resumes.")
+flags.DEFINE_integer("cpu_devices", 0, "On the CPU: JAX devices the batch is sharded over (0: the most "
+                     "cores, up to 8, that divide the batch size; 1: no split).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _main(argv):
     del argv  # (cli.run refuses extra arguments)
+    cli.use_cpu_devices(flags.FLAGS.cpu_devices, [flags.FLAGS.config.batch_size])
     train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
