@@ -16,9 +16,7 @@ other ODE solvers / step controllers at the same tolerances.
   so that a faster setting is kept only if its likelihoods agree within that noise.
 """
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 
@@ -31,17 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gcj  # noqa: E402
 from gcj import classifier, data, diffusion  # noqa: E402
 from gcj.models import score  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+from machine import cpu_model, write_report  # noqa: E402
 
 
 def timed(f, *args, repeats=3):
@@ -103,9 +91,12 @@ def main():
         rows[name] = dict(seconds=s, gflop=fl / 1e9, gflop_per_s=fl / s / 1e9, fraction_of_peak=fl / s / 1e9 / peak)
         print(name, rows[name], flush=True)
 
-    def likelihood(solver=None, controller=None, probe_key=key):
-        def f(params, v, k):
-            xc_, pr = score.ode_inputs(ode, v, k)
+    def likelihood(solver=None, controller=None):
+        """jitted (params, images, key, probe_key) -> (log p(x|y) [B, C], NFE [B, C]): the
+        classifier's solve (dequantization from ``key``, probes from ``probe_key``), any solver."""
+        def f(params, v, k, probe_key):
+            xc_, _ = score.ode_inputs(ode, v, k)
+            _, pr = score.ode_inputs(ode, v, probe_key)
             b, shape = v.shape[0], v.shape[1:]
             res = diffusion.log_likelihood(
                 lambda u, tt, y: module.apply(params, u, tt, y, method="score"), module.sde,
@@ -116,8 +107,8 @@ def main():
         return jax.jit(f)
 
     base = likelihood()
-    s = timed(base, clf.params, x, key, repeats=2)
-    ll, nfe = (np.asarray(v) for v in base(clf.params, x, key))
+    s = timed(base, clf.params, x, key, key, repeats=2)
+    ll, nfe = (np.asarray(v) for v in base(clf.params, x, key, key))
     ll_fn = np.asarray(jax.jit(clf.log_likelihood_fn)(clf.params, x, key))
     assert np.allclose(ll, ll_fn, rtol=1e-4, atol=0.05), "the bench's solve is not the classifier's"
     per_eval = s / nfe.max()
@@ -128,11 +119,7 @@ def main():
                  gflop_per_s=rows["drift_and_divergence"]["gflop"] * nfe.mean() / nfe.max() / per_eval)
     print("likelihood", whole, flush=True)
     # Hutchinson noise: log p over 8 probe draws (dequantization fixed: same key for it)
-    draws = []
-    for i in range(8):
-        k = jax.random.fold_in(key, 100 + i)
-        f = jax.jit(lambda params, v, kk: score_ll_with_probe_key(module, ode, params, v, key, kk, C))
-        draws.append(np.asarray(f(clf.params, x, k)))
+    draws = [np.asarray(base(clf.params, x, key, jax.random.fold_in(key, 100 + i))[0]) for i in range(8)]
     noise = float(np.mean(np.std(np.stack(draws), axis=0, ddof=1)))
     solvers = {}
     for name, solver, controller in [
@@ -141,8 +128,8 @@ def main():
             ("dopri5_pid_h211", None, diffrax.PIDController(rtol=ode.rtol, atol=ode.atol, pcoeff=0.25, icoeff=0.5,
                                                             dcoeff=0.0))]:
         f = likelihood(solver, controller)
-        s2 = timed(f, clf.params, x, key, repeats=1)
-        l2, n2 = (np.asarray(v) for v in f(clf.params, x, key))
+        s2 = timed(f, clf.params, x, key, key, repeats=1)
+        l2, n2 = (np.asarray(v) for v in f(clf.params, x, key, key))
         solvers[name] = dict(seconds=s2, nfe_mean=float(n2.mean()), nfe_max=int(n2.max()),
                              max_abs_change_nats=float(np.max(np.abs(l2 - ll))),
                              within_hutchinson_noise=bool(np.max(np.abs(l2 - ll)) < noise))
@@ -152,21 +139,7 @@ def main():
                num_images=a.num_images, num_classes=C, pairs=n_pairs, ode=ode.to_dict(),
                matmul_peak_gflop_per_s=peak, **rows, likelihood=whole,
                hutchinson_noise_std_nats=noise, solvers=solvers)
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(out, f, indent=2)
-
-
-def score_ll_with_probe_key(module, ode, params, x, deq_key, probe_key, C):
-    """log p(x|y) [B, C] with the dequantization of ``deq_key`` and the probes of ``probe_key``."""
-    xc, _ = score.ode_inputs(ode, x, deq_key)
-    _, probes = score.ode_inputs(ode, x, probe_key)
-    b = x.shape[0]
-    res = diffusion.log_likelihood(
-        lambda u, tt, y: module.apply(params, u, tt, y, method="score"), module.sde,
-        jnp.repeat(xc, C, axis=0), cond=jnp.tile(jnp.arange(C), b), probes=probes, rtol=ode.rtol,
-        atol=ode.atol, eps=ode.eps, max_steps=ode.max_steps)
-    return res.logp.reshape(b, C)
+    write_report(out, a.out)
 
 
 if __name__ == "__main__":

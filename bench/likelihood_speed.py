@@ -8,7 +8,6 @@ memory against max_steps, for diffrax's default log2(max_steps) checkpoints and 
         --out bench/results/likelihood_speed_cpu.json
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -23,11 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gcj  # noqa: E402
 from gcj import classifier, data, diffusion  # noqa: E402
 from gcj.models import score  # noqa: E402
-
-
-def _cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+from machine import cpu_model, write_report  # noqa: E402
 
 
 def reference(module, variables, xc, probes, ode, num_classes):
@@ -123,7 +118,7 @@ def main():
 
     n = a.num_images * C
     result = dict(
-        command="python bench/likelihood_speed.py " + " ".join(sys.argv[1:]), cpu=_cpu_model(),
+        command="python bench/likelihood_speed.py " + " ".join(sys.argv[1:]), cpu=cpu_model(),
         device=str(jax.devices()[0].device_kind), devices=jax.device_count(), num_images=a.num_images, num_classes=C,
         rtol=ode.rtol, atol=ode.atol, eps=ode.eps, num_probes=1,
         gcj_seconds=t_gcj, reference_seconds=t_ref, speedup=t_ref / t_gcj,
@@ -137,10 +132,7 @@ def main():
         grad_seconds_by_checkpoints=grad_seconds,
         grad_over_forward_by_checkpoints={k: v / t_gcj for k, v in grad_seconds.items()},
         grad_temp_bytes_by_checkpoints_and_max_steps=memory)
-    print(json.dumps(result, indent=2))
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(result, f, indent=2)
+    write_report(result, a.out)
 
 
 if __name__ == "__main__":

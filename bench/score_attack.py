@@ -17,7 +17,6 @@ must be able to reach the boundary of the ball) and the step size 0.25 eps for L
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -29,14 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gcj  # noqa: E402
 from gcj import attacks, classifier, data  # noqa: E402
 from gcj.models import score  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
+from machine import cpu_model  # noqa: E402
 
 
 def main():

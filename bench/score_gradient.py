@@ -18,26 +18,14 @@ reverse mode on that float64 solve.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
-import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+from machine import cpu_model, write_report  # noqa: E402
 
 
 def _setup(workdir, num_images, x64=False):
@@ -75,15 +63,15 @@ def finite_difference(workdir, h):
     """Central differences of the float64 log p(x|y) of image 0 along the fixed direction."""
     import jax
     import jax.numpy as jnp
+    from gcj import classifier, diffusion
     from gcj.models import score
     clf, x, labels = _setup(workdir, 1, x64=True)
     params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), clf.params)
-    c64 = _with_ode(clf, rtol=1e-10, atol=1e-10, max_steps=100000)
     x = jnp.asarray(x, jnp.float64)
     v = direction(x.shape)
     key = jax.random.key(0)
-    module = __import__("gcj").classifier.build_module(c64.config)
-    ode = c64.config.model.score.ode
+    module = classifier.build_module(clf.config)
+    ode = clf.config.model.score.ode
     # the float32 run's dequantization and probe, in float64
     xc, probes = score.ode_inputs(ode, jnp.asarray(x, jnp.float32), key)
     y = int(labels[0])
@@ -91,7 +79,7 @@ def finite_difference(workdir, h):
     def logp(xx):
         xcc = xc.astype(jnp.float64) + 2.0 * (xx - x) * (255.0 / 256.0 if ode.dequantize else 1.0)
         f = lambda vv, t: module.apply(params, vv, t, jnp.full(t.shape, y), method="score")  # noqa: E731
-        return __import__("gcj").diffusion.log_likelihood(
+        return diffusion.log_likelihood(
             f, module.sde, xcc, probes=probes.astype(jnp.float64), rtol=1e-10, atol=1e-10,
             eps=ode.eps, max_steps=100000).logp[0]
 
@@ -158,10 +146,7 @@ def main():
                   float64_fd_directional_derivative=fd,
                   fd_step_disagreement=abs(fd["0.001"]["fd"] - ref) / abs(ref),
                   float64_grad_vs_fd=abs(fd["0.0001"]["grad"] - ref) / abs(ref))
-    print(json.dumps(result, indent=2))
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(result, f, indent=2)
+    write_report(result, a.out)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def main():
     import jax
     import numpy as np
     from gcj.config import paper_config
-    from train_step_vs_torch import cpu_model, gcj_stepper, synthetic
+    from machine import cpu_model, write_report
+    from train_step_vs_torch import gcj_stepper, synthetic
 
     c = paper_config(a.family, a.dataset)
     step = gcj_stepper(c, *synthetic(c, 128))
@@ -66,9 +67,7 @@ def main():
                family=a.family, dataset=a.dataset, batch=128, step_ms=1e3 * float(np.median(wall)),
                ms_per_step_by_kind={k: round(v, 2) for k, v in kinds.most_common()},
                costliest_ops_ms={k: round(v, 2) for k, v in ops.most_common(12)})
-    print(json.dumps(out, indent=2))
-    with open(a.out, "w") as f:
-        json.dump(out, f, indent=2)
+    write_report(out, a.out)
 
 
 if __name__ == "__main__":

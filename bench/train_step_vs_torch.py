@@ -13,7 +13,6 @@ alternating, median of ``--steps`` after warm-up. Both use every core of the mac
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -24,19 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gcj import data  # noqa: E402
 from gcj import train as train_lib  # noqa: E402
 from gcj.config import paper_config  # noqa: E402
+from machine import cpu_model, write_report  # noqa: E402
 
 CASES = [("sdim", "fashion_mnist"), ("disc", "fashion_mnist"), ("sdim", "cifar10"), ("disc", "cifar10")]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def synthetic(c, batch, seed=0):
@@ -232,8 +221,7 @@ def main():
                cpu=cpu_model(), cpu_count=os.cpu_count(), jax=jax.__version__, torch=torch.__version__,
                torch_threads=torch.get_num_threads(), gcj_devices=jax.device_count(), xla_flags=os.environ.get("XLA_FLAGS", ""),
                steps=a.steps, rows=rows)
-    with open(a.out, "w") as f:
-        json.dump(out, f, indent=2)
+    write_report(out, a.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,23 @@
+"""What the benches share: the CPU they ran on, and how they report their figures.
+
+    from machine import cpu_model, write_report   # (bench/ is on sys.path as a script's own folder)
+"""
+import json
+import platform
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def write_report(result: dict, out: str | None) -> None:
+    """Prints ``result`` as JSON and writes it to ``out`` when given."""
+    print(json.dumps(result, indent=2))
+    if out:
+        with open(out, "w") as f:
+            json.dump(result, f, indent=2)
