@@ -241,11 +241,10 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
     fn, sharded, replicated = _sharded(clf.log_likelihood_fn, uint8, devices)
     key = jax.random.key(0) if key is None else key
     params = jax.device_put(clf.params, replicated)
-    step = batch_size
     size = -(-min(batch_size, max(len(images), 1)) // len(devices)) * len(devices)  # padded batch
     out, pending = [], None
-    for i in progress(range(0, len(images), step), "scoring", len(images) > step):
-        chunk = images[i:i + step]
+    for i in progress(range(0, len(images), batch_size), "scoring", len(images) > batch_size):
+        chunk = images[i:i + batch_size]
         n = len(chunk)
         if n < size:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, 0)])

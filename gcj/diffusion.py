@@ -221,7 +221,7 @@ def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array |
     if controller is None:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
     if adjoint is None:
-        adjoint = diffrax.RecursiveCheckpointAdjoint(checkpoints)
+        adjoint = make_adjoint("recursive", checkpoints=checkpoints)
     elif checkpoints is not None:
         raise ValueError("checkpoints applies to the default adjoint only; set it on your adjoint")
 
