@@ -240,9 +240,11 @@ def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array |
 
     def vector_field(t, state, args):
         (xi, _), (probes_, ci, consts_) = state, args
-        dx, jvp = jax.linearize(lambda y: flow(y, t, ci, consts_), xi)
-        # e^T J e per probe, probe after probe (a vmap over 2 probes crashes XLA:CPU in reverse mode)
-        quad = jax.lax.map(lambda e: jnp.vdot(e, jvp(e)), probes_)
+        dx, vjp = jax.vjp(lambda y: flow(y, t, ci, consts_), xi)
+        # e^T J e = (J^T e) . e per probe, probe after probe (a vmap over 2 probes crashes XLA:CPU
+        # in reverse mode); reverse mode, so that a network with a custom_vjp (ops.conv_general_
+        # dilated) can be used
+        quad = jax.lax.map(lambda e: jnp.vdot(vjp(e)[0], e), probes_)
         if divergence == "exact":
             quad = jnp.sum(quad, keepdims=True)
         return dx, quad

@@ -7,6 +7,7 @@ Class log-likelihoods are ``ll [B, C]`` (log p(x|y), nats); labels and classes `
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -69,3 +70,77 @@ def entropy(log_probs) -> jax.Array:
     log_probs = xp.asarray(log_probs)
     finite = log_probs > -xp.inf
     return -xp.sum(xp.where(finite, xp.exp(xp.where(finite, log_probs, 0.0)) * log_probs, 0.0), axis=-1)
+
+
+# ------------------------------------------------------------------------------ convolution
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv_nhwc(x, w, strides, padding, lhs_dilation):
+    return jax.lax.conv_general_dilated(x, w, strides, padding, lhs_dilation,
+                                        dimension_numbers=_NHWC)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, strides, padding, lhs_dilation):
+    return _conv_nhwc(x, w, strides, padding, lhs_dilation)
+
+
+def _conv_fwd(x, w, strides, padding, lhs_dilation):
+    # whether w needs a cotangent travels as the (static) length of an empty array
+    flag = jnp.zeros((int(w.perturbed),), x.value.dtype)
+    return _conv(x.value, w.value, strides, padding, lhs_dilation), (x.value, w.value, flag)
+
+
+def _conv_bwd(strides, padding, lhs_dilation, res, g):
+    x, w, flag = res
+    # the input gradient: JAX's own transpose rule, but with the kernel flipped and its in/out
+    # axes swapped in the array (HWIO again) rather than in the dimension numbers
+    k, n_in, n_out = w.shape[:2], x.shape[1:3], g.shape[1:3]
+    pads = []
+    for i in range(2):
+        before = k[i] - 1 - padding[i][0]
+        after = ((n_in[i] - 1) * lhs_dilation[i] + k[i]) - ((n_out[i] - 1) * strides[i] + 1) - before
+        pads.append((before, after))
+    gx = _conv(g, jnp.swapaxes(w[::-1, ::-1], 2, 3), lhs_dilation, tuple(pads), strides)
+    if flag.shape[0] == 0:
+        return gx, None
+    _, w_vjp = jax.vjp(lambda v: _conv_nhwc(x, v, strides, padding, lhs_dilation), w)
+    return gx, w_vjp(g)[0]
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd, symbolic_zeros=True)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+    """``jax.lax.conv_general_dilated`` whose input gradient is fast inside XLA:CPU loops
+    (``nn.Conv(..., conv_general_dilated=ops.conv_general_dilated)``); reverse mode only.
+
+    XLA:CPU brings convolutions into the layout its fast kernels take (NHWC input, HWIO kernel)
+    only at the top level of a program, not inside ``while`` loops (jax#12868). The input gradient
+    that JAX derives for an NHWC/HWIO convolution names its kernel HWOI, so in a loop body (an ODE
+    solve, an attack's iterations) XLA emits it as a naive loop nest: on the score model's
+    differentiated ODE solve ~12x the forward instead of ~3x (bench/score_gradient.py). Here the
+    input gradient is itself an NHWC/HWIO convolution of the flipped, transposed kernel (and
+    differentiable the same way, for second order); the values equal JAX's to the last bit.
+    2-D NHWC/HWIO convolutions without kernel dilation or groups take this path, any other falls
+    back to ``jax.lax.conv_general_dilated``. A ``jax.custom_vjp``: forward-mode (``jax.jvp``,
+    ``jax.jacfwd``) does not go through it.
+    """
+    ones = (1, 1)
+    fast = (lhs.ndim == 4 and feature_group_count == 1 and precision is None and not kwargs
+            and tuple(rhs_dilation or ones) == ones
+            and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+            == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
+    if not fast:
+        return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                            dimension_numbers, feature_group_count,
+                                            precision=precision, **kwargs)
+    strides, lhs_dilation = tuple(window_strides), tuple(lhs_dilation or ones)
+    if isinstance(padding, str):
+        dilated = [(n - 1) * d + 1 for n, d in zip(lhs.shape[1:3], lhs_dilation)]
+        padding = jax.lax.padtype_to_pads(dilated, rhs.shape[:2], strides, padding)
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    return _conv(lhs, rhs, strides, padding, lhs_dilation)

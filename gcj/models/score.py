@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gcj import data, diffusion
+from gcj import data, diffusion, ops
 from gcj.models import family
 
 
@@ -25,7 +25,9 @@ def _init(scale: float = 1.0):
 
 
 def _conv(features: int, kernel: int = 3, scale: float = 1.0):
-    return nn.Conv(features, (kernel, kernel), padding=kernel // 2, kernel_init=_init(scale))
+    # ops.conv_general_dilated: the input gradients stay fast inside the ODE solver's loop
+    return nn.Conv(features, (kernel, kernel), padding=kernel // 2, kernel_init=_init(scale),
+                   conv_general_dilated=ops.conv_general_dilated)
 
 
 def _norm(channels: int):
