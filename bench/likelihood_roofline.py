@@ -5,8 +5,8 @@ other ODE solvers / step controllers at the same tolerances.
         --out bench/results/likelihood_roofline_cpu.json
 
 - peak: the best float32 GFLOP/s of a jitted 2048x2048 matmul (XLA:CPU, every core);
-- the network (one score evaluation), the drift with its divergence (``jax.linearize`` and one
-  probe's jvp, what the solver evaluates per stage), each on B*C image-class pairs at once: seconds
+- the network (one score evaluation), the drift with its divergence (``jax.vjp`` and one
+  probe's vjp, what the solver evaluates per stage), each on B*C image-class pairs at once: seconds
   and XLA's own FLOP count (``cost_analysis``) -> achieved GFLOP/s;
 - the whole likelihood (``log_likelihood_fn``, all classes): seconds, NFE, and the seconds per
   drift evaluation it implies (the vmapped solve steps all pairs until the slowest finishes:
@@ -81,9 +81,9 @@ def main():
         def flow(u):
             return module.sde.drift(u, t) - 0.5 * diffusion._bcast(module.sde.diffusion_squared(t), u) * \
                 module.apply(clf.params, u, t, ys, method="score")
-        dx, jvp = jax.linearize(flow, v)
+        dx, vjp = jax.vjp(flow, v)
         e = jnp.broadcast_to(probes[0], v.shape)
-        return dx, jnp.sum((e * jvp(e)).reshape(n_pairs, -1), 1)
+        return dx, jnp.sum((e * vjp(e)[0]).reshape(n_pairs, -1), 1)
     drift = jax.jit(drift)
     rows = {}
     for name, f in (("network", net), ("drift_and_divergence", drift)):

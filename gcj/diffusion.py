@@ -177,22 +177,25 @@ def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array |
     controller at ``rtol``/``atol``; a ``controller`` replaces it, tolerances included), vmapped
     over the batch so that every sample has its own step-size control and its result does not
     depend on the other samples. The state is (x, one divergence integral
-    per probe): the drift is linearized once per evaluation and its jvp applied to every probe, so
-    value and divergence come from one pass and all probes share one trajectory.
+    per probe): each evaluation takes the drift's vjp once and applies it to every probe
+    (e^T J e = (J^T e) . e), so value and divergence come from one pass and all probes share one
+    trajectory. Reverse mode, so a score network may use ``jax.custom_vjp`` layers (the score
+    family's convolutions do: ``ops.conv_general_dilated``).
 
     - ``divergence='hutchinson'``: e^T (df/dx) e with ``num_probes`` fixed probes (``probe`` kind),
       drawn from ``key`` with the shape of ONE sample and shared by the whole batch (a sample's
       estimate then depends only on ``key``); or pass ``probes`` ``[P, *x.shape[1:]]`` yourself.
-    - ``divergence='exact'``: the full Jacobian trace (one jvp per dimension; small inputs only).
+    - ``divergence='exact'``: the full Jacobian trace (one vjp per dimension; small inputs only).
 
     Differentiable w.r.t. ``x`` (and anything ``score_fn`` closes over) with the default
     ``diffrax.RecursiveCheckpointAdjoint``: discretise-then-optimise, so the gradient is the exact
-    gradient of the computed solution and it differentiates through the jvp in the drift
+    gradient of the computed solution and it differentiates through the vjp in the drift
     (second-order through the network). It stores ``checkpoints`` solver states for the backward
     pass, allocated up front: ``None`` is diffrax's log2(``max_steps``), least memory but
     O(n log n) recomputation of the n forward steps; with ``checkpoints`` >= n nothing is recomputed
     (memory ~ checkpoints x state; bench/likelihood_speed.py measures both).
-    Not forward-differentiable: pass ``adjoint=diffrax.DirectAdjoint()`` for that or for Hessians.
+    Not forward-differentiable: pass ``adjoint=diffrax.DirectAdjoint()`` for that or for Hessians
+    (with a score that has no ``jax.custom_vjp`` inside).
     ``make_adjoint('backsolve')``: the continuous adjoint (constant memory); under your own
     ``jax.vmap`` give it a batched ``x`` (diffrax's backsolve wants the cotangent of each solve).
 

@@ -87,3 +87,36 @@ def test_score_class_subsets_are_the_columns_of_all_classes():
     np.testing.assert_allclose(sub, jnp.take_along_axis(ll, classes, 1), rtol=1e-4, atol=1e-2)
     with pytest.raises(ValueError, match="classes must be"):
         clf.log_likelihood_fn(clf.params, x, key, classes=jnp.zeros((3, 1), jnp.int32))
+
+
+def test_score_gradient_is_the_same_with_lax_convolutions_and_either_adjoint():
+    """The score U-Net's convolutions (``ops.conv_general_dilated``, fast input gradients inside the
+    solver's loop) give the gradient of jax.lax's; the continuous adjoint runs too (diffrax checks
+    its adjoint term in forward mode, so the family gives it lax convolutions; its accuracy:
+    test_diffusion)."""
+    import jax.numpy as jnp  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    import gcj  # noqa: PLC0415
+    from conftest import smoke_config  # noqa: PLC0415
+    from gcj.models import score  # noqa: PLC0415
+
+    key = jax.random.key(0)
+    x = jax.random.uniform(jax.random.key(1), (1, 8, 8, 1))
+    c = smoke_config("score_digits")
+    clf = gcj.create(c, key)
+    module = classifier.build_module(c)
+    ode = c.model.score.ode
+    classes = jnp.array([[2]])
+
+    def grad(module, adjoint):
+        o = ode.copy_and_resolve_references()
+        o.adjoint = adjoint
+        f = lambda v: score.class_likelihoods(module, o, clf.params, v, key, classes).logp.sum()  # noqa: E731
+        return jax.jit(jax.grad(f))(x)
+
+    fast = grad(module, "recursive")
+    lax = grad(module.clone(unet=module.unet.clone(lax_conv=True)), "recursive")
+    np.testing.assert_allclose(fast, lax, rtol=1e-3, atol=1e-3 * float(jnp.abs(lax).max()))
+    back = grad(module, "backsolve")
+    assert back.shape == x.shape and bool(jnp.all(jnp.isfinite(back))) and float(jnp.abs(back).max()) > 0

@@ -44,3 +44,58 @@ def test_jit_vmap_grad_agree_with_numpy():
     np.testing.assert_allclose(jax.grad(lambda v: ops.gaussian_log_prob(v).sum())(u), -u, atol=1e-6)
     g = jax.grad(lambda logits: ops.entropy(jax.nn.log_softmax(logits)).sum())(jnp.zeros((1, 5)))
     np.testing.assert_allclose(g, 0.0, atol=1e-6)
+
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize("shape,k,strides,padding,lhs_dilation", [
+    ((3, 8, 8, 5), 3, (1, 1), ((1, 1), (1, 1)), None),
+    ((3, 9, 7, 5), 3, (2, 2), "SAME", None),
+    ((2, 7, 7, 4), 4, (2, 1), "VALID", None),
+    ((2, 5, 6, 4), 3, (1, 1), ((2, 0), (1, 1)), (2, 2)),
+])
+def test_conv_is_lax_conv_with_the_same_first_and_second_derivatives(shape, k, strides, padding, lhs_dilation):
+    x = jax.random.normal(jax.random.key(0), shape)
+    w = jax.random.normal(jax.random.key(1), (k, k, shape[-1], 6))
+    convs = [lambda x, w, c=c: c(x, w, strides, padding, lhs_dilation, dimension_numbers=_DN)
+             for c in (jax.lax.conv_general_dilated, ops.conv_general_dilated)]
+    e = jax.random.normal(jax.random.key(2), convs[0](x, w).shape)
+
+    def first(c):  # a loss of the convolution
+        return lambda x, w: jnp.sum(jnp.sin(c(x, w)) * e)
+
+    def second(c):  # a loss of its input gradient: reverse over reverse, as the ODE's divergence
+        return lambda x, w: jnp.sum(jax.vjp(lambda v: jnp.tanh(c(v, w)), x)[1](e)[0] ** 2)
+
+    ref, new = (jax.jit(c)(x, w) for c in convs)
+    np.testing.assert_allclose(new, ref, rtol=1e-5, atol=1e-5)
+    for order in (first, second):
+        for a, b in zip(*(jax.jit(jax.grad(order(c), (0, 1)))(x, w) for c in convs)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+    per_sample = jax.vmap(jax.grad(lambda xi, ei: jnp.sum(jnp.sin(convs[1](xi[None], w)) * ei[None])))(x, e)
+    np.testing.assert_allclose(per_sample, jax.grad(first(convs[0]))(x, w), rtol=1e-4, atol=1e-4)
+
+
+def test_conv_input_gradients_keep_the_fast_kernel_layout_inside_loops():
+    """XLA:CPU puts convolutions into its fast layout only outside loops: every convolution of the
+    second-order gradient of a scan must already be NHWC/HWIO, as JAX's own rule does not give."""
+    x, w = jnp.ones((2, 6, 6, 3)), jnp.ones((4, 3, 3, 3, 3)) * 0.1
+
+    def loss(conv):
+        def step(h, wi):
+            out, vjp = jax.vjp(lambda v: jnp.tanh(conv(v, wi, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN)), h)
+            return h + 0.1 * out + 0.1 * vjp(jnp.ones_like(h))[0], None
+        return lambda x: jnp.sum(jax.lax.scan(step, x, w)[0] ** 2)
+
+    def kernel_layouts(conv):
+        text = jax.jit(jax.grad(loss(conv))).lower(x).as_text()
+        return {line.split("x[", 1)[1].split("]", 1)[0] for line in text.splitlines() if "convolution" in line and "x[" in line}
+
+    assert kernel_layouts(ops.conv_general_dilated) == {"0, 1, i, o"}
+    assert "0, 1, o, i" in kernel_layouts(jax.lax.conv_general_dilated)  # what the fix is for
+    # anything else falls back to lax (here: feature groups)
+    depthwise = w[0][:, :, :1]
+    np.testing.assert_array_equal(
+        ops.conv_general_dilated(x, depthwise, (1, 1), "SAME", dimension_numbers=_DN, feature_group_count=3),
+        jax.lax.conv_general_dilated(x, depthwise, (1, 1), "SAME", dimension_numbers=_DN, feature_group_count=3))

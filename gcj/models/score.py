@@ -24,10 +24,11 @@ def _init(scale: float = 1.0):
     return nn.initializers.variance_scaling(max(scale, 1e-10), "fan_avg", "uniform")
 
 
-def _conv(features: int, kernel: int = 3, scale: float = 1.0):
-    # ops.conv_general_dilated: the input gradients stay fast inside the ODE solver's loop
+def _conv(features: int, kernel: int = 3, scale: float = 1.0, lax_conv: bool = False):
+    # ops.conv_general_dilated keeps the input gradients fast inside the ODE solver's loop (reverse
+    # mode only); lax_conv: jax.lax's, forward-differentiable
     return nn.Conv(features, (kernel, kernel), padding=kernel // 2, kernel_init=_init(scale),
-                   conv_general_dilated=ops.conv_general_dilated)
+                   conv_general_dilated=None if lax_conv else ops.conv_general_dilated)
 
 
 def _norm(channels: int):
@@ -50,6 +51,7 @@ class ResBlock(nn.Module):
     dropout: float
     skip_rescale: bool = True
     resample: str = "none"  # 'none' | 'up' | 'down'
+    lax_conv: bool = False
 
     @nn.compact
     def __call__(self, x, temb, train: bool):
@@ -58,13 +60,13 @@ class ResBlock(nn.Module):
             h, x = _downsample(h), _downsample(x)
         elif self.resample == "up":
             h, x = _upsample(h), _upsample(x)
-        h = _conv(self.out_ch)(h)
+        h = _conv(self.out_ch, lax_conv=self.lax_conv)(h)
         h = h + nn.Dense(self.out_ch, kernel_init=_init())(nn.swish(temb))[:, None, None, :]
         h = nn.swish(_norm(self.out_ch)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        h = _conv(self.out_ch, scale=0.0)(h)
+        h = _conv(self.out_ch, scale=0.0, lax_conv=self.lax_conv)(h)
         if x.shape[-1] != self.out_ch or self.resample != "none":
-            x = _conv(self.out_ch, kernel=1)(x)
+            x = _conv(self.out_ch, kernel=1, lax_conv=self.lax_conv)(x)
         return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
 
 
@@ -104,10 +106,11 @@ class UNet(nn.Module):
     attn_resolutions: Sequence[int] = (16,)
     dropout: float = 0.1
     skip_rescale: bool = True
+    lax_conv: bool = False  # jax.lax convolutions: forward-mode differentiable, slower gradients in loops
 
     @nn.compact
     def __call__(self, x, t, labels, train: bool = False):
-        block = lambda ch, **kw: ResBlock(ch, self.dropout, self.skip_rescale, **kw)  # noqa: E731
+        block = lambda ch, **kw: ResBlock(ch, self.dropout, self.skip_rescale, lax_conv=self.lax_conv, **kw)  # noqa: E731
         attn = lambda: AttnBlock(self.skip_rescale)  # noqa: E731
         temb = timestep_embedding(t * 999.0, self.nf)
         temb = nn.Dense(4 * self.nf, kernel_init=_init())(temb)
@@ -115,7 +118,7 @@ class UNet(nn.Module):
         onehot = jax.nn.one_hot(labels, self.num_classes, dtype=temb.dtype)
         temb = temb + nn.Dense(4 * self.nf, use_bias=False, kernel_init=_init())(onehot)
 
-        hs = [_conv(self.nf)(x)]
+        hs = [_conv(self.nf, lax_conv=self.lax_conv)(x)]
         levels = len(self.ch_mult)
         for i, mult in enumerate(self.ch_mult):
             for _ in range(self.num_res_blocks):
@@ -137,7 +140,7 @@ class UNet(nn.Module):
                 h = block(h.shape[-1], resample="up")(h, temb, train)
         assert not hs
         h = nn.swish(_norm(h.shape[-1])(h))
-        return _conv(x.shape[-1], scale=0.0)(h)
+        return _conv(x.shape[-1], scale=0.0, lax_conv=self.lax_conv)(h)
 
 
 class ScoreModel(nn.Module):
@@ -213,6 +216,8 @@ def class_likelihoods(module: ScoreModel, ode: Any, variables, x, key,
     (``diffusion.make_adjoint``).
     """
     xc, probes = ode_inputs(ode, x, key)
+    if ode.adjoint == "backsolve":  # diffrax checks its adjoint ODE's term with forward mode (jacfwd)
+        module = module.clone(unet=module.unet.clone(lax_conv=True))
     b, shape = x.shape[0], x.shape[1:]
     if classes is None:
         classes = jnp.broadcast_to(jnp.arange(module.num_classes), (b, module.num_classes))
