@@ -5,7 +5,7 @@ modules ``data``, ``rejection``, ``metrics`` (written once against the contract)
 ``diffusion`` (SDEs and probability-flow ODE likelihoods for any score function), ``attacks``,
 ``corruptions`` and ``robustness`` (the robustness suites).
 """
-__version__ = "0.4.0"
+__version__ = "0.4.1"
 
 from gcj import attacks, corruptions, data, diffusion, metrics, rejection, robustness
 from gcj.classifier import Classifier, check_images, create, load, log_marginal, log_posterior
