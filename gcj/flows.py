@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gcj import ops
+
 
 class Invertible:
     """``forward`` / ``inverse`` for a module whose ``__call__`` takes ``reverse``."""
@@ -152,7 +154,7 @@ class ZeroConv(nn.Module):
 
     @nn.compact
     def __call__(self, h):
-        h = nn.Conv(self.features, (self.kernel, self.kernel), kernel_init=nn.initializers.zeros)(h)
+        h = ops.Conv(self.features, (self.kernel, self.kernel), kernel_init=nn.initializers.zeros)(h)
         logs = self.param("logs", nn.initializers.zeros, (self.features,))
         return h * jnp.exp(3.0 * _chan(logs, h))
 
@@ -165,7 +167,7 @@ class GlowSubnet(nn.Module):
     @nn.compact
     def __call__(self, h, train: bool = False):
         for k in (3, 1):
-            h = nn.Conv(self.width, (k, k), use_bias=False)(h)
+            h = ops.Conv(self.width, (k, k), use_bias=False)(h)
             h = nn.relu(ActNorm()(h)[0])
         return ZeroConv(self.features)(h)
 
@@ -197,10 +199,10 @@ class ResNetSubnet(nn.Module):
         else:
             convs = [(self.width, k, self.stride), (self.width, (3, 3), 1)]
         for width, kernel, stride in convs:
-            h = nn.Conv(width, kernel, strides=stride, use_bias=False)(h)
+            h = ops.Conv(width, kernel, strides=stride, use_bias=False)(h)
             h = nn.relu(nn.BatchNorm(use_running_average=not train)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        return nn.Conv(self.features, (1, 1), kernel_init=nn.initializers.zeros)(h)
+        return ops.Conv(self.features, (1, 1), kernel_init=nn.initializers.zeros)(h)
 
 
 class DenseSubnet(nn.Module):

@@ -1,4 +1,5 @@
 """The shared formulas: their definitions, numpy in -> numpy out, and jit / vmap / grad."""
+import functools
 import math
 
 import jax
@@ -49,17 +50,20 @@ def test_jit_vmap_grad_agree_with_numpy():
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
+@pytest.mark.parametrize("reverse_only", [False, True])
 @pytest.mark.parametrize("shape,k,strides,padding,lhs_dilation", [
     ((3, 8, 8, 5), 3, (1, 1), ((1, 1), (1, 1)), None),
     ((3, 9, 7, 5), 3, (2, 2), "SAME", None),
     ((2, 7, 7, 4), 4, (2, 1), "VALID", None),
     ((2, 5, 6, 4), 3, (1, 1), ((2, 0), (1, 1)), (2, 2)),
 ])
-def test_conv_is_lax_conv_with_the_same_first_and_second_derivatives(shape, k, strides, padding, lhs_dilation):
+def test_conv_is_lax_conv_with_the_same_first_and_second_derivatives(shape, k, strides, padding, lhs_dilation,
+                                                                    reverse_only):
     x = jax.random.normal(jax.random.key(0), shape)
     w = jax.random.normal(jax.random.key(1), (k, k, shape[-1], 6))
+    ours = functools.partial(ops.conv_general_dilated, reverse_only=reverse_only)
     convs = [lambda x, w, c=c: c(x, w, strides, padding, lhs_dilation, dimension_numbers=_DN)
-             for c in (jax.lax.conv_general_dilated, ops.conv_general_dilated)]
+             for c in (jax.lax.conv_general_dilated, ours)]
     e = jax.random.normal(jax.random.key(2), convs[0](x, w).shape)
 
     def first(c):  # a loss of the convolution
@@ -75,25 +79,34 @@ def test_conv_is_lax_conv_with_the_same_first_and_second_derivatives(shape, k, s
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
     per_sample = jax.vmap(jax.grad(lambda xi, ei: jnp.sum(jnp.sin(convs[1](xi[None], w)) * ei[None])))(x, e)
     np.testing.assert_allclose(per_sample, jax.grad(first(convs[0]))(x, w), rtol=1e-4, atol=1e-4)
+    if not reverse_only:  # forward mode, and forward over reverse
+        v = jax.random.normal(jax.random.key(3), x.shape)
+        for a, b in zip(*(jax.jvp(first(c), (x, w), (v, w)) for c in convs)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+        hvp = [jax.jvp(jax.grad(first(c)), (x, w), (v, w))[1] for c in convs]
+        np.testing.assert_allclose(hvp[1], hvp[0], rtol=1e-4, atol=1e-4 * float(jnp.abs(hvp[0]).max()))
 
 
 def test_conv_input_gradients_keep_the_fast_kernel_layout_inside_loops():
-    """XLA:CPU puts convolutions into its fast layout only outside loops: every convolution of the
-    second-order gradient of a scan must already be NHWC/HWIO, as JAX's own rule does not give."""
+    """XLA:CPU puts convolutions into its fast layout only outside loops: every convolution of a
+    gradient through a scan must already be NHWC/HWIO, as JAX's own rule does not give (first
+    order by default, second order, the gradient of a vjp, with ``reverse_only``)."""
     x, w = jnp.ones((2, 6, 6, 3)), jnp.ones((4, 3, 3, 3, 3)) * 0.1
 
-    def loss(conv):
+    def loss(conv, second):
         def step(h, wi):
             out, vjp = jax.vjp(lambda v: jnp.tanh(conv(v, wi, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN)), h)
-            return h + 0.1 * out + 0.1 * vjp(jnp.ones_like(h))[0], None
+            return h + 0.1 * out + (0.1 * vjp(jnp.ones_like(h))[0] if second else 0.0), None
         return lambda x: jnp.sum(jax.lax.scan(step, x, w)[0] ** 2)
 
-    def kernel_layouts(conv):
-        text = jax.jit(jax.grad(loss(conv))).lower(x).as_text()
+    def kernel_layouts(conv, second):
+        text = jax.jit(jax.grad(loss(conv, second))).lower(x).as_text()
         return {line.split("x[", 1)[1].split("]", 1)[0] for line in text.splitlines() if "convolution" in line and "x[" in line}
 
-    assert kernel_layouts(ops.conv_general_dilated) == {"0, 1, i, o"}
-    assert "0, 1, o, i" in kernel_layouts(jax.lax.conv_general_dilated)  # what the fix is for
+    assert kernel_layouts(ops.conv_general_dilated, second=False) == {"0, 1, i, o"}
+    assert kernel_layouts(functools.partial(ops.conv_general_dilated, reverse_only=True), second=True) == {"0, 1, i, o"}
+    for second in (False, True):  # what the fix is for
+        assert "0, 1, o, i" in kernel_layouts(jax.lax.conv_general_dilated, second)
     # anything else falls back to lax (here: feature groups)
     depthwise = w[0][:, :, :1]
     np.testing.assert_array_equal(

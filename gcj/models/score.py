@@ -8,6 +8,7 @@ contract ``(variables, x, key) -> log p(x|y) [B, C]``, all classes in one vmappe
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
@@ -24,11 +25,14 @@ def _init(scale: float = 1.0):
     return nn.initializers.variance_scaling(max(scale, 1e-10), "fan_avg", "uniform")
 
 
+_reverse_only_conv = functools.partial(ops.conv_general_dilated, reverse_only=True)
+
+
 def _conv(features: int, kernel: int = 3, scale: float = 1.0, lax_conv: bool = False):
     # ops.conv_general_dilated keeps the input gradients fast inside the ODE solver's loop (reverse
     # mode only); lax_conv: jax.lax's, forward-differentiable
     return nn.Conv(features, (kernel, kernel), padding=kernel // 2, kernel_init=_init(scale),
-                   conv_general_dilated=None if lax_conv else ops.conv_general_dilated)
+                   conv_general_dilated=None if lax_conv else _reverse_only_conv)
 
 
 def _norm(channels: int):

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gcj import losses
+from gcj import losses, ops
 from gcj.models import family
 
 BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
@@ -34,9 +34,9 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        y = nn.Conv(self.filters, (3, 3), self.stride, padding=1, use_bias=False)(x)
+        y = ops.Conv(self.filters, (3, 3), self.stride, padding=1, use_bias=False)(x)
         y = nn.relu(BatchNorm(use_running_average=not train)(y))
-        y = nn.Conv(self.filters, (3, 3), 1, padding=1, use_bias=False)(y)
+        y = ops.Conv(self.filters, (3, 3), 1, padding=1, use_bias=False)(y)
         y = BatchNorm(use_running_average=not train)(y)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.filters:
@@ -59,7 +59,7 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        h = nn.Conv(self.width, (3, 3), padding=1, use_bias=False)(x)
+        h = ops.Conv(self.width, (3, 3), padding=1, use_bias=False)(x)
         h = nn.relu(BatchNorm(use_running_average=not train)(h))
         local = None
         for stage in range(4):
