@@ -89,34 +89,19 @@ def test_score_class_subsets_are_the_columns_of_all_classes():
         clf.log_likelihood_fn(clf.params, x, key, classes=jnp.zeros((3, 1), jnp.int32))
 
 
-def test_score_gradient_is_the_same_with_lax_convolutions_and_either_adjoint():
-    """The score U-Net's convolutions (``ops.conv_general_dilated``, fast input gradients inside the
-    solver's loop) give the gradient of jax.lax's; the continuous adjoint runs too (diffrax checks
-    its adjoint term in forward mode, so the family gives it lax convolutions; its accuracy:
-    test_diffusion)."""
+def test_score_continuous_adjoint_runs_with_lax_convolutions():
+    """diffrax checks the continuous adjoint's term in forward mode, which the score U-Net's
+    reverse-only convolutions do not have: the family gives that adjoint jax.lax's convolutions
+    (its accuracy: test_diffusion; the convolutions' equality: test_ops)."""
     import jax.numpy as jnp  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
 
     import gcj  # noqa: PLC0415
     from conftest import smoke_config  # noqa: PLC0415
-    from gcj.models import score  # noqa: PLC0415
 
     key = jax.random.key(0)
-    x = jax.random.uniform(jax.random.key(1), (1, 8, 8, 1))
     c = smoke_config("score_digits")
+    c.model.score.ode.adjoint = "backsolve"
     clf = gcj.create(c, key)
-    module = classifier.build_module(c)
-    ode = c.model.score.ode
-    classes = jnp.array([[2]])
-
-    def grad(module, adjoint):
-        o = ode.copy_and_resolve_references()
-        o.adjoint = adjoint
-        f = lambda v: score.class_likelihoods(module, o, clf.params, v, key, classes).logp.sum()  # noqa: E731
-        return jax.jit(jax.grad(f))(x)
-
-    fast = grad(module, "recursive")
-    lax = grad(module.clone(unet=module.unet.clone(lax_conv=True)), "recursive")
-    np.testing.assert_allclose(fast, lax, rtol=1e-3, atol=1e-3 * float(jnp.abs(lax).max()))
-    back = grad(module, "backsolve")
-    assert back.shape == x.shape and bool(jnp.all(jnp.isfinite(back))) and float(jnp.abs(back).max()) > 0
+    x = jax.random.uniform(jax.random.key(1), (1, 8, 8, 1))
+    g = jax.jit(jax.grad(lambda v: clf.log_likelihood_fn(clf.params, v, key, classes=jnp.array([[2]])).sum()))(x)
+    assert g.shape == x.shape and bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
