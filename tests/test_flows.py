@@ -131,8 +131,9 @@ def test_glow_transform_logdet_is_the_jacobian_and_inverts():
     z, logdet = transform(x)
     assert z.shape == (3, 32)
     back, _ = transform(z, True)
-    # relative error <= 1e-4 (float32 through 2 perturbed levels: measured 5.5e-5)
-    assert float(jnp.linalg.norm(back - x) / jnp.linalg.norm(x)) <= 1e-4
+    # relative error <= 1e-3 (float32 through 2 perturbed levels: measured 5.5e-5 with XLA's
+    # optimized code, 2.4e-4 without LLVM's optimizations; a wrong inverse is off by O(1))
+    assert float(jnp.linalg.norm(back - x) / jnp.linalg.norm(x)) <= 1e-3
     jac = jax.jit(jax.jacfwd(lambda u: transform(u.reshape(1, 4, 4, 2))[0][0]))(x[0].ravel())
     np.testing.assert_allclose(logdet[0], jnp.linalg.slogdet(jac)[1], rtol=1e-4, atol=1e-3)
 

@@ -162,7 +162,7 @@ def test_data_parallel_on_four_devices_matches_one(trained_workdir, tmp_path):
             f"clf = gcj.load({str(tmp_path / 'w4')!r}); imgs = data.load_dataset(clf.config.data, 'test').images[:7];"
             "np.testing.assert_allclose(classifier.batched_log_likelihoods(clf, imgs, 5),"
             " clf.class_log_likelihoods(data.to_float(imgs)), rtol=1e-5, atol=1e-4)")
-    r = _run(["-c", code], env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    r = _run(["-c", code], env={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
                                 "JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0, r.stderr[-3000:]
     for four, one in zip(_epochs(str(tmp_path / "w4")), _epochs(trained_workdir[0]), strict=True):
