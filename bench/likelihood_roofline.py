@@ -18,7 +18,6 @@ other ODE solvers / step controllers at the same tolerances.
 import argparse
 import os
 import sys
-import time
 
 import diffrax
 import jax
@@ -29,17 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gcj  # noqa: E402
 from gcj import classifier, data, diffusion  # noqa: E402
 from gcj.models import score  # noqa: E402
-from machine import cpu_model, write_report  # noqa: E402
-
-
-def timed(f, *args, repeats=3):
-    jax.block_until_ready(f(*args))
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best
+from machine import best_seconds, cpu_model, write_report  # noqa: E402
 
 
 def flops(f, *args) -> float:
@@ -51,7 +40,7 @@ def flops(f, *args) -> float:
 def matmul_peak(n=2048):
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
     f = jax.jit(lambda a: a @ a)
-    return 2 * n ** 3 / timed(f, a, repeats=10) / 1e9
+    return 2 * n ** 3 / best_seconds(f, a, repeats=10) / 1e9
 
 
 def main():
@@ -87,7 +76,7 @@ def main():
     drift = jax.jit(drift)
     rows = {}
     for name, f in (("network", net), ("drift_and_divergence", drift)):
-        s, fl = timed(f, xs), flops(f, xs)
+        s, fl = best_seconds(f, xs), flops(f, xs)
         rows[name] = dict(seconds=s, gflop=fl / 1e9, gflop_per_s=fl / s / 1e9, fraction_of_peak=fl / s / 1e9 / peak)
         print(name, rows[name], flush=True)
 
@@ -107,7 +96,7 @@ def main():
         return jax.jit(f)
 
     base = likelihood()
-    s = timed(base, clf.params, x, key, key, repeats=2)
+    s = best_seconds(base, clf.params, x, key, key, repeats=2)
     ll, nfe = (np.asarray(v) for v in base(clf.params, x, key, key))
     ll_fn = np.asarray(jax.jit(clf.log_likelihood_fn)(clf.params, x, key))
     assert np.allclose(ll, ll_fn, rtol=1e-4, atol=0.05), "the bench's solve is not the classifier's"
@@ -128,7 +117,7 @@ def main():
             ("dopri5_pid_h211", None, diffrax.PIDController(rtol=ode.rtol, atol=ode.atol, pcoeff=0.25, icoeff=0.5,
                                                             dcoeff=0.0))]:
         f = likelihood(solver, controller)
-        s2 = timed(f, clf.params, x, key, key, repeats=1)
+        s2 = best_seconds(f, clf.params, x, key, key, repeats=1)
         l2, n2 = (np.asarray(v) for v in f(clf.params, x, key, key))
         solvers[name] = dict(seconds=s2, nfe_mean=float(n2.mean()), nfe_max=int(n2.max()),
                              max_abs_change_nats=float(np.max(np.abs(l2 - ll))),

@@ -1,9 +1,10 @@
-"""What the benches share: the CPU they ran on, and how they report their figures.
+"""What the benches share: the CPU they ran on, how they time, and how they report their figures.
 
-    from machine import cpu_model, write_report   # (bench/ is on sys.path as a script's own folder)
+    from machine import best_seconds, cpu_model, write_report   # (bench/ is on sys.path as a script's own folder)
 """
 import json
 import platform
+import time
 
 
 def cpu_model() -> str:
@@ -21,3 +22,15 @@ def write_report(result: dict, out: str | None) -> None:
     if out:
         with open(out, "w") as f:
             json.dump(result, f, indent=2)
+
+
+def best_seconds(f, *args, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` calls of ``f(*args)`` (waited for), after one call that compiles."""
+    import jax  # (score_gradient.py's float64 child configures jax before its first import)
+    jax.block_until_ready(f(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        best = min(best, time.perf_counter() - t0)
+    return best

@@ -20,12 +20,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from machine import cpu_model, write_report  # noqa: E402
+from machine import best_seconds, cpu_model, write_report  # noqa: E402
 
 
 def _setup(workdir, num_images, x64=False):
@@ -46,17 +45,6 @@ def _with_ode(clf, **kw):
     cfg.model.score.ode.update(kw)
     return gcj.Classifier(cfg, clf.params, classifier.make_log_likelihood_fn(classifier.build_module(cfg), cfg),
                           clf.thresholds)
-
-
-def _timed(f, repeats=2):
-    import jax
-    jax.block_until_ready(f())  # compile
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f())
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
 
 
 def finite_difference(workdir, h):
@@ -115,13 +103,13 @@ def main():
     key = jax.random.key(0)
     y = jnp.asarray(labels)
     fwd = jax.jit(clf.log_likelihood_fn)
-    t_fwd = _timed(lambda: fwd(clf.params, x, key))
+    t_fwd = best_seconds(lambda: fwd(clf.params, x, key), repeats=2)
     rows = {}
     for adjoint in ("recursive", "backsolve"):
         c = _with_ode(clf, adjoint=adjoint)
         pure = lambda xx, k, c=c: c.log_likelihood_fn(c.params, xx, k)  # noqa: E731 (no class subsets)
-        two = _timed(lambda: attacks.loss_gradient(c, x, y, key, loss="margin"))
-        every = _timed(lambda: attacks.loss_gradient(pure, x, y, key, loss="margin"), repeats=1)
+        two = best_seconds(lambda: attacks.loss_gradient(c, x, y, key, loss="margin"), repeats=2)
+        every = best_seconds(lambda: attacks.loss_gradient(pure, x, y, key, loss="margin"), repeats=1)
         # accuracy on image 0, true class: d/dx log p(x|y) . v
         v = direction(x[:1].shape)
         g = jax.jit(jax.grad(lambda xx: c.log_likelihood_fn(c.params, xx, key, classes=y[:1, None])[0, 0]))(x[:1])
