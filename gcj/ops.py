@@ -109,12 +109,12 @@ def _conv_jvp(strides, padding, lhs_dilation, primals, tangents):
     # the input tangent as the transpose of the input gradient's convolution: reverse mode
     # transposes it back into that convolution (forward mode evaluates JAX's transpose of it)
     grad = lambda g: _input_gradient(_conv, x.shape, w, g, strides, padding, lhs_dilation)  # noqa: E731
-    dy = jnp.zeros_like(y)
+    terms = []  # (the rule is called only when dx or dw is nonzero)
     if not isinstance(dx, SymbolicZero):
-        dy = dy + jax.linear_transpose(grad, jax.ShapeDtypeStruct(y.shape, y.dtype))(dx)[0]
+        terms.append(jax.linear_transpose(grad, jax.ShapeDtypeStruct(y.shape, y.dtype))(dx)[0])
     if not isinstance(dw, SymbolicZero):
-        dy = dy + _conv_nhwc(x, dw, strides, padding, lhs_dilation)
-    return y, dy
+        terms.append(_conv_nhwc(x, dw, strides, padding, lhs_dilation))
+    return y, sum(terms[1:], terms[0])
 
 
 _conv.defjvp(_conv_jvp, symbolic_zeros=True)
