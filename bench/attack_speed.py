@@ -1,9 +1,9 @@
-"""Gradient attacks with gcj's convolutions (``ops.Conv``) against jax.lax's, on committed models.
+"""Gradient attacks with gcj's convolutions (``conv_lib.Conv``) against jax.lax's, on committed models.
 
     .venv/bin/python bench/attack_speed.py --out bench/results/attack_speed_cpu.json
 
 PGD (L-inf, eps 0.1, ``--steps`` steps, margin loss) on ``--num_images`` test images of each model,
-once with the families' convolutions as they are (``ops.conv_general_dilated``: the input gradient
+once with the families' convolutions as they are (``conv_lib.conv_general_dilated``: the input gradient
 an NHWC/HWIO convolution, fast inside the attack's ``fori_loop`` on XLA:CPU) and once with
 ``jax.lax.conv_general_dilated`` swapped in (JAX's own input gradient, which XLA:CPU runs as a
 naive loop nest inside loops): seconds per attack after compiling (best of 3) and the largest
@@ -20,7 +20,8 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gcj  # noqa: E402
-from gcj import attacks, data, ops  # noqa: E402
+from gcj import attacks, data  # noqa: E402
+from gcj import conv as conv_lib  # noqa: E402
 from machine import best_seconds, cpu_model, write_report  # noqa: E402
 
 
@@ -32,19 +33,19 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--out", default=None)
     a = p.parse_args()
-    ours = ops.Conv
+    ours = conv_lib.Conv
     rows = {}
     for name in a.models:
         row = {}
         for conv, swap in (("gcj", ours), ("lax", functools.partial(nn.Conv))):
-            ops.Conv = swap  # looked up when the model is traced
+            conv_lib.Conv = swap  # looked up when the model is traced
             clf = gcj.load(os.path.join("pretrained", name))  # fresh functions: traced again
             test = data.load_dataset(clf.config.data, "test")
             x, y = data.to_float(test.images[:a.num_images]), jnp.asarray(test.labels[:a.num_images])
             fn = lambda v, k, clf=clf: clf.log_likelihood_fn(clf.params, v, k)  # noqa: E731
             attack = lambda fn=fn, x=x, y=y: attacks.pgd(fn, x, y, jax.random.key(0), eps=0.1, steps=a.steps)  # noqa: E731
             row[f"{conv}_seconds"], row[f"{conv}_x"] = best_seconds(attack), attack().x
-        ops.Conv = ours
+        conv_lib.Conv = ours
         row["lax_over_gcj"] = row["lax_seconds"] / row["gcj_seconds"]
         row["max_abs_difference"] = float(jnp.abs(row.pop("gcj_x") - row.pop("lax_x")).max())
         rows[name] = row

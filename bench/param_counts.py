@@ -11,7 +11,7 @@ import jax
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from gcj import classifier  # noqa: E402
-from gcj.config import paper_config  # noqa: E402
+from gcj.recipes import paper_config  # noqa: E402
 from gcj.models.sdim import count_params  # noqa: E402
 
 ROWS = [("disc", "fashion_mnist", "Disc ResNet10", "0.31M"), ("sdim", "fashion_mnist", "SDIM ResNet10", "0.36M"),

@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gcj import classifier  # noqa: E402
-from gcj.config import paper_config  # noqa: E402
+from gcj.recipes import paper_config  # noqa: E402
 from gcj.train import make_optimizer, make_train_step  # noqa: E402
 
 

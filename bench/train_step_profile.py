@@ -36,7 +36,7 @@ def main():
     cli.use_cpu_devices(a.cpu_devices)
     import jax
     import numpy as np
-    from gcj.config import paper_config
+    from gcj.recipes import paper_config
     from machine import cpu_model, write_report
     from train_step_vs_torch import gcj_stepper, synthetic
 

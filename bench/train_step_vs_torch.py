@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gcj import data  # noqa: E402
 from gcj import train as train_lib  # noqa: E402
-from gcj.config import paper_config  # noqa: E402
+from gcj.recipes import paper_config  # noqa: E402
 from machine import cpu_model, write_report  # noqa: E402
 
 CASES = [("sdim", "fashion_mnist"), ("disc", "fashion_mnist"), ("sdim", "cifar10"), ("disc", "cifar10")]

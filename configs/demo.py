@@ -12,7 +12,7 @@ its likelihoods to reject MNIST (they favour the simpler digits: AUROC ~40%; see
     python evaluate.py --workdir workdirs/demo --suites clean,rejection,calibration
     python evaluate.py --workdir pretrained/sdim_fashion_mnist --ood_dataset mnist5k --ood_split all --max_images 5000
 """
-from gcj.config import paper_config
+from gcj.recipes import paper_config
 
 
 def get_config(arg=None):

@@ -3,7 +3,7 @@
     python train.py --config configs/disc_cifar10.py --workdir workdirs/disc_cifar10
 Append `:smoke` to the config path for a seconds-long run (tests).
 """
-from gcj.config import paper_config
+from gcj.recipes import paper_config
 
 
 def get_config(arg=None):

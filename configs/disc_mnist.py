@@ -3,7 +3,7 @@
     python train.py --config configs/disc_mnist.py --workdir workdirs/disc_mnist
 Append `:smoke` to the config path for a seconds-long run (tests).
 """
-from gcj.config import paper_config
+from gcj.recipes import paper_config
 
 
 def get_config(arg=None):

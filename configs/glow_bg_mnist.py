@@ -8,7 +8,7 @@ CPU cores); 500 held out.
         --config.data.name=bg_mnist_0
 Append `:smoke` to the config path for a seconds-long run (tests).
 """
-from gcj.config import glow_config
+from gcj.recipes import glow_config
 
 
 def get_config(arg=None):

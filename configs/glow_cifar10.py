@@ -5,7 +5,7 @@
     python train.py --config configs/glow_cifar10.py --workdir workdirs/glow_cifar10_split \
         --config.model.glow.variant=split
 """
-from gcj.config import glow_config
+from gcj.recipes import glow_config
 
 
 def get_config(arg=None):

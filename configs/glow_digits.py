@@ -5,7 +5,7 @@ warm-up, 300 epochs (lr / 10 after 200). `--config.model.glow.variant=base|rewei
     python train.py --config configs/glow_digits.py --workdir workdirs/glow_digits_split \
         --config.model.glow.variant=split
 """
-from gcj.config import glow_config
+from gcj.recipes import glow_config
 
 
 def get_config(arg=None):

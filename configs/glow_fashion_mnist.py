@@ -5,7 +5,7 @@ Adam 1e-3 with warm-up, 20 epochs (lr / 10 after 12). `--config.model.glow.varia
     python train.py --config configs/glow_fashion_mnist.py --workdir workdirs/glow_fashion_mnist_split \
         --config.model.glow.variant=split
 """
-from gcj.config import glow_config
+from gcj.recipes import glow_config
 
 
 def get_config(arg=None):

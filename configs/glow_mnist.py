@@ -6,7 +6,7 @@ The variant (paper Tab. 1: Base, Reweighted, Split prior) is a flag:
         --config.model.glow.variant=split
 Append `:smoke` to the config path for a seconds-long run (tests).
 """
-from gcj.config import glow_config
+from gcj.recipes import glow_config
 
 
 def get_config(arg=None):

@@ -5,7 +5,7 @@ Their CIFAR-10 result: 89.73% at 5.25 bits/dim (beta = 1). `--config.model.ibinn
 
     python train.py --config configs/ibinn_cifar10.py --workdir workdirs/ibinn_cifar10
 """
-from gcj.config import ibinn_config
+from gcj.recipes import ibinn_config
 
 
 def get_config(arg=None):

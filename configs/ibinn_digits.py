@@ -7,7 +7,7 @@ Adam 1e-3 with warm-up for 150 epochs (lr / 10 after 100). `--config.model.ibinn
 
     python train.py --config configs/ibinn_digits.py --workdir workdirs/ibinn_digits_beta1
 """
-from gcj.config import ibinn_config
+from gcj.recipes import ibinn_config
 
 
 def get_config(arg=None):

@@ -5,7 +5,7 @@ with warm-up, 30 epochs (lr / 10 after 20; ~45 s per epoch on 2 CPU cores). `--c
 
     python train.py --config configs/ibinn_fashion_mnist.py --workdir workdirs/ibinn_fashion_mnist
 """
-from gcj.config import ibinn_config
+from gcj.recipes import ibinn_config
 
 
 def get_config(arg=None):

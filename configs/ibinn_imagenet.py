@@ -10,7 +10,7 @@ prototypes; label smoothing 0.05, SGD 0.07. `:smoke` keeps the layout at 32x32 p
     python train.py --config configs/ibinn_imagenet.py --workdir workdirs/ibinn_imagenet \
         --config.data.data_dir=...  # needs an ImageNet loader gcj does not have
 """
-from gcj.config import ibinn_config
+from gcj.recipes import ibinn_config
 
 
 def get_config(arg=None):

@@ -4,7 +4,7 @@ coupling; SGD 0.07 with lr / 10 at epochs 150, 250, 350 of 450. `--config.model.
 
     python train.py --config configs/ibinn_mnist.py --workdir workdirs/ibinn_mnist
 """
-from gcj.config import ibinn_config
+from gcj.recipes import ibinn_config
 
 
 def get_config(arg=None):

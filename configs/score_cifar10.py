@@ -7,7 +7,7 @@ Paper: 95.04% accuracy at 3.11 bits/dim (days on GPUs).
     python train.py --config configs/score_cifar10.py --workdir workdirs/score_cifar10
 Append `:smoke` to the config path for a seconds-long run (tests).
 """
-from gcj.config import score_config
+from gcj.recipes import score_config
 
 
 def get_config(arg=None):

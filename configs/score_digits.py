@@ -8,7 +8,7 @@ evaluations per image); bench/sbgc_convergence.py reports accuracy and log p aga
     python train.py --config configs/score_digits.py --workdir workdirs/score_digits
 Append `:smoke` to the config path for a seconds-long run (tests).
 """
-from gcj.config import score_config
+from gcj.recipes import score_config
 
 
 def get_config(arg=None):

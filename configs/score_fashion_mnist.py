@@ -4,7 +4,7 @@ budget: DDPM++ with nf=64, ch_mult (1, 2, 2), 2 residual blocks per level, atten
     python train.py --config configs/score_fashion_mnist.py --workdir workdirs/score_fashion_mnist
 Append `:smoke` to the config path for a seconds-long run (tests).
 """
-from gcj.config import score_config
+from gcj.recipes import score_config
 
 
 def get_config(arg=None):

@@ -4,7 +4,7 @@ Needs CIFAR-10 (TFDS, or the official binary files in data.data_dir).
     python train.py --config configs/sdim_cifar10.py --workdir workdirs/sdim_cifar10
 Append `:smoke` to the config path for a seconds-long run (tests).
 """
-from gcj.config import paper_config
+from gcj.recipes import paper_config
 
 
 def get_config(arg=None):

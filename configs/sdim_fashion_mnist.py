@@ -5,7 +5,7 @@ Fashion->MNIST detection 99.36% / 99.64% (1st / 2nd percentile).
     python train.py --config configs/sdim_fashion_mnist.py --workdir workdirs/sdim_fashion_mnist
 Append `:smoke` to the config path for a seconds-long run (tests).
 """
-from gcj.config import paper_config
+from gcj.recipes import paper_config
 
 
 def get_config(arg=None):

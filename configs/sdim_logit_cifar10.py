@@ -6,7 +6,7 @@ std >= 0.02; Adam 1e-3, batch 128, 20 epochs; d = C.
         --config.model.sdim_logit.base_workdir=workdirs/disc_cifar10
 Append `:smoke` to the config path for a seconds-long run (tests).
 """
-from gcj.config import paper_config
+from gcj.recipes import paper_config
 
 
 def get_config(arg=None):

@@ -5,7 +5,7 @@ Goal: accuracy within 0.3 points of the base.
         --config.model.sdim_logit.base_workdir=workdirs/disc_fashion_mnist
 Append `:smoke` to the config path for a seconds-long run (tests).
 """
-from gcj.config import paper_config
+from gcj.recipes import paper_config
 
 
 def get_config(arg=None):

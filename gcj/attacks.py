@@ -33,6 +33,7 @@ import optax
 
 from gcj import ops
 from gcj.classifier import check_images
+from gcj.errors import UserError
 
 LOSSES = ("ce", "margin", "rejection", "dlr")
 
@@ -66,7 +67,7 @@ def _check(x, labels, num_classes=None):
     check_images(x)
     x, labels = jnp.asarray(x), jnp.asarray(labels)
     if labels.shape != x.shape[:1] or not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(f"labels must be integers of shape [{x.shape[0]}], got {labels.dtype} {labels.shape}")
+        raise UserError(f"labels must be integers of shape [{x.shape[0]}], got {labels.dtype} {labels.shape}")
     return x, labels.astype(jnp.int32)
 
 
@@ -76,7 +77,7 @@ def _thresholds(thresholds, num_classes: int | None = None):
         return jnp.full((1,), -jnp.inf)
     t = jnp.asarray(thresholds, jnp.float32)
     if t.ndim != 1 or (num_classes is not None and t.shape[0] != num_classes):
-        raise ValueError(f"thresholds must be [C] per-class log-likelihoods, got shape {t.shape}")
+        raise UserError(f"thresholds must be [C] per-class log-likelihoods, got shape {t.shape}")
     return t
 
 
@@ -108,7 +109,7 @@ def attack_loss(ll, y, kind: str = "margin", targeted: bool = False, thresholds=
         if targeted:
             return jnp.minimum(l_y - other, l_y - _delta(thresholds, y))
         return jnp.minimum(other - l_y, other - _delta(thresholds, j))
-    raise ValueError(f"unknown attack loss {kind!r}; known: {', '.join(LOSSES)}")
+    raise UserError(f"unknown attack loss {kind!r}; known: {', '.join(LOSSES)}")
 
 
 def dlr(ll, y, target=None):
@@ -120,7 +121,7 @@ def dlr(ll, y, target=None):
     top = -jnp.sort(-ll, axis=1)
     need = 3 if target is None else 4
     if ll.shape[1] < need:
-        raise ValueError(f"the {'targeted ' if target is not None else ''}DLR loss needs {need} classes or more")
+        raise UserError(f"the {'targeted ' if target is not None else ''}DLR loss needs {need} classes or more")
     if target is None:
         other, _ = ops.best_other(ll, y)
         return -(ops.pick(ll, y) - other) / (top[:, 0] - top[:, 2] + 1e-12)
@@ -166,7 +167,7 @@ def _objective(fn, params, y, thresholds, loss, targeted, eot=1, source=None):
     likelihood draws (keys split from ``key``; one draw uses ``key`` itself), ``ll`` the draws'
     mean class log-likelihoods; its ``jax.grad`` is the mean of the per-draw gradients (EoT)."""
     if eot < 1:
-        raise ValueError(f"eot must be >= 1 likelihood draws per gradient, got {eot}")
+        raise UserError(f"eot must be >= 1 likelihood draws per gradient, got {eot}")
 
     def one(xa, k):
         ll = _differentiated_classes(fn, params, xa, k, y) if loss in TWO_CLASS_LOSSES else fn(params, xa, k)
@@ -232,13 +233,13 @@ def success_under_draws(model, x_adv, labels, key, *, draws: int = 20, targeted:
 def _check_arguments(norm, loss, eps, steps, restarts, thresholds):
     """The argument checks of the iterative gradient attacks (PGD, APGD)."""
     if norm not in ("linf", "l2"):
-        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+        raise UserError(f"norm must be 'linf' or 'l2', got {norm!r}")
     if loss not in LOSSES:
-        raise ValueError(f"unknown attack loss {loss!r}; known: {', '.join(LOSSES)}")
+        raise UserError(f"unknown attack loss {loss!r}; known: {', '.join(LOSSES)}")
     if not eps > 0 or steps < 1 or restarts < 1:
-        raise ValueError(f"need eps > 0, steps >= 1 and restarts >= 1 (got {eps}, {steps}, {restarts})")
+        raise UserError(f"need eps > 0, steps >= 1 and restarts >= 1 (got {eps}, {steps}, {restarts})")
     if loss == "rejection" and thresholds is None:
-        raise ValueError("the 'rejection' loss needs the per-class thresholds")
+        raise UserError("the 'rejection' loss needs the per-class thresholds")
 
 
 def _project(delta, eps, norm):
@@ -324,7 +325,7 @@ def pgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 4
     ``eot``: likelihood draws per gradient (Expectation over Transformation, ``loss_gradient``).
     """
     if loss == "dlr" and targeted:
-        raise ValueError("the targeted DLR loss needs the true labels too: use apgd(..., targets=)")
+        raise UserError("the targeted DLR loss needs the true labels too: use apgd(..., targets=)")
     _check_arguments(norm, loss, eps, steps, restarts, thresholds)
     fn, params = as_function(model)
     x, labels = _check(x, labels)
@@ -470,7 +471,7 @@ def apgd_targeted(model, x, labels, key, *, eps: float, norm: str = "linf", step
     x, labels = _check(x, labels)
     ll = _ll(fn, params, x, jax.random.fold_in(key, -1 % 2 ** 32))
     if not 1 <= num_targets <= ll.shape[1] - 1:
-        raise ValueError(f"num_targets must be in 1..{ll.shape[1] - 1}, got {num_targets}")
+        raise UserError(f"num_targets must be in 1..{ll.shape[1] - 1}, got {num_targets}")
     order = jnp.argsort(-ll, axis=1)
     out, success = x, jnp.zeros(labels.shape, bool)
     for i in range(num_targets):
@@ -541,15 +542,15 @@ def square(model, x, labels, key, *, eps: float, queries: int = 5000, p_init: fl
     ``fixed_noise``: every query uses one key (a deterministic oracle, as the boundary attack).
     """
     if loss not in ("margin", "rejection", "ce"):
-        raise ValueError(f"Square's loss must be margin, rejection or ce, got {loss!r}")
+        raise UserError(f"Square's loss must be margin, rejection or ce, got {loss!r}")
     if loss == "rejection" and thresholds is None:
-        raise ValueError("the 'rejection' loss needs the per-class thresholds")
+        raise UserError("the 'rejection' loss needs the per-class thresholds")
     if not eps > 0 or queries < 1:
-        raise ValueError(f"need eps > 0 and queries >= 1 (got {eps}, {queries})")
+        raise UserError(f"need eps > 0 and queries >= 1 (got {eps}, {queries})")
     fn, params = as_function(model)
     x, labels = _check(x, labels)
     if min(x.shape[1:3]) < 2:
-        raise ValueError(f"Square needs images of 2×2 pixels or more, got {x.shape[1:3]}")
+        raise UserError(f"Square needs images of 2×2 pixels or more, got {x.shape[1:3]}")
     return _square(fn, params, x, labels, key, jnp.float32(eps), jnp.float32(p_init), _thresholds(thresholds),
                    queries=queries, loss=loss, fixed_noise=fixed_noise)
 
@@ -629,9 +630,9 @@ def cw_l2(model, x, labels, key, *, c: float = 10.0, kappa: float = 0.01, target
     Success is judged with ``thresholds`` when given (fooled and accepted).
     """
     if detector_weight and detector_median is None:
-        raise ValueError("detector_weight needs detector_median (median log p(x) of training images)")
+        raise UserError("detector_weight needs detector_median (median log p(x) of training images)")
     if threshold_weight and thresholds is None:
-        raise ValueError("threshold_weight needs the per-class thresholds")
+        raise UserError("threshold_weight needs the per-class thresholds")
     fn, params = as_function(model)
     x, labels = _check(x, labels)
     return _cw(fn, params, x, labels, key, jnp.float32(c), jnp.float32(kappa), jnp.float32(lr),
@@ -693,7 +694,7 @@ def _boundary(fn, params, x, targets, starts, key, thresholds, spherical_step, s
     return AttackResult(xa, adversarial(xa, jax.random.fold_in(key, steps)))
 
 
-def boundary(model, x, targets, starts, key, *, steps: int = 1000, thresholds=None,
+def boundary(model, x, targets, key, *, starts, steps: int = 1000, thresholds=None,
              spherical_step: float = 1e-2, source_step: float = 1e-2, step_adaptation: float = 1.5,
              adapt_every: int = 10, fixed_noise: bool = True, check_starts: bool = True,
              targeted: bool = True) -> AttackResult:
@@ -721,11 +722,11 @@ def boundary(model, x, targets, starts, key, *, steps: int = 1000, thresholds=No
     x, targets = _check(x, targets)
     starts, _ = _check(starts, targets)
     if starts.shape != x.shape:
-        raise ValueError(f"starts must have the images' shape {x.shape}, got {starts.shape}")
+        raise UserError(f"starts must have the images' shape {x.shape}, got {starts.shape}")
     start_ok = is_success(fn(params, starts, jax.random.fold_in(key, -1 % 2 ** 32)), targets,
                           targeted, _thresholds(thresholds))
     if check_starts and not bool(jnp.all(start_ok)):
-        raise ValueError(f"{int((~start_ok).sum())} start images are not "
+        raise UserError(f"{int((~start_ok).sum())} start images are not "
                          f"{'classified as their target' if targeted else 'misclassified'} and accepted")
     return _boundary(fn, params, x, targets, starts, key, _thresholds(thresholds),
                      jnp.float32(spherical_step), jnp.float32(source_step),
@@ -781,3 +782,35 @@ def local_search(model, x, labels, key, *, r: float = 1.5, p: float = 10.0, d: i
                            for c in range(max(0, j - d), min(w, j + d + 1))})
         out[n] = img + 0.5
     return AttackResult(jnp.asarray(np.clip(out, 0.0, 1.0)), jnp.asarray(success))
+
+
+# ------------------------------------------------------------------------------ the registry
+
+class Attack(NamedTuple):
+    """A registered attack: ``fn(model, x, labels, key, **params) -> AttackResult``, every parameter
+    keyword-only; ``labels`` are the targets where ``params`` make it targeted."""
+    fn: Callable
+    gradient: bool = False      # white-box: driven by the gradient of a loss
+    eot: bool = False           # takes ``eot``: likelihood draws per gradient
+    needs_starts: bool = False  # decision-based: walks from adversarial ``starts``
+
+
+# Attacks by name (the adversarial suite's ``AttackSpec.attack``). A new attack: its function
+# above and its line here.
+ATTACKS: dict[str, Attack] = {
+    "fgsm": Attack(fgsm, gradient=True, eot=True),
+    "pgd": Attack(pgd, gradient=True, eot=True),
+    "apgd": Attack(apgd, gradient=True, eot=True),
+    "apgd_t": Attack(apgd_targeted, gradient=True, eot=True),
+    "square": Attack(square),
+    "cw_l2": Attack(cw_l2, gradient=True),
+    "boundary": Attack(boundary, needs_starts=True),
+    "local_search": Attack(local_search),
+}
+
+
+def get(name: str) -> Attack:
+    """The registered attack called ``name``; a ``UserError`` naming the known ones otherwise."""
+    if name not in ATTACKS:
+        raise UserError(f"unknown attack {name!r}; known: {', '.join(ATTACKS)}")
+    return ATTACKS[name]

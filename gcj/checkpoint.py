@@ -11,8 +11,10 @@ import warnings
 
 import orbax.checkpoint as ocp
 
+from gcj.errors import NotFoundError, UserError
 
-class UnreadableCheckpointError(ValueError):
+
+class UnreadableCheckpointError(UserError):
     """No checkpoint of a workdir (or not the one asked for) can be read."""
 
 
@@ -82,5 +84,5 @@ def restore_variables(workdir: str, target, step: int | None = None):
         return restore(mgr, step, target)[0]
     latest = restore_latest(mgr, target)
     if latest is None:
-        raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+        raise NotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
     return latest[1]

@@ -7,23 +7,25 @@ for every family.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
 from typing import Any
 
 import chex
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
 
+from gcj import checkpoint, data, migration, models
 from gcj import config as config_lib
-from gcj import data
-from gcj import models
+from gcj.errors import NonFiniteError, NotFoundError, UserError
 from gcj.models.family import LogLikelihoodFn, image_shape
+from gcj.ops import log_marginal, log_posterior
 
 # (the registry's capabilities as names, for older code: ``models.get(name).density`` etc.)
 DENSITY_FAMILIES = tuple(n for n, f in models.FAMILIES.items() if f.density)
@@ -40,20 +42,20 @@ def check_images(x, image_shape: tuple[int, int, int] | None = None) -> None:
         x = np.asarray(x)
     shape, dtype = x.shape, x.dtype
     if len(shape) != 4:
-        raise ValueError(f"images must have rank 4 [B, H, W, C], got shape {shape}")
+        raise UserError(f"images must have rank 4 [B, H, W, C], got shape {shape}")
     if image_shape is not None and tuple(shape[1:]) != tuple(image_shape):
-        raise ValueError(f"images must be [B, {', '.join(map(str, image_shape))}], got shape {shape}")
+        raise UserError(f"images must be [B, {', '.join(map(str, image_shape))}], got shape {shape}")
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"images must be floating point with pixels in [0, 1], got dtype {dtype}"
+        raise UserError(f"images must be floating point with pixels in [0, 1], got dtype {dtype}"
                          + (" (divide uint8 images by 255)" if dtype == np.uint8 else ""))
     if _traced(x):
         return
     x = np.asarray(x)
     if not np.all(np.isfinite(x)):
-        raise ValueError(f"images contain {np.sum(~np.isfinite(x))} NaN or infinite values")
+        raise UserError(f"images contain {np.sum(~np.isfinite(x))} NaN or infinite values")
     lo, hi = float(x.min(initial=0.0)), float(x.max(initial=0.0))
     if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"pixels must be in [0, 1], got range [{lo:g}, {hi:g}]")
+        raise UserError(f"pixels must be in [0, 1], got range [{lo:g}, {hi:g}]")
 
 
 def _traced(x) -> bool:
@@ -61,14 +63,23 @@ def _traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class Classifier:
-    """A generative classifier: parameters plus the pure class log-likelihood function."""
+    """A generative classifier: parameters plus the pure class log-likelihood function.
 
-    config: ml_collections.ConfigDict
+    A pytree: ``params`` and ``thresholds`` are its leaves, the config (frozen) and the function
+    static, so a ``Classifier`` can be an argument of ``jax.jit``, and ``jax.vmap`` can map over
+    a stack of parameters (``clf.replace(params=...)``)."""
+
+    config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
     params: Any
-    log_likelihood_fn: LogLikelihoodFn  # (params, x [B,H,W,C] in [0,1], key) -> [B, C] nats
-    thresholds: dict | None = None      # from the workdir's thresholds.json, when trained
+    # (params, x [B,H,W,C] in [0,1], key) -> [B, C] nats
+    log_likelihood_fn: LogLikelihoodFn = flax.struct.field(pytree_node=False)
+    thresholds: dict | None = None  # name -> [C] log p(x|y) thresholds (the workdir's thresholds.json)
+
+    def __post_init__(self):
+        if not isinstance(self.config, ml_collections.FrozenConfigDict):  # hashable: a static field
+            object.__setattr__(self, "config", ml_collections.FrozenConfigDict(self.config))
 
     @property
     def num_classes(self) -> int:
@@ -89,6 +100,7 @@ class Classifier:
         key = jax.random.key(0) if key is None else key
         ll = _jit(self.log_likelihood_fn)(self.params, jnp.asarray(x, jnp.float32), key)
         chex.assert_shape(ll, (jnp.shape(x)[0], self.num_classes))  # the family kept the contract
+        chex.assert_type(ll, float)
         return ll
 
     def predict(self, x, key=None) -> jax.Array:
@@ -115,7 +127,7 @@ class Classifier:
         """The images of latents ``z`` ``[B, D]`` (the inverse of ``forward``, unclipped)."""
         z = jnp.asarray(z, jnp.float32)
         if z.ndim != 2 or not (_traced(z) or np.all(np.isfinite(z))):
-            raise ValueError(f"latents must be finite [B, D], got shape {z.shape}")
+            raise UserError(f"latents must be finite [B, D], got shape {z.shape}")
         return _flow_method(self._flow_module(), "inverse")(self.params, z)
 
     def sample(self, labels, key: jax.Array, temperature: float = 1.0) -> jax.Array:
@@ -125,7 +137,7 @@ class Classifier:
         if labels.ndim != 1 or not jnp.issubdtype(labels.dtype, jnp.integer) or (
                 labels.size and not _traced(labels)
                 and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes):
-            raise ValueError(f"labels must be integers in [0, {self.num_classes}) of shape [B]")
+            raise UserError(f"labels must be integers in [0, {self.num_classes}) of shape [B]")
         return _flow_method(self._flow_module(), "sample")(self.params, labels, key, temperature)
 
     def latent(self, x, key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
@@ -140,7 +152,7 @@ class Classifier:
         """The family's ``Latent`` (``fn`` jitted; ``grid`` the features' shape before the DCT)."""
         if self.family.latent is None:
             has = [n for n, f in models.FAMILIES.items() if f.latent is not None]
-            raise ValueError(f"family {self.config.model.family!r} has no latent space of unit class "
+            raise UserError(f"family {self.config.model.family!r} has no latent space of unit class "
                              f"Gaussians (the explain suite, Classifier.latent): only {has}")
         return _latent(build_module(self.config), self.config.model.family)
 
@@ -150,13 +162,13 @@ class Classifier:
         check_images(x, self.image_shape)
         if self.family.features is None:
             has = [n for n, f in models.FAMILIES.items() if f.features is not None]
-            raise ValueError(f"family {self.config.model.family!r} exposes no features: only {has}")
+            raise UserError(f"family {self.config.model.family!r} exposes no features: only {has}")
         return _features(build_module(self.config), self.config.model.family)(
             self.params, jnp.asarray(x, jnp.float32))
 
     def _flow_module(self):
         if not self.family.invertible:
-            raise ValueError(f"forward / inverse / sample need a flow family {FLOW_FAMILIES}, "
+            raise UserError(f"forward / inverse / sample need a flow family {FLOW_FAMILIES}, "
                              f"not {self.config.model.family!r}")
         return build_module(self.config)
 
@@ -187,29 +199,7 @@ def _flow_method(module, method: str):
 def progress(iterable, desc: str, show: bool = True, **kw):
     """A progress bar with an ETA over ``iterable`` on a terminal; nothing when the output is not a
     terminal (CI, logs) or ``show`` is False."""
-    from tqdm.auto import tqdm  # noqa: PLC0415
-
     return tqdm(iterable, desc=desc, leave=False, mininterval=2.0, disable=None if show else True, **kw)
-
-
-def _log_prior(num_classes: int, log_prior) -> jax.Array:
-    if log_prior is None:
-        return jnp.full((num_classes,), -jnp.log(num_classes))
-    log_prior = jnp.asarray(log_prior)
-    if log_prior.shape != (num_classes,):
-        raise ValueError(f"log_prior must have shape ({num_classes},), got {log_prior.shape}")
-    return log_prior
-
-
-def log_marginal(class_ll: jax.Array, log_prior=None) -> jax.Array:
-    """log p(x) from class log-likelihoods ``[B, C]``."""
-    return jax.nn.logsumexp(class_ll + _log_prior(class_ll.shape[-1], log_prior)[None], axis=-1)
-
-
-def log_posterior(class_ll: jax.Array, log_prior=None) -> jax.Array:
-    """log p(y|x) from class log-likelihoods ``[B, C]``."""
-    joint = class_ll + _log_prior(class_ll.shape[-1], log_prior)[None]
-    return jax.nn.log_softmax(joint, axis=-1)  # shifts by the max first: exact at |ll| >> 1
 
 
 @functools.lru_cache(maxsize=64)
@@ -235,7 +225,7 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
         check_images(images, clf.image_shape)
         uint8, images = False, np.asarray(images, np.float32)
     else:
-        raise ValueError(f"expected images [N, {', '.join(map(str, clf.image_shape))}], "
+        raise UserError(f"expected images [N, {', '.join(map(str, clf.image_shape))}], "
                          f"got {images.dtype} {images.shape}")
     devices = tuple(jax.local_devices())
     fn, sharded, replicated = _sharded(clf.log_likelihood_fn, uint8, devices)
@@ -256,7 +246,7 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
         out.append(np.asarray(pending[0])[:pending[1]])
     ll = np.concatenate(out) if out else np.zeros((0, clf.num_classes), np.float32)
     if not np.all(np.isfinite(ll)):
-        raise FloatingPointError(f"{np.sum(~np.isfinite(ll))} non-finite class log-likelihoods")
+        raise NonFiniteError(f"{np.sum(~np.isfinite(ll))} non-finite class log-likelihoods")
     return ll
 
 
@@ -271,13 +261,13 @@ def build_module(config: ml_collections.ConfigDict, base_fn=None):
     family = models.get(config.model.family)
     if family.name not in config.model:
         other = [k for k in config.model if k != "family"]
-        raise ValueError(f"config.model.family is {family.name!r} but the config has no model."
+        raise UserError(f"config.model.family is {family.name!r} but the config has no model."
                          f"{family.name} block (it has model.{', model.'.join(other)}): start from "
                          f"a {family.name} config (configs/{family.name}_*.py, "
                          f"gcj.config.base_config({family.name!r}))")
     if base_fn is not None and not family.takes_base_fn:
         takes = [n for n, f in models.FAMILIES.items() if f.takes_base_fn]
-        raise ValueError(f"base_fn is for family {' or '.join(map(repr, takes))}, not {family.name!r}")
+        raise UserError(f"base_fn is for family {' or '.join(map(repr, takes))}, not {family.name!r}")
     return family.build(config, base_fn)
 
 
@@ -313,10 +303,10 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     """The locked config saved in a train.py workdir."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{workdir!r} is not a gcj workdir: no config.json "
+        raise NotFoundError(f"{workdir!r} is not a gcj workdir: no config.json "
                                 "(train one with `python train.py --config ... --workdir ...`)")
     with open(path) as f:
-        return config_lib.from_json(f.read())
+        return migration.from_json(f.read())
 
 
 def load(workdir: str, step: int | None = None, base_fn=None, overrides: dict | None = None) -> Classifier:
@@ -326,15 +316,13 @@ def load(workdir: str, step: int | None = None, base_fn=None, overrides: dict | 
     ``overrides``: config keys (dotted) -> values (command-line text) changed before the model is
     built, for settings of inference (e.g. ``{"model.score.ode.num_probes": "10"}``).
     """
-    from gcj import checkpoint  # local: orbax is heavy and only needed here
-
     config = read_config(workdir)
     for key, text in (overrides or {}).items():
         try:
             with config.unlocked():
                 config_lib.override(config, key, str(text))
         except (KeyError, AttributeError) as e:
-            raise ValueError(f"unknown config key {key!r} to override in {workdir}") from e
+            raise UserError(f"unknown config key {key!r} to override in {workdir}") from e
     module = build_module(config, base_fn)
     target = jax.eval_shape(lambda: init_variables(config, jax.random.key(0), base_fn))
     variables = checkpoint.restore_variables(workdir, target, step)

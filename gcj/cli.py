@@ -1,17 +1,23 @@
-"""What train.py and evaluate.py share: a user's mistake (a missing workdir, an unknown config key,
-suite or dataset, a flag a suite needs, an unreadable checkpoint, a non-finite loss) ends the
-program with one line that names it and a non-zero exit, not a traceback. ``GCJ_DEBUG=1`` shows
-the traceback."""
+"""What train.py and evaluate.py share: a user's mistake (``gcj.UserError``: a missing workdir, an
+unknown config key, suite or dataset, a flag a suite needs, an unreadable checkpoint, a non-finite
+loss) ends the program with one line that names it and exit status 2; any other exception is a bug
+and shows its traceback. ``GCJ_DEBUG=1`` shows the traceback of a user error too."""
 
 from __future__ import annotations
 
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 
-# What gcj raises for bad requests and data; also what ml_collections raises for a bad --config.
-USER_ERRORS = (ValueError, KeyError, AttributeError, OSError, FloatingPointError)
+from gcj import config as config_lib
+from gcj import migration, models
+from gcj.errors import ConfigKeyError, UserError
+
+# What ml_collections raises for an unknown key in a --config.<key>=value override (the only code
+# that runs while the flags are parsed, besides the config file's own)
+_OVERRIDE_ERRORS = (KeyError, AttributeError)
 
 
 def auto_cpu_devices(cores: int, batch_sizes=()) -> int:
@@ -31,8 +37,6 @@ def use_cpu_devices(n: int = 0, batch_sizes=()) -> int:
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return 0
     n = n if n > 0 else auto_cpu_devices(os.cpu_count() or 1, batch_sizes)
-    import jax  # noqa: PLC0415
-
     jax.config.update("jax_num_cpu_devices", n)
     return n
 
@@ -52,7 +56,7 @@ def run(main, flags_module: str | None = None) -> None:
         logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
         try:
             return main(argv)
-        except USER_ERRORS as e:
+        except UserError as e:
             _fail(e, argv)
     app.run(guarded, flags_parser=_parse)
 
@@ -67,7 +71,7 @@ def _parse(argv):
         return rest
     except flags.Error as e:  # absl's own: unknown or missing flags
         _fail(e, argv, hint="Pass --help to see the flags.")
-    except USER_ERRORS as e:  # ml_collections: the config file or an override
+    except (UserError, *_OVERRIDE_ERRORS) as e:  # a config file's check, or an unknown override key
         _fail(e, argv)
     finally:
         sys.argv = saved
@@ -77,8 +81,6 @@ def _old_model_names(argv):
     """``argv`` without the ``--config.model.<key>`` overrides that name a model key as gcj < 0.3.0
     did (not ``family``, not a family's block: ``--config.model.width=8``), and those overrides as
     (key, text); they are applied once the config, hence its family, is known."""
-    from gcj import models  # noqa: PLC0415 (cli is imported before the heavy modules)
-
     keep, renamed, args = [], [], iter(argv)
     for arg in args:
         name = arg.split("=")[0]
@@ -94,13 +96,11 @@ def _old_model_names(argv):
 
 def _override_old_name(config, key: str, text: str, argv) -> None:
     """Applies an override given by its gcj < 0.3.0 name to its per-family key, saying so."""
-    from gcj import config as config_lib  # noqa: PLC0415
-
-    new = config_lib.new_name(config, key)
+    new = migration.new_name(config, key)
     if new is None:
-        raise KeyError(f"unknown config key {key!r} in --config.{key}: family "
-                       f"{config.model.family!r} has no such key (its keys are config.model."
-                       f"{config.model.family}.*)")
+        raise ConfigKeyError(f"unknown config key {key!r} in --config.{key}: family "
+                             f"{config.model.family!r} has no such key (its keys are config.model."
+                             f"{config.model.family}.*)")
     config_lib.override(config, new, text)
     prog = os.path.basename(argv[0]) if argv else "gcj"
     sys.stderr.write(f"{prog}: note: --config.{key} is --config.{new} since gcj 0.3.0 "
@@ -117,7 +117,7 @@ def _fail(e: BaseException, argv, hint: str = ""):
 
 def _message(e: BaseException, argv) -> str:
     """``e``'s message on one line; an unknown key named with the ``--config.`` override that has it."""
-    if isinstance(e, (KeyError, AttributeError)):  # an unknown key: name the override that has it
+    if isinstance(e, _OVERRIDE_ERRORS) and not isinstance(e, UserError):  # name the override that has it
         key = str(e.args[0] if e.args else e).strip("'\"")
         for arg in argv or ():
             if arg.startswith("--config.") and key in arg.split("=")[0].split("."):

@@ -33,6 +33,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from gcj.errors import UserError
+
 NAMES = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
          "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
          "elastic_transform", "pixelate", "jpeg_compression")
@@ -204,7 +206,7 @@ def _apply(name, x, c, rng):
         buf = io.BytesIO()
         _pil(x).save(buf, "JPEG", quality=c)
         return _from_pil(Image.open(buf), ch)
-    raise ValueError(f"unknown corruption {name!r}; known: {', '.join(NAMES)}")
+    raise UserError(f"unknown corruption {name!r}; known: {', '.join(NAMES)}")
 
 
 def frost_source() -> str:
@@ -271,12 +273,12 @@ def corrupt(images: np.ndarray, name: str, severity: int, key: jax.Array) -> np.
     Deterministic given ``key``; image n's corruption depends only on (key, name, severity, n).
     """
     if name not in NAMES:
-        raise ValueError(f"unknown corruption {name!r}; known: {', '.join(NAMES)}")
+        raise UserError(f"unknown corruption {name!r}; known: {', '.join(NAMES)}")
     if severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity}")
+        raise UserError(f"severity must be one of {SEVERITIES}, got {severity}")
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4:
-        raise ValueError(f"expected uint8 images [N, H, W, C], got {images.dtype} {images.shape}")
+        raise UserError(f"expected uint8 images [N, H, W, C], got {images.dtype} {images.shape}")
     seed = [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()]
     c = CONSTANTS[name][severity - 1]
     out = np.empty_like(images)

@@ -13,6 +13,7 @@ Sources, tried in this order for each name:
 
 from __future__ import annotations
 
+import glob
 import gzip
 import importlib.util
 import os
@@ -21,6 +22,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gcj import bg_mnist
+from gcj.errors import NotFoundError, UserError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 IDX_FILES = {
@@ -33,13 +37,23 @@ MNIST5K_TEST_SIZE = 1000
 NAMES = ("mnist", "mnist5k", "fashion_mnist", "cifar10", "svhn", "digits")
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(NotFoundError):
     """A dataset is not available on this machine; the message says how to get it."""
 
 
 class Split(NamedTuple):
     images: np.ndarray  # uint8 [N, H, W, C]
     labels: np.ndarray  # int32 [N]
+
+
+def subset(split: Split, n: int | None, key: jax.Array, with_indices: bool = False):
+    """At most ``n`` examples of a split, a random subset drawn with ``key`` (all if ``n`` is None);
+    ``with_indices``: (subset, their sorted positions in ``split`` or None for all)."""
+    if n is None or n >= len(split.labels):
+        return (split, None) if with_indices else split
+    idx = np.sort(np.asarray(jax.random.permutation(key, len(split.labels))[:n]))
+    out = type(split)(split.images[idx], split.labels[idx])
+    return (out, idx) if with_indices else out
 
 
 # ----------------------------------------------------------------------------------- readers
@@ -59,12 +73,12 @@ def read_idx(path: str) -> np.ndarray:
     with f:
         raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+        raise UserError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says {shape} but holds {data.size} bytes")
+        raise UserError(f"{path}: header says {shape} but holds {data.size} bytes")
     return data.reshape(shape)
 
 
@@ -136,10 +150,8 @@ def _digits(split: str) -> Split:
 
 def check_name(name: str) -> None:
     """Raises ``ValueError`` unless ``name`` is a dataset gcj knows."""
-    from gcj import bg_mnist  # noqa: PLC0415 (bg_mnist loads its digits from here)
-
     if name not in NAMES and bg_mnist.parse(name) is None:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}, "
+        raise UserError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}, "
                          "bg_mnist_<blur>, bg_mnist_cifar_<blur>")
 
 
@@ -147,17 +159,15 @@ def load(name: str, split: str, data_dir: str | None = None) -> Split:
     """Loads ``split`` ('train', 'test'; 'all' for mnist5k/digits) of dataset ``name``."""
     check_name(name)
     if split not in ("train", "test", "all"):
-        raise ValueError(f"unknown split {split!r}; use 'train', 'test' or 'all'")
+        raise UserError(f"unknown split {split!r}; use 'train', 'test' or 'all'")
     if name == "mnist5k":
         return _mnist5k(split)
     if name not in NAMES:  # (check_name: a BG-MNIST name)
-        from gcj import bg_mnist  # noqa: PLC0415
-
-        return bg_mnist.load(name, split, data_dir)
+        return _bg_mnist(name, split, data_dir)
     if name == "digits":
         return _digits(split)
     if split == "all":
-        raise ValueError(f"split 'all' exists only for mnist5k and digits, not {name!r}")
+        raise UserError(f"split 'all' exists only for mnist5k and digits, not {name!r}")
     if name in ("mnist", "fashion_mnist"):
         for directory in ([data_dir] if data_dir else []) + (
                 [FASHION_MNIST_DIR] if name == "fashion_mnist" else []):
@@ -169,6 +179,45 @@ def load(name: str, split: str, data_dir: str | None = None) -> Split:
         return read_tfds(TFDS_NAMES[name], split, data_dir)
     except Exception as e:  # tfds raises several types for "not prepared"
         raise DatasetNotFoundError(_how_to_get(name, data_dir, e)) from e
+
+
+def _bg_mnist(name: str, split: str, data_dir: str | None) -> Split:
+    """``split`` ('train', 'test'; 'all' with the MNIST-5k digits) of BG-MNIST ``name``
+    (``gcj.bg_mnist``): the digits of full MNIST where present, else of MNIST-5k."""
+    source, sigma = bg_mnist.parse(name)
+    full = split != "all" and full_mnist_present(data_dir)
+    digits = load("mnist", split, data_dir) if full else load("mnist5k", split)
+    # 'all' (MNIST-5k) is its train split, then its test split: the same backgrounds as those
+    sizes = ({p: len(load("mnist5k", p).labels) for p in ("train", "test")} if split == "all"
+             else {split: len(digits.labels)})
+    backgrounds = np.concatenate([_bg_mnist_backgrounds(source, p, n, data_dir) for p, n in sizes.items()])
+    images = bg_mnist.compose(digits.images[..., 0], bg_mnist.blur(backgrounds, sigma))
+    return Split(images[..., None], digits.labels)
+
+
+def _bg_mnist_backgrounds(source: str, split: str, n: int, data_dir: str | None) -> np.ndarray:
+    """``n`` greyscale float backgrounds [n, 28, 28] in [0, 255] for ``split``, fixed by its seed."""
+    generator = bg_mnist.rng(split)
+    if source == "photos":
+        return bg_mnist.photo_backgrounds(generator, n)
+    try:
+        cifar = load("cifar10", split, data_dir)
+    except DatasetNotFoundError as e:
+        raise DatasetNotFoundError(
+            f"bg_mnist_cifar_* takes its backgrounds from CIFAR-10, which is not here ({e}); the "
+            "offline bg_mnist_<X> uses scikit-learn's sample photos instead") from e
+    pick = generator.integers(0, len(cifar.labels), n)
+    return to_shape(cifar.images[pick], bg_mnist.SIZE, 1, "bilinear")[..., 0].astype(np.float32)
+
+
+def full_mnist_present(data_dir: str | None) -> bool:
+    """Whether full MNIST is here without downloading: its IDX files in ``data_dir``, or a prepared
+    TFDS ``mnist`` (a version folder with its dataset_info.json) in ``data_dir``, ``$TFDS_DATA_DIR``
+    or ``~/tensorflow_datasets``."""
+    if data_dir and _open(os.path.join(data_dir, IDX_FILES["train"][0])) is not None:
+        return True
+    roots = [data_dir, os.environ.get("TFDS_DATA_DIR"), os.path.expanduser("~/tensorflow_datasets")]
+    return any(glob.glob(os.path.join(r, "mnist", "*", "dataset_info.json")) for r in roots if r)
 
 
 def _how_to_get(name: str, data_dir: str | None, error: Exception) -> str:
@@ -194,12 +243,12 @@ def _how_to_get(name: str, data_dir: str | None, error: Exception) -> str:
 def to_shape(images: np.ndarray, size: int, channels: int, resize: str = "bilinear") -> np.ndarray:
     """Brings uint8 images to ``[N, size, size, channels]``: resize or zero-pad, gray <-> RGB."""
     if images.ndim != 4:
-        raise ValueError(f"expected images [N, H, W, C], got shape {images.shape}")
+        raise UserError(f"expected images [N, H, W, C], got shape {images.shape}")
     n, h, w, c = images.shape
     if (h, w) != (size, size):
         if resize == "pad":
             if h > size or w > size:
-                raise ValueError(f"cannot pad {h}x{w} images to {size}x{size}")
+                raise UserError(f"cannot pad {h}x{w} images to {size}x{size}")
             top, left = (size - h) // 2, (size - w) // 2
             images = np.pad(images, ((0, 0), (top, size - h - top), (left, size - w - left), (0, 0)))
         elif resize == "bilinear":
@@ -209,14 +258,14 @@ def to_shape(images: np.ndarray, size: int, channels: int, resize: str = "biline
                                      for i in range(0, n, 4096)])
             images = np.clip(np.round(images), 0, 255).astype(np.uint8)
         else:
-            raise ValueError(f"unknown resize {resize!r}; use 'bilinear' or 'pad'")
+            raise UserError(f"unknown resize {resize!r}; use 'bilinear' or 'pad'")
     if c != channels:
         if c == 1 and channels == 3:
             images = np.repeat(images, 3, axis=-1)
         elif c == 3 and channels == 1:
             images = np.round(images @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
         else:
-            raise ValueError(f"cannot convert {c} to {channels} channels")
+            raise UserError(f"cannot convert {c} to {channels} channels")
     return images
 
 
@@ -229,7 +278,7 @@ def load_dataset(cfg, split: str) -> Split:
 def train_val_split(split: Split, val_size: int, key: jax.Array) -> tuple[Split, Split]:
     """A deterministic random train/validation split drawn with ``key``."""
     if not 0 <= val_size < len(split.labels):
-        raise ValueError(f"val_size={val_size} must be in [0, {len(split.labels)})")
+        raise UserError(f"val_size={val_size} must be in [0, {len(split.labels)})")
     order = np.asarray(jax.random.permutation(key, len(split.labels)))
     tr, va = order[val_size:], order[:val_size]
     return Split(split.images[tr], split.labels[tr]), Split(split.images[va], split.labels[va])

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from gcj import ops
+from gcj.errors import UserError
 
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -132,7 +133,7 @@ def make_probes(key: jax.Array, shape, num_probes: int = 1, kind: str = "rademac
         return jax.random.rademacher(key, shape, dtype)
     if kind == "gaussian":
         return jax.random.normal(key, shape, dtype)
-    raise ValueError(f"unknown probe kind {kind!r}; use 'rademacher' or 'gaussian'")
+    raise UserError(f"unknown probe kind {kind!r}; use 'rademacher' or 'gaussian'")
 
 
 ADJOINTS = ("recursive", "backsolve")
@@ -153,10 +154,10 @@ def make_adjoint(name: str = "recursive", rtol: float = 1e-5, atol: float = 1e-5
         return diffrax.RecursiveCheckpointAdjoint(checkpoints)
     if name == "backsolve":
         if checkpoints is not None:
-            raise ValueError("checkpoints applies to the 'recursive' adjoint only")
+            raise UserError("checkpoints applies to the 'recursive' adjoint only")
         return diffrax.BacksolveAdjoint(solver=diffrax.Dopri5(),
                                         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol))
-    raise ValueError(f"unknown adjoint {name!r}; use one of {', '.join(ADJOINTS)}")
+    raise UserError(f"unknown adjoint {name!r}; use one of {', '.join(ADJOINTS)}")
 
 
 # Drift evaluations per step of the explicit RK solvers (FSAL ones reuse their last stage).
@@ -180,7 +181,7 @@ def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array |
     per probe): each evaluation takes the drift's vjp once and applies it to every probe
     (e^T J e = (J^T e) . e), so value and divergence come from one pass and all probes share one
     trajectory. Reverse mode, so a score network may use ``jax.custom_vjp`` layers (the score
-    family's convolutions do: ``ops.conv_general_dilated``).
+    family's convolutions do: ``conv.conv_general_dilated``).
 
     - ``divergence='hutchinson'``: e^T (df/dx) e with ``num_probes`` fixed probes (``probe`` kind),
       drawn from ``key`` with the shape of ONE sample and shared by the whole batch (a sample's
@@ -206,19 +207,19 @@ def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array |
     """
     x = jnp.asarray(x)
     if x.ndim < 2:
-        raise ValueError(f"x must be [B, ...] with a batch axis, got shape {x.shape}")
+        raise UserError(f"x must be [B, ...] with a batch axis, got shape {x.shape}")
     if divergence not in ("hutchinson", "exact"):
-        raise ValueError(f"unknown divergence {divergence!r}; use 'hutchinson' or 'exact'")
+        raise UserError(f"unknown divergence {divergence!r}; use 'hutchinson' or 'exact'")
     shape, dtype = x.shape[1:], x.dtype
     dim = math.prod(shape)
     if divergence == "exact":
         probes = jnp.eye(dim, dtype=dtype).reshape(dim, *shape)
     elif probes is None:
         if key is None:
-            raise ValueError("divergence='hutchinson' needs a key (or explicit probes)")
+            raise UserError("divergence='hutchinson' needs a key (or explicit probes)")
         probes = make_probes(key, shape, num_probes, probe, dtype)
     elif probes.shape[1:] != shape:
-        raise ValueError(f"probes must be [P, {', '.join(map(str, shape))}], got {probes.shape}")
+        raise UserError(f"probes must be [P, {', '.join(map(str, shape))}], got {probes.shape}")
     probes = probes.astype(dtype)
     solver = diffrax.Dopri5() if solver is None else solver
     if controller is None:
@@ -226,10 +227,10 @@ def log_likelihood(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array |
     if adjoint is None:
         adjoint = make_adjoint("recursive", checkpoints=checkpoints)
     elif checkpoints is not None:
-        raise ValueError("checkpoints applies to the default adjoint only; set it on your adjoint")
+        raise UserError("checkpoints applies to the default adjoint only; set it on your adjoint")
 
     if cond is not None and (jnp.ndim(cond) < 1 or jnp.shape(cond)[0] != x.shape[0]):
-        raise ValueError(f"cond must have the batch axis of x ({x.shape[0]}), got shape {jnp.shape(cond)}")
+        raise UserError(f"cond must have the batch axis of x ({x.shape[0]}), got shape {jnp.shape(cond)}")
 
     consts = ()  # what the score closes over, as solver arguments (the continuous adjoint needs that)
     if isinstance(adjoint, diffrax.BacksolveAdjoint):
@@ -281,5 +282,5 @@ def bits_per_dim(logp: jax.Array, dim: int, data_range: str = "[0,1]", bits: int
     """
     offsets = {"[0,1]": bits, "[-1,1]": bits - 1}
     if data_range not in offsets:
-        raise ValueError(f"unknown data_range {data_range!r}; use '[0,1]' or '[-1,1]'")
+        raise UserError(f"unknown data_range {data_range!r}; use '[0,1]' or '[-1,1]'")
     return ops.bits_per_dim(logp, dim, offsets[data_range])

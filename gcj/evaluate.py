@@ -10,12 +10,11 @@ import re
 import types
 
 import jax
-import numpy as np
 
-import gcj
-from gcj import classifier, data, rejection, stopwatch
+from gcj.version import __version__
+from gcj import classifier, data, metric_writer, rejection, stopwatch
 from gcj.suites import DEFAULT_SUITES as _DEFAULT, SUITES as _REGISTRY, Context, Request
-from gcj.suites.rejection import CURVE_PERCENTILES  # noqa: F401  (its old home)
+from gcj.errors import NotFoundError, UserError
 
 DEFAULT_SUITES = _DEFAULT
 SUITES = tuple(_REGISTRY)
@@ -26,7 +25,7 @@ def suite_options(given: dict | None = None) -> types.SimpleNamespace:
     defaults = {o.name: o.default for s in _REGISTRY.values() for o in s.options}
     unknown = set(given or {}) - set(defaults)
     if unknown:
-        raise ValueError(f"unknown suite options {sorted(unknown)}; known: {', '.join(defaults)}")
+        raise UserError(f"unknown suite options {sorted(unknown)}; known: {', '.join(defaults)}")
     return types.SimpleNamespace(**{**defaults, **(given or {})})
 
 
@@ -49,10 +48,10 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
                       max_images, max_test_images)
     for name, v in (("max_images", max_images), ("max_test_images", max_test_images)):
         if v is not None and v < 2:
-            raise ValueError(f"{name} must be at least 2, got {v}")
+            raise UserError(f"{name} must be at least 2, got {v}")
     unknown = set(suites) - set(_REGISTRY)
     if unknown:
-        raise ValueError(f"unknown suites {sorted(unknown)}; known: {', '.join(_REGISTRY)}")
+        raise UserError(f"unknown suites {sorted(unknown)}; known: {', '.join(_REGISTRY)}")
     chosen = [s for name, s in _REGISTRY.items() if name in suites]
     for suite in chosen:  # refused before any work
         suite.check(request)
@@ -60,22 +59,22 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     for suite in chosen:
         suite.check_model(clf)
     if clf.thresholds is None and any(s.needs_thresholds for s in chosen):
-        raise FileNotFoundError(f"{workdir} has no thresholds.json: training did not finish")
+        raise NotFoundError(f"{workdir} has no thresholds.json: training did not finish")
     cfg = clf.config
     bs = cfg.eval_batch_size
     clock.lap("load")
     key = jax.random.key(cfg.seed)
-    test, test_indices = subset(data.load_dataset(cfg.data, "test"), max_test_images,
+    test, test_indices = data.subset(data.load_dataset(cfg.data, "test"), max_test_images,
                                 jax.random.fold_in(key, 8), with_indices=True)
     ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, jax.random.fold_in(key, 0))
     thresholds, not_fitted = rejection.split_fitted(clf.thresholds or {}, cfg.thresholds.conformal_alpha,
                                                     cfg.data.val_size)
     ctx = Context(clf, request, test, ll_test, thresholds, not_fitted, key, log, test_indices)
     if any(s.needs_train for s in chosen):
-        ctx.train = subset(data.load_train_val(cfg)[0], max_images, jax.random.fold_in(key, 3))
+        ctx.train = data.subset(data.load_train_val(cfg)[0], max_images, jax.random.fold_in(key, 3))
         ctx.ll_train = classifier.batched_log_likelihoods(clf, ctx.train.images, bs, jax.random.fold_in(key, 1))
     clock.lap("scoring")
-    report = dict(gcj_version=gcj.__version__, workdir=os.path.abspath(workdir), dataset=cfg.data.name,
+    report = dict(gcj_version=__version__, workdir=os.path.abspath(workdir), dataset=cfg.data.name,
                   family=cfg.model.family, num_test=int(len(test.labels)))
     if not_fitted:
         report["thresholds_not_fitted"] = not_fitted
@@ -86,10 +85,16 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     plot_dir = os.path.dirname(os.path.abspath(out)) if out else None
     if plot_dir:
         os.makedirs(plot_dir, exist_ok=True)
+    images = {}  # the PNGs written: TensorBoard images beside the report too
     for suite in chosen:
         report[suite.name] = suite.run(ctx)
         if plots and plot_dir and suite.plot:
+            before = _pngs(plot_dir)
             suite.plot(report[suite.name], ctx, plot_dir)
+            images.update({f"{suite.name}/{os.path.splitext(f)[0]}": os.path.join(plot_dir, f)
+                           for f, t in _pngs(plot_dir).items() if before.get(f) != t})
+    if images:
+        metric_writer.write_images(plot_dir, images)
     clock.lap("suites")
     report["seconds"] = clock.laps
     report["options"] = {s.name: {o: _jsonable(request.get(o)) for o in
@@ -111,21 +116,13 @@ def dumps(report: dict) -> str:
     return _NUMBERS.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", json.dumps(report, indent=2))
 
 
+def _pngs(directory: str) -> dict:
+    """The PNG files in ``directory`` -> their modification times."""
+    return {f: os.stat(os.path.join(directory, f)).st_mtime_ns for f in os.listdir(directory) if f.endswith(".png")}
+
+
 def _jsonable(v):
     return list(v) if isinstance(v, tuple) else v
-
-
-def subset(split, n, key, with_indices: bool = False):
-    """At most ``n`` examples of a split, a random subset drawn with ``key`` (all if ``n`` is None);
-    ``with_indices``: (subset, their sorted positions in ``split`` or None for all)."""
-    if n is None or n >= len(split.labels):
-        return (split, None) if with_indices else split
-    idx = np.sort(np.asarray(jax.random.permutation(key, len(split.labels))[:n]))
-    out = type(split)(split.images[idx], split.labels[idx])
-    return (out, idx) if with_indices else out
-
-
-_subset = subset  # (its old name)
 
 
 def format_tables(report: dict) -> str:

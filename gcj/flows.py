@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcj import ops
+from gcj import conv
+from gcj.errors import UserError
 
 
 class Invertible:
@@ -154,7 +155,7 @@ class ZeroConv(nn.Module):
 
     @nn.compact
     def __call__(self, h):
-        h = ops.Conv(self.features, (self.kernel, self.kernel), kernel_init=nn.initializers.zeros)(h)
+        h = conv.Conv(self.features, (self.kernel, self.kernel), kernel_init=nn.initializers.zeros)(h)
         logs = self.param("logs", nn.initializers.zeros, (self.features,))
         return h * jnp.exp(3.0 * _chan(logs, h))
 
@@ -167,7 +168,7 @@ class GlowSubnet(nn.Module):
     @nn.compact
     def __call__(self, h, train: bool = False):
         for k in (3, 1):
-            h = ops.Conv(self.width, (k, k), use_bias=False)(h)
+            h = conv.Conv(self.width, (k, k), use_bias=False)(h)
             h = nn.relu(ActNorm()(h)[0])
         return ZeroConv(self.features)(h)
 
@@ -199,10 +200,10 @@ class ResNetSubnet(nn.Module):
         else:
             convs = [(self.width, k, self.stride), (self.width, (3, 3), 1)]
         for width, kernel, stride in convs:
-            h = ops.Conv(width, kernel, strides=stride, use_bias=False)(h)
+            h = conv.Conv(width, kernel, strides=stride, use_bias=False)(h)
             h = nn.relu(nn.BatchNorm(use_running_average=not train)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        return ops.Conv(self.features, (1, 1), kernel_init=nn.initializers.zeros)(h)
+        return conv.Conv(self.features, (1, 1), kernel_init=nn.initializers.zeros)(h)
 
 
 class DenseSubnet(nn.Module):
@@ -239,7 +240,7 @@ class AffineCoupling(Invertible, nn.Module):
             h = GlowSubnet(self.width, 2 * c2, name="subnet")(x1)
             return jax.nn.log_sigmoid(h[..., :c2] + 2.0), h[..., c2:]
         if self.kind != "ib":
-            raise ValueError(f"unknown coupling kind {self.kind!r}; use 'glow' or 'ib'")
+            raise UserError(f"unknown coupling kind {self.kind!r}; use 'glow' or 'ib'")
         if self.dense:
             h = DenseSubnet(self.width, 2 * c2, self.dropout, name="subnet")(x1, train)
         else:
@@ -251,7 +252,7 @@ class AffineCoupling(Invertible, nn.Module):
     def __call__(self, x, reverse: bool = False, train: bool = False):
         c = x.shape[-1]
         if c < 2:
-            raise ValueError(f"a coupling needs at least 2 channels, got {c} (pad channels first)")
+            raise UserError(f"a coupling needs at least 2 channels, got {c} (pad channels first)")
         x1, x2 = x[..., :c // 2], x[..., c // 2:]
         log_s, t = self._scale_shift(x1, c - c // 2, train)
         logdet = jnp.sum(log_s.reshape(x.shape[0], -1), 1)
@@ -281,7 +282,7 @@ class DownsampleCoupling(Invertible, nn.Module):
             return jnp.concatenate([x1, x2], -1), -jnp.sum(log_s.reshape(x.shape[0], -1), 1)
         c = x.shape[-1]
         if c < 2:
-            raise ValueError(f"a coupling needs at least 2 channels, got {c}")
+            raise UserError(f"a coupling needs at least 2 channels, got {c}")
         x1, x2 = x[..., :c // 2], x[..., c // 2:]
         log_s, t = self._st(x1, 4 * (c - c // 2), train)
         y2 = squeeze(x2) * jnp.exp(log_s) + t
@@ -300,7 +301,7 @@ def squeeze(x):
     """Space-to-depth by 2x2: [B, H, W, C] -> [B, H/2, W/2, 4C] (a permutation)."""
     b, h, w, c = x.shape
     if h % 2 or w % 2:
-        raise ValueError(f"squeeze needs even height and width, got {h}x{w}")
+        raise UserError(f"squeeze needs even height and width, got {h}x{w}")
     x = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
     return x.reshape(b, h // 2, w // 2, 4 * c)
 
@@ -338,7 +339,7 @@ class HaarDownsampling(Invertible, nn.Module):
             return out, _batch_logdet(x, -x[0].size * math.log(self.rebalance))
         b, h, w, c = x.shape
         if h % 2 or w % 2:
-            raise ValueError(f"Haar downsampling needs even height and width, got {h}x{w}")
+            raise UserError(f"Haar downsampling needs even height and width, got {h}x{w}")
         blocks = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
         blocks = blocks.reshape(b, h // 2, w // 2, 4, c)
         coeff = jnp.einsum("kp,bhwpc->bhwkc", haar, blocks)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from gcj import ops
+from gcj.errors import UserError
 
 MI_BOUNDS = ("jsd", "dv", "infonce")
 LOG2 = math.log(2.0)
@@ -27,7 +28,7 @@ def mi_lower_bound(scores: jax.Array, bound: str = "jsd") -> jax.Array:
     """
     b = scores.shape[0]
     if scores.ndim != 3 or scores.shape[1] != b or b < 2:
-        raise ValueError(f"scores must be [B, B, M] with B >= 2, got {scores.shape}")
+        raise UserError(f"scores must be [B, B, M] with B >= 2, got {scores.shape}")
     pos_mask = jnp.eye(b, dtype=bool)[:, :, None]
     pos = jnp.einsum("iim->im", scores)  # [B, M]
     n_neg = b * (b - 1)
@@ -40,7 +41,7 @@ def mi_lower_bound(scores: jax.Array, bound: str = "jsd") -> jax.Array:
         return jnp.mean(pos, axis=0) - (jax.nn.logsumexp(neg, axis=(0, 1)) - math.log(n_neg))
     if bound == "infonce":
         return jnp.mean(pos - jax.nn.logsumexp(scores, axis=1), axis=0) + math.log(b)
-    raise ValueError(f"unknown MI bound {bound!r}; use one of {MI_BOUNDS}")
+    raise UserError(f"unknown MI bound {bound!r}; use one of {MI_BOUNDS}")
 
 
 def critic_scores(global_features: jax.Array, local_features: jax.Array) -> jax.Array:

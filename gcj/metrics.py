@@ -6,15 +6,17 @@ in-distribution"; thresholds come from in-distribution data only.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from gcj import ops
+from gcj.errors import UserError
 
 
 def _binary(scores_in: np.ndarray, scores_out: np.ndarray):
     scores = np.concatenate([np.asarray(scores_in, np.float64), np.asarray(scores_out, np.float64)])
     if not np.all(np.isfinite(scores)):
-        raise ValueError("OOD scores contain NaN or infinite values")
+        raise UserError("OOD scores contain NaN or infinite values")
     labels = np.concatenate([np.ones(len(scores_in)), np.zeros(len(scores_out))])
     return scores, labels
 
@@ -114,7 +116,7 @@ def calibration_all_classes(probs, labels, edges=ALL_CLASS_EDGES, min_count: int
     hits, _ = np.histogram(probs[true_class], edges)
     used = count >= min_count
     if not used.any():
-        raise ValueError(f"no calibration bin holds {min_count} probabilities ({probs.size} in all)")
+        raise UserError(f"no calibration bin holds {min_count} probabilities ({probs.size} in all)")
     centre = 0.5 * (edges[1:] + edges[:-1])
     gap = np.abs(hits[used] / count[used] - centre[used])
     return dict(ece=float(np.sum(count[used] * gap) / np.sum(count[used])), mce=float(gap.max()),
@@ -141,3 +143,9 @@ def calibration_metrics(probs, labels, num_bins: int = 15, oce_level: float = 0.
                 else float("nan"),
                 oce_fraction=float(confident.mean()),
                 entropy=float(entropy.mean()))
+
+
+def mean_posterior_entropy(class_ll) -> float:
+    """The mean over images of the posterior p(y|x)'s entropy (nats), from class log-likelihoods
+    ``[N, C]``."""
+    return float(ops.entropy(np.asarray(ops.log_posterior(jnp.asarray(class_ll)), np.float64)).mean())

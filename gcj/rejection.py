@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from gcj import ops
+from gcj.errors import UserError
 
 
 def percentile_thresholds(class_ll: np.ndarray, labels: np.ndarray, percentile: float) -> np.ndarray:
@@ -37,7 +38,7 @@ def conformal_thresholds(class_ll: np.ndarray, alpha: float) -> np.ndarray:
     hence overall. Labels are not needed. k = 0 (too few points) gives -inf: never reject.
     """
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise UserError(f"alpha must be in (0, 1), got {alpha}")
     class_ll = np.asarray(class_ll)
     pred, score = class_ll.argmax(1), class_ll.max(1)
     out = np.full(class_ll.shape[1], -np.inf)

@@ -19,8 +19,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from gcj import checkpoint, classifier, data, models, rejection, stopwatch, tensorboard
+from gcj import checkpoint, classifier, data, metric_writer, models, rejection, stopwatch
 from gcj import config as config_lib
+from gcj.errors import NonFiniteError, UserError
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int):
@@ -37,7 +38,7 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epoc
         lr = optax.piecewise_constant_schedule(
             cfg.lr, {int(m) * steps_per_epoch: 0.1 for m in cfg.milestones})
     else:
-        raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'constant', 'cosine', 'step' "
+        raise UserError(f"unknown schedule {cfg.schedule!r}; use 'constant', 'cosine', 'step' "
                          "or 'milestones'")
     if cfg.warmup_steps:  # the decay counts from the end of the warm-up
         lr = optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps), lr],
@@ -56,7 +57,7 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epo
         tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay),
                          optax.sgd(lr, momentum=cfg.momentum))
     else:
-        raise ValueError(f"unknown optimizer {cfg.name!r}; use 'adam' or 'sgd'")
+        raise UserError(f"unknown optimizer {cfg.name!r}; use 'adam' or 'sgd'")
     if cfg.grad_clip:
         tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
     def group(path, _):
@@ -116,7 +117,7 @@ def make_train_step(module, tx, data_cfg, ema_decay: float = 0.0):
             return loss, (metrics, updates.get("batch_stats", {}))
 
         grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(state["params"])
-        metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         new_state = dict(step=state["step"] + 1, params=optax.apply_updates(state["params"], updates),
                          batch_stats=batch_stats, opt_state=opt_state)
@@ -138,20 +139,35 @@ class Trainer(NamedTuple):
     steps_per_epoch: int
 
 
-def create_state(config, train: data.Split, key, base_fn=None) -> tuple[Trainer, dict]:
+def load_base(config, base_fn=None) -> classifier.Classifier | None:
+    """The trained base a family is built on (``Family.takes_base_fn``: SDIM-logit's
+    ``config.model.<family>.base_workdir``), loaded; None for other families or a ``base_fn``."""
+    family = models.get(config.model.family)
+    if not family.takes_base_fn or base_fn is not None:
+        return None
+    workdir = models.family.block(config).base_workdir
+    if not workdir:
+        raise UserError(f"{family.name} needs config.model.{family.name}.base_workdir: a trained 'disc' "
+                         "workdir (or a base_fn)")
+    return classifier.load(workdir)
+
+
+def create_state(config, train: data.Split, key, base_fn=None, base=None) -> tuple[Trainer, dict]:
     """The trainer and a fresh state (initialised on the first training batch, for the flows;
-    ``jax.device_put(state, trainer.replicated)`` places it for the step)."""
+    ``jax.device_put(state, trainer.replicated)`` places it for the step). ``base``: the loaded
+    base (``load_base``; loaded here when not given)."""
     steps_per_epoch = len(train.labels) // config.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train.labels)} training images")
+        raise UserError(f"batch_size {config.batch_size} exceeds the {len(train.labels)} training images")
     n_dev = jax.device_count()
     if config.batch_size % n_dev:
-        raise ValueError(f"batch_size {config.batch_size} must be divisible by the {n_dev} devices")
+        raise UserError(f"batch_size {config.batch_size} must be divisible by the {n_dev} devices")
     family = models.get(config.model.family)
     module = classifier.build_module(config, base_fn)
     first = data.to_float(train.images[:config.batch_size])  # data-dependent init (flows)
+    base = load_base(config, base_fn) if base is None else base
     variables = family.attach(config, classifier.init_variables(
-        config, jax.random.fold_in(key, 0), base_fn, first), base_fn)
+        config, jax.random.fold_in(key, 0), base_fn, first), base)
     tx = make_optimizer(config.optim, steps_per_epoch, config.num_epochs, variables["params"],
                         family.frozen)
     state = init_state(variables, tx, config.optim.ema_decay)
@@ -201,7 +217,7 @@ def train_epoch(trainer: Trainer, state: dict, batches, step_key, log_every: int
     def fetch():
         bad = int(first_bad)
         if bad:
-            raise FloatingPointError(f"non-finite loss at step {bad}")
+            raise NonFiniteError(f"non-finite loss at step {bad}")
         return {k: float(v) / count for k, v in jax.device_get(sums).items()}
 
     for images, labels in batches:
@@ -223,7 +239,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     not changed (the workdir's config.json records what the run used).
     """
     os.makedirs(workdir, exist_ok=True)
-    config = models.get(config.model.family).prepare(config, base_fn)  # a copy if it changes
+    base = load_base(config, base_fn)
+    config = models.get(config.model.family).prepare(config, base)  # a copy if it changes
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config_lib.to_json(config))
 
@@ -231,7 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     train, val = data.load_train_val(config)
     clock.lap("data")
     key = jax.random.key(config.seed)
-    trainer, state = create_state(config, train, key, base_fn)
+    trainer, state = create_state(config, train, key, base_fn, base)
     mgr = checkpoint.manager(workdir)
     state = jax.device_put(restore(mgr, state, workdir), trainer.replicated)
     clock.lap("build")
@@ -239,13 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     start_step = int(state["step"])
     data_key, step_key = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
     first_step_seconds = None
-    with open(os.path.join(workdir, "metrics.jsonl"), "a") as log, \
-            tensorboard.SummaryWriter(workdir) as board:  # the same records, for TensorBoard
-        def write(record):
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            board.scalars(record["step"], {k: v for k, v in record.items() if k not in ("step", "epoch")})
-
+    with metric_writer.MetricWriter(workdir, config) as writer:  # metrics.jsonl and TensorBoard
         for epoch in range(start_step // trainer.steps_per_epoch, config.num_epochs):
             t0 = time.time()
             bar = tqdm(data.batches(train, config.batch_size, jax.random.fold_in(data_key, epoch)),
@@ -257,7 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 if first_step_seconds is None:
                     first_step_seconds = clock.since_lap()
                 bar.set_postfix({k: f"{avg[k]:.4f}" for k in ("loss", "accuracy") if k in avg})
-                write(dict(step=step, epoch=epoch + 1, **{f"train/{k}": v for k, v in avg.items()}))
+                writer.write(dict(step=step, epoch=epoch + 1, **{f"train/{k}": v for k, v in avg.items()}))
 
             try:
                 state, means = train_epoch(trainer, state, bar, step_key, config.log_every, on_log)
@@ -266,7 +277,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 kept = (f"The last good checkpoint (step {last}) in {workdir} is intact"
                         if last is not None else
                         f"There is no checkpoint yet: nothing was saved in {workdir}")
-                raise FloatingPointError(
+                raise NonFiniteError(
                     f"{e} (epoch {epoch + 1}); training stopped. {kept}: lower optim.lr or add "
                     "optim.warmup_steps and run again" + (" to resume." if last is not None else ".")) from None
             finally:
@@ -283,7 +294,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in record.items()), flush=True)
-            write(record)
+            writer.write(record)
             if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
                 checkpoint.save(mgr, int(state["step"]), eval_variables(state), _train_item(state))
     steps = int(state["step"]) - start_step

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gcj import attacks, robustness
+from gcj import attacks
+from gcj.suites import adversarial
 from test_attacks import C, boundary_distances, gauss, l2
 
 
@@ -181,7 +182,7 @@ def test_worst_case_of_known_outcomes():
         "bb": dict(misclassified=np.array([t, f]), rejected={"p1": np.array([f, f])},
                    linf=np.array([0.2, 0.0]), l2=np.array([0.4, 0.0])),
     }
-    w = robustness.worst_case(outcomes, [("linf", 0.03), ("l2", 0.5)], ["p1"], 4, clean_accuracy=0.9)
+    w = adversarial.worst_case(outcomes, [("linf", 0.03), ("l2", 0.5)], ["p1"], 4, clean_accuracy=0.9)
     linf, l2_ = w["linf 7.65/255"], w["l2 0.5"]
     # L∞ 0.03: a breaks 0 (rejected) and 1 (accepted), b breaks 2 (rejected); bb's 0.2 is outside
     assert linf["robust_accuracy"] == 0.25 and linf["robust_or_rejected"]["p1"] == 0.75
@@ -193,9 +194,9 @@ def test_worst_case_of_known_outcomes():
 
 
 def test_ensembles_name_attacks_that_exist():
-    names = [s.name for s in robustness.default_attacks()]
-    members = robustness.expand(("autoattack", "pgd_linf_8_margin", "apgd_ce_linf_8"))
+    names = [s.name for s in adversarial.default_attacks()]
+    members = adversarial.expand(("autoattack", "pgd_linf_8_margin", "apgd_ce_linf_8"))
     assert members[-1] == "pgd_linf_8_margin" and len(set(members)) == len(members)
     assert set(members) <= set(names) and len(names) == len(set(names))
-    assert {robustness.threat(s) for s in robustness.default_attacks() if s.name in members} >= {
+    assert {adversarial.threat(s) for s in adversarial.default_attacks() if s.name in members} >= {
         ("linf", 8 / 255), ("l2", 0.5)}

@@ -164,12 +164,12 @@ def test_boundary_attack_uses_only_decisions_and_gets_closer(data):
     thr = np.full(C, -np.inf)
     t = (y + 1) % C
     starts = jnp.asarray(x)[np.asarray(t) * 6]  # the first image of each target class
-    r = attacks.boundary(gauss, x, t, starts, jax.random.key(10), steps=300, thresholds=thr)
+    r = attacks.boundary(gauss, x, t, jax.random.key(10), starts=starts, steps=300, thresholds=thr)
     assert np.all(np.asarray(r.success))
     assert np.all(np.asarray(attacks.decision(gauss(r.x), thr)) == np.asarray(t))
     assert np.all(l2(r.x, x) < 0.7 * l2(starts, x))
     with pytest.raises(ValueError, match="start images"):
-        attacks.boundary(gauss, x, t, x, jax.random.key(10), steps=3)
+        attacks.boundary(gauss, x, t, jax.random.key(10), starts=x, steps=3)
 
 
 def test_untargeted_boundary_attack_ends_misclassified_and_no_closer_than_the_boundary(data):
@@ -179,7 +179,7 @@ def test_untargeted_boundary_attack_ends_misclassified_and_no_closer_than_the_bo
     x, y = data
     t = (y + 1) % C
     starts = jnp.asarray(x)[np.asarray(t) * 6]
-    r = attacks.boundary(gauss, x, y, starts, jax.random.key(12), steps=300, targeted=False)
+    r = attacks.boundary(gauss, x, y, jax.random.key(12), starts=starts, steps=300, targeted=False)
     assert np.all(np.asarray(r.success))
     assert np.all(np.asarray(gauss(r.x).argmax(1)) != np.asarray(y))
     d = l2(r.x, x)
@@ -187,7 +187,7 @@ def test_untargeted_boundary_attack_ends_misclassified_and_no_closer_than_the_bo
     nearest = boundary_distances(x, y).min(1)  # (the own class: inf)
     assert np.all(d >= nearest - 1e-4)
     with pytest.raises(ValueError, match="not misclassified"):
-        attacks.boundary(gauss, x, y, x, jax.random.key(12), steps=3, targeted=False)
+        attacks.boundary(gauss, x, y, jax.random.key(12), starts=x, steps=3, targeted=False)
 
 
 def test_decision_has_rejection_as_an_extra_class():

@@ -12,6 +12,7 @@ import pytest
 import gcj
 from conftest import ROOT, load_config
 from gcj import config as config_lib
+from gcj import migration
 from gcj import models
 
 OLD = json.load(open(os.path.join(ROOT, "tests", "data", "configs_gcj_0.2.0.json")))["configs"]
@@ -19,7 +20,7 @@ CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, 
 
 
 def _flat(c):
-    return config_lib._flatten(json.loads(c.to_json()))
+    return config_lib.flatten(json.loads(c.to_json()))
 
 
 def test_every_config_holds_its_family_block_only_and_round_trips():
@@ -29,7 +30,7 @@ def test_every_config_holds_its_family_block_only_and_round_trips():
             family = c.model.family
             assert sorted(c.model.keys()) == sorted(["family", family]), name
             assert sorted(c.model[family].keys()) == sorted(models.get(family).config()), name
-            back = config_lib.from_json(config_lib.to_json(c))
+            back = migration.from_json(config_lib.to_json(c))
             assert _flat(back) == _flat(c), name
 
 
@@ -39,7 +40,7 @@ def test_a_gcj_0_2_config_json_migrates_to_todays_config(name):
     migrates to exactly what the same file gives today."""
     old = dict(OLD[name], gcj_version="0.2.0")
     file, _, arg = name.partition(":")
-    assert _flat(config_lib.from_json(json.dumps(old))) == _flat(load_config(file, arg or None))
+    assert _flat(migration.from_json(json.dumps(old))) == _flat(load_config(file, arg or None))
 
 
 def test_pretrained_configs_without_a_version_migrate():
@@ -48,12 +49,12 @@ def test_pretrained_configs_without_a_version_migrate():
     raws = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(ROOT, "pretrained", "*", "config.json")))]
     assert sum("gcj_version" not in raw for raw in raws) >= 13
     for raw in raws:
-        c = config_lib.from_json(json.dumps(raw))
+        c = migration.from_json(json.dumps(raw))
         if "gcj_version" in raw:  # as written, plus the keys added since, at their ADDED values
-            back, written = _flat(c), config_lib._flatten({k: v for k, v in raw.items() if k != "gcj_version"})
+            back, written = _flat(c), config_lib.flatten({k: v for k, v in raw.items() if k != "gcj_version"})
             for key in set(back) - set(written):
-                since, value = config_lib.ADDED[key]
-                assert config_lib._older(raw["gcj_version"], since) and back.pop(key) == value
+                since, value = migration.ADDED[key]
+                assert migration._older(raw["gcj_version"], since) and back.pop(key) == value
             assert back == written
             continue
         family = raw["model"]["family"]
@@ -70,38 +71,38 @@ def test_a_key_an_old_file_lacks_takes_the_value_of_its_time_not_todays_default(
     raw = json.load(open(os.path.join(ROOT, "pretrained", "ibinn_digits_beta1", "config.json")))
     assert "prior_lr_factor" not in raw["optim"]
     assert load_config("ibinn_mnist").optim.prior_lr_factor == 3.0
-    assert config_lib.from_json(json.dumps(raw)).optim.prior_lr_factor == 0.0
+    assert migration.from_json(json.dumps(raw)).optim.prior_lr_factor == 0.0
 
 
 def test_missing_or_unknown_keys_are_refused_with_their_names():
     c = json.loads(config_lib.to_json(load_config("demo", "smoke")))
     del c["model"]["sdim"]["margin"]
     with pytest.raises(KeyError, match=r"lacks model\.sdim\.margin"):
-        config_lib.from_json(json.dumps(c))
+        migration.from_json(json.dumps(c))
     c = json.loads(config_lib.to_json(load_config("demo", "smoke")))
     del c["optim"]["prior_lr_factor"]  # in ADDED, but a 0.3.0 file has it: refused too
     with pytest.raises(KeyError, match=r"lacks optim\.prior_lr_factor"):
-        config_lib.from_json(json.dumps(c))
+        migration.from_json(json.dumps(c))
     old = dict(OLD["demo:smoke"], gcj_version="0.2.0")
     del old["model"]["margin"]  # SDIM's margin has been there from the start: never filled
     with pytest.raises(KeyError, match=r"lacks model\.sdim\.margin"):
-        config_lib.from_json(json.dumps(old))
+        migration.from_json(json.dumps(old))
     old = dict(OLD["demo:smoke"], gcj_version="0.2.0", extra=1)
     with pytest.raises(KeyError, match="unknown config keys.*extra"):
-        config_lib.from_json(json.dumps(old))
+        migration.from_json(json.dumps(old))
     c = json.loads(config_lib.to_json(load_config("score_digits", "smoke")))
     c["model"]["family"] = "nope"
     with pytest.raises(ValueError, match="unknown model family 'nope'"):
-        config_lib.from_json(json.dumps(c))
+        migration.from_json(json.dumps(c))
 
 
 def test_old_names_and_typed_overrides():
     c = load_config("sdim_logit_fashion_mnist", "smoke")
-    assert config_lib.new_name(c, "model.base_workdir") == "model.sdim_logit.base_workdir"
-    assert config_lib.new_name(c, "model.base.width") == "model.sdim_logit.base.width"
-    assert config_lib.new_name(c, "model.width") is None  # not a key of SDIM-logit
+    assert migration.new_name(c, "model.base_workdir") == "model.sdim_logit.base_workdir"
+    assert migration.new_name(c, "model.base.width") == "model.sdim_logit.base.width"
+    assert migration.new_name(c, "model.width") is None  # not a key of SDIM-logit
     s = load_config("score_digits", "smoke")
-    assert config_lib.new_name(s, "model.ode.num_probes") == "model.score.ode.num_probes"
+    assert migration.new_name(s, "model.ode.num_probes") == "model.score.ode.num_probes"
     config_lib.override(s, "model.score.ode.dequantize", "false")
     config_lib.override(s, "model.score.unet.ch_mult", "(1, 2)")
     config_lib.override(s, "model.score.ode.checkpoints", "8")

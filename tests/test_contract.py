@@ -1,9 +1,13 @@
 """The one contract, for every family: shape, finiteness, jit, grad, batch independence, and the
 identities of the derived quantities; every bad input raises a ValueError that names it."""
+import functools
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 import gcj
 from conftest import smoke_config
@@ -28,8 +32,9 @@ def x(clf):
 
 def test_shape_and_finite(clf, x):
     ll = clf.class_log_likelihoods(x)
-    assert ll.shape == (3, clf.num_classes) and ll.dtype == jnp.float32
-    assert np.all(np.isfinite(ll))
+    chex.assert_shape(ll, (3, clf.num_classes))
+    chex.assert_type(ll, jnp.float32)
+    chex.assert_tree_all_finite(ll)
 
 
 def _methods(clf, x):
@@ -48,14 +53,48 @@ def _assert_methods_agree(got, want):
     assert np.all(ll[np.arange(len(ll)), np.asarray(pred)] >= ll.max(1) - 1e-4)
 
 
-def test_methods_under_jit_equal_eager(clf, x):
-    """The pure function and every method, inside a user's ``jax.jit`` (shapes checked at trace)."""
-    key = jax.random.key(0)
-    eager = clf.log_likelihood_fn(clf.params, x, key)
-    np.testing.assert_allclose(jax.jit(clf.log_likelihood_fn)(clf.params, x, key), eager, rtol=1e-5, atol=1e-4)
-    _assert_methods_agree(jax.jit(lambda xi: _methods(clf, xi))(x), _methods(clf, x))
-    with pytest.raises(ValueError, match="must be \\[B, "):
-        jax.jit(lambda xi: clf.predict(xi))(x[:, :-1])
+@functools.cache
+def _classifier(family: str):
+    name, overrides = FAMILIES[family]
+    return gcj.create(smoke_config(name, **overrides), jax.random.key(0))
+
+
+class MethodsUnderJit(chex.TestCase):
+    """The pure function and every method, eager and inside a user's ``jax.jit`` (chex's variants),
+    against the eager pure function; shapes are checked at trace."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*[f for f in FAMILIES if f != "score"])  # (score: test_pretrained, test_diffusion)
+    def test_methods_equal_the_pure_function(self, family):
+        clf = _classifier(family)
+        x = jax.random.uniform(jax.random.key(1), (3, *clf.image_shape))
+        key = jax.random.key(0)
+        want = clf.log_likelihood_fn(clf.params, x, key)
+        np.testing.assert_allclose(self.variant(clf.log_likelihood_fn)(clf.params, x, key), want,
+                                   rtol=1e-5, atol=1e-4)
+        reference = (want, jnp.argmax(want, 1), gcj.log_posterior(want), gcj.log_marginal(want))
+        _assert_methods_agree(self.variant(lambda xi: _methods(clf, xi))(x), reference)
+        with pytest.raises(ValueError, match="must be \\[B, "):
+            self.variant(lambda xi: clf.predict(xi))(x[:, :-1])
+
+
+def test_a_classifier_is_a_pytree(clf, x):
+    """A ``Classifier`` as an argument of a user's ``jax.jit`` (params and thresholds its leaves, the
+    config and function static), and ``jax.vmap`` over a stack of its parameters."""
+    leaves = jax.tree_util.tree_leaves(clf)
+    assert len(leaves) == len(jax.tree_util.tree_leaves(clf.params)) > 0
+    got = jax.jit(lambda c, xi: c.class_log_likelihoods(xi))(clf, x)
+    np.testing.assert_allclose(got, clf.class_log_likelihoods(x), rtol=1e-5, atol=1e-4)
+    moved = jax.tree_util.tree_map(lambda p: p + 0.1 if jnp.issubdtype(p.dtype, jnp.floating) else p, clf.params)
+    stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), clf.params, moved)
+    both = jax.vmap(lambda p: clf.replace(params=p).class_log_likelihoods(x))(stacked)
+    chex.assert_shape(both, (2, 3, clf.num_classes))
+    # (the score family's adaptive ODE solve, at the smoke config's rtol 1e-3, takes other steps
+    # when vmapped over two models)
+    rtol = 1e-2 if clf.config.model.family == "score" else 1e-5
+    np.testing.assert_allclose(both[0], clf.class_log_likelihoods(x), rtol=rtol, atol=1e-4)
+    np.testing.assert_allclose(both[1], clf.replace(params=moved).class_log_likelihoods(x), rtol=rtol, atol=1e-4)
+    assert float(jnp.abs(both[1] - both[0]).max()) > 1e-3  # the second member is another model
 
 
 def test_a_sample_does_not_depend_on_its_batch(clf, x):

@@ -3,7 +3,7 @@ import jax
 import pytest
 
 from gcj import classifier
-from gcj.config import paper_config
+from gcj.recipes import paper_config
 from gcj.models.sdim import count_params
 
 

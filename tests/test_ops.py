@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from gcj import conv as conv_lib
 from gcj import ops
 
 LL = np.array([[-1.0, -3.0, -2.0], [-5.0, -1.0, -4.0], [-2.0, -2.5, -0.5]])
@@ -61,7 +62,7 @@ def test_conv_is_lax_conv_with_the_same_first_and_second_derivatives(shape, k, s
                                                                     reverse_only):
     x = jax.random.normal(jax.random.key(0), shape)
     w = jax.random.normal(jax.random.key(1), (k, k, shape[-1], 6))
-    ours = functools.partial(ops.conv_general_dilated, reverse_only=reverse_only)
+    ours = functools.partial(conv_lib.conv_general_dilated, reverse_only=reverse_only)
     convs = [lambda x, w, c=c: c(x, w, strides, padding, lhs_dilation, dimension_numbers=_DN)
              for c in (jax.lax.conv_general_dilated, ours)]
     e = jax.random.normal(jax.random.key(2), convs[0](x, w).shape)
@@ -103,12 +104,12 @@ def test_conv_input_gradients_keep_the_fast_kernel_layout_inside_loops():
         text = jax.jit(jax.grad(loss(conv, second))).lower(x).as_text()
         return {line.split("x[", 1)[1].split("]", 1)[0] for line in text.splitlines() if "convolution" in line and "x[" in line}
 
-    assert kernel_layouts(ops.conv_general_dilated, second=False) == {"0, 1, i, o"}
-    assert kernel_layouts(functools.partial(ops.conv_general_dilated, reverse_only=True), second=True) == {"0, 1, i, o"}
+    assert kernel_layouts(conv_lib.conv_general_dilated, second=False) == {"0, 1, i, o"}
+    assert kernel_layouts(functools.partial(conv_lib.conv_general_dilated, reverse_only=True), second=True) == {"0, 1, i, o"}
     for second in (False, True):  # what the fix is for
         assert "0, 1, o, i" in kernel_layouts(jax.lax.conv_general_dilated, second)
     # anything else falls back to lax (here: feature groups)
     depthwise = w[0][:, :, :1]
     np.testing.assert_array_equal(
-        ops.conv_general_dilated(x, depthwise, (1, 1), "SAME", dimension_numbers=_DN, feature_group_count=3),
+        conv_lib.conv_general_dilated(x, depthwise, (1, 1), "SAME", dimension_numbers=_DN, feature_group_count=3),
         jax.lax.conv_general_dilated(x, depthwise, (1, 1), "SAME", dimension_numbers=_DN, feature_group_count=3))

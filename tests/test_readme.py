@@ -25,8 +25,8 @@ def test_readme_python_block_runs(index, monkeypatch):
 
 
 def test_readme_counts_the_default_attacks():
-    from gcj import robustness
+    from gcj.suites import adversarial
 
     with open(os.path.join(ROOT, "README.md")) as f:
         said = re.search(r"`--suites adversarial` runs (\d+) attacks", f.read())
-    assert said and int(said.group(1)) == len(robustness.default_attacks())
+    assert said and int(said.group(1)) == len(adversarial.default_attacks())

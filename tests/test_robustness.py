@@ -10,8 +10,10 @@ import pytest
 
 import gcj
 from conftest import smoke_config
-from gcj import corruptions, data, robustness
-from gcj.evaluate import evaluate, format_tables
+from gcj import corruptions, data, suites
+from gcj.evaluate import evaluate, format_tables, suite_options
+from gcj.suites import adversarial, interpolation
+from gcj.suites.corruptions import corrupted_test_set, mce
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,7 @@ def test_attack_metrics_on_a_hand_made_case():
     x = np.zeros((4, 2, 2, 1))
     x_adv = x.copy()
     x_adv[1, 0, 0, 0], x_adv[2, 0, 0, 0], x_adv[3] = 0.3, 0.4, 0.5
-    r = robustness.attack_metrics(ll_adv, ll_clean, x_adv, x, np.zeros(4, int), None, {"p1": np.array([-5.0, -5.0])})
+    r = adversarial.attack_metrics(ll_adv, ll_clean, x_adv, x, np.zeros(4, int), None, {"p1": np.array([-5.0, -5.0])})
     assert r["success_rate"] == 0.75 and r["accuracy"] == 0.25
     assert r["undetected_success_rate"]["p1"] == 0.25
     assert r["detection_rate"]["p1"] == pytest.approx(2 / 3) and r["rejection_rate"]["p1"] == 0.5
@@ -113,7 +115,7 @@ def test_attack_metrics_on_a_hand_made_case():
     post = np.exp(ll_adv - np.logaddexp(ll_adv[:, :1], ll_adv[:, 1:]))
     assert r["entropy"] == pytest.approx(np.mean(-np.sum(post * np.log(post), 1)), rel=1e-5)
     assert "tests_auroc" not in r and "hit_step_cap" not in r
-    t = robustness.attack_metrics(ll_adv, ll_clean, x_adv, x, np.zeros(4, int), None, {},
+    t = adversarial.attack_metrics(ll_adv, ll_clean, x_adv, x, np.zeros(4, int), None, {},
                                   train_log_marginal=np.linspace(-3.0, 0.0, 50), stopped=np.array([1, 1, 0, 1], bool))
     assert t["tests_auroc"]["one_tailed"] == pytest.approx(t["auroc_log_marginal"])  # the score is log p(x)
     assert set(t["tests_auroc"]) == {"one_tailed", "typicality", "two_tailed"} and t["hit_step_cap"] == 0.25
@@ -121,7 +123,7 @@ def test_attack_metrics_on_a_hand_made_case():
                                                                  1 / (1 + np.exp(-14))]))
     assert r["auroc"] == pytest.approx(0.875)  # clean max 0 (x4) vs adversarial max 0, -1, -7, -6
     # an L2 budget of 0.45 (paper 001 Tab. 2): the 1.0 away one is no success
-    b = robustness.attack_metrics(ll_adv, ll_clean, x_adv, x, np.zeros(4, int), None,
+    b = adversarial.attack_metrics(ll_adv, ll_clean, x_adv, x, np.zeros(4, int), None,
                                   {"p1": np.array([-5.0, -5.0])}, max_l2=0.45)
     assert b["success_rate"] == 0.5 and b["undetected_success_rate"]["p1"] == 0.25
     assert b["success_rate_any_l2"] == 0.75 and "success_rate_any_l2" not in r
@@ -141,38 +143,40 @@ def test_bits_per_dim_thresholds_and_the_attack_threshold():
         clf = types.SimpleNamespace(family=get(family), image_shape=(8, 8, 1), num_classes=3)
         return types.SimpleNamespace(clf=clf, request=types.SimpleNamespace(options=types.SimpleNamespace(**o)),
                                      percentile_thresholds={"p1": np.zeros(3), "p2": np.ones(3)})
-    t = adversarial.thresholds(ctx("glow", bpd_thresholds=(1.4, 4.0), attack_threshold="bpd4"))
+    t = adversarial.suite_thresholds(ctx("glow", bpd_thresholds=(1.4, 4.0), attack_threshold="bpd4"))
     assert list(t) == ["bpd4", "p1", "p2", "bpd1.4"]
     np.testing.assert_allclose(t["bpd1.4"], -(1.4 - 8) * 64 * np.log(2.0))
-    assert list(adversarial.thresholds(ctx("glow"))) == ["p1", "p2"]
+    assert list(adversarial.suite_thresholds(ctx("glow"))) == ["p1", "p2"]
     with pytest.raises(ValueError, match="none of p1, p2"):
-        adversarial.thresholds(ctx("glow", attack_threshold="p5"))
+        adversarial.suite_thresholds(ctx("glow", attack_threshold="p5"))
     with pytest.raises(ValueError, match="need a pixel density"):
-        adversarial.thresholds(ctx("sdim", bpd_thresholds=(1.4,)))
+        adversarial.suite_thresholds(ctx("sdim", bpd_thresholds=(1.4,)))
 
 
 def test_mce_of_a_model_against_itself_is_one_and_scales_with_errors():
     sets = {f"{n}_{s}": dict(accuracy=0.9 - 0.1 * s / 5) for n in corruptions.NAMES for s in corruptions.SEVERITIES}
     base = dict(sets=sets, clean_accuracy=0.95)
-    assert robustness.mce(base, base)["mce"] == pytest.approx(1.0)
-    assert robustness.mce(base, base)["relative_mce"] == pytest.approx(1.0)
+    assert mce(base, base)["mce"] == pytest.approx(1.0)
+    assert mce(base, base)["relative_mce"] == pytest.approx(1.0)
     worse = dict(sets={k: dict(accuracy=1 - 2 * (1 - v["accuracy"])) for k, v in sets.items()}, clean_accuracy=0.9)
-    m = robustness.mce(worse, base)
+    m = mce(worse, base)
     assert m["mce"] == pytest.approx(2.0) and m["relative_mce"] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="lacks"):
-        robustness.mce(base, dict(sets={}, clean_accuracy=0.9))
+        mce(base, dict(sets={}, clean_accuracy=0.9))
 
 
 def test_nll_gap():
     ll = np.array([[-1.0, -3.0, -2.0], [-5.0, -1.0, -4.0]])
-    g = robustness.nll_gap(ll, np.array([0, 0]))
+    ctx = suites.Context(None, suites.Request(), data.Split(np.zeros((2, 1, 1, 1), np.uint8), np.array([0, 0])),
+                         ll, {}, {}, jax.random.key(0))
+    g = suites.SUITES["nll_gap"].run(ctx)
     assert g["nll_true"] == [1.0, 5.0] and g["nll_wrong"] == [2.0, 1.0]
     assert g["fraction_true_more_likely"] == 0.5 and g["median_gap"] == pytest.approx(-1.5)
 
 
 @pytest.mark.slow
 def test_suites_through_evaluate_on_a_committed_model(tmp_path, monkeypatch):
-    monkeypatch.setattr(robustness, "RECORDED_PAIRS", 3)  # curves kept for 3 of the 4 pairs
+    monkeypatch.setattr(interpolation, "RECORDED_PAIRS", 3)  # curves kept for 3 of the 4 pairs
     out = tmp_path / "report.json"
     # attacks sharing one compilation, the sanity checks' unbounded and black-box attacks; every
     # attack itself is tested in test_attacks.py
@@ -203,7 +207,7 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path, monkeypatch):
     assert set(c["per_corruption"]["contrast"]["tests_auroc"]) == {"one_tailed", "typicality", "two_tailed"}
     assert c["mean_accuracy_without_noises"] == pytest.approx(c["per_corruption"]["contrast"]["accuracy"])
     assert "frost" not in c and a["pgd_linf_4_margin"]["corruption"] > 0 and "tests_auroc" in a["local_search"]
-    assert robustness.mce(c, c)["mce"] == pytest.approx(1.0)
+    assert mce(c, c)["mce"] == pytest.approx(1.0)
     i = report["interpolation"]
     assert i["num_pairs"] == 4 and np.asarray(i["log_px"]).shape == (3, 24) == np.shape(i["posterior_b"])
     assert len(i["mean_log_px"]) == 24 and np.all(np.isfinite(i["mean_posterior_a"]))
@@ -235,19 +239,21 @@ def test_suites_on_cifar10_from_tfds_mock_data():
     clf = gcj.create(cfg, jax.random.key(0))
     thresholds = {"p1": np.full(10, -np.inf), "p2": np.full(10, -np.inf)}
     with tfds.testing.mock_data(num_examples=6):
-        split, source = robustness.corrupted_test_set(cfg.data, "frost", 2, jax.random.key(0), "tfds")
+        split, source = corrupted_test_set(cfg.data, "frost", 2, jax.random.key(0), "tfds")
         assert source == "tfds" and split.images.shape == (6, 32, 32, 3)
         test = data.load_dataset(cfg.data, "test")
         ll = gcj.classifier.batched_log_likelihoods(clf, test.images, 6)
-        r = robustness.corruption_suite(clf, ll, test.labels, jax.random.key(1), thresholds,
-                                        source="tfds", names=("frost",), log=lambda *_: None)
+        options = suite_options(dict(corruption_source="tfds", corruptions=("frost",), attack_images=2,
+                                     attacks=("fgsm_linf_8",), eot=1))
+        ctx = suites.Context(clf, suites.Request(options), test, ll, thresholds, {}, jax.random.key(1),
+                             log=lambda *_: None, ll_train=ll)
+        r = suites.SUITES["corruptions"].run(ctx)
     assert r["source"] == ["tfds"] and set(r["sets"]) == {f"frost_{s}" for s in range(1, 6)}
-    test = data.Split(test.images, (ll.argmax(1)).astype(np.int32))  # every image "correct"
-    adv = robustness.adversarial_suite(clf, test, ll, jax.random.key(2), thresholds, 0.0, num_images=2,
-                                       only=("fgsm_linf_8",), log=lambda *_: None, eot=1)
+    ctx.test = data.Split(test.images, (ll.argmax(1)).astype(np.int32))  # every image "correct"
+    adv = suites.SUITES["adversarial"].run(ctx)
     assert adv["attacks"]["fgsm_linf_8"]["num"] == 2
     with pytest.raises(ValueError, match="cifar10 only"):
-        robustness.corrupted_test_set(smoke_config("glow_digits").data, "fog", 1, jax.random.key(0), "tfds")
+        corrupted_test_set(smoke_config("glow_digits").data, "fog", 1, jax.random.key(0), "tfds")
 
 
 def test_corrupted_sets_are_the_scored_test_images():
@@ -256,13 +262,13 @@ def test_corrupted_sets_are_the_scored_test_images():
     cfg = smoke_config("glow_digits").data
     full = data.load_dataset(cfg, "test")
     key, idx = jax.random.key(0), np.array([5, 17, 40])
-    every, _ = robustness.corrupted_test_set(cfg, "contrast", 3, key, "generated")
-    some, source = robustness.corrupted_test_set(cfg, "contrast", 3, key, "generated", indices=idx)
+    every, _ = corrupted_test_set(cfg, "contrast", 3, key, "generated")
+    some, source = corrupted_test_set(cfg, "contrast", 3, key, "generated", indices=idx)
     assert source == "generated"
     np.testing.assert_array_equal(some.labels, full.labels[idx])
     np.testing.assert_allclose(some.images, every.images[idx], atol=1e-6)  # contrast: per image
-    first, _ = robustness.corrupted_test_set(cfg, "gaussian_noise", 1, key, "generated", max_images=3)
-    same, _ = robustness.corrupted_test_set(cfg, "gaussian_noise", 1, key, "generated", indices=np.arange(3))
+    first, _ = corrupted_test_set(cfg, "gaussian_noise", 1, key, "generated", max_images=3)
+    same, _ = corrupted_test_set(cfg, "gaussian_noise", 1, key, "generated", indices=np.arange(3))
     np.testing.assert_array_equal(first.images, same.images)
 
 

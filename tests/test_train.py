@@ -251,7 +251,7 @@ def test_bad_requests_name_the_problem(trained_workdir, tmp_path):
     with pytest.raises(ValueError, match="sdim_logit needs config.model.sdim_logit.base_workdir"):
         train_and_evaluate(smoke_config("sdim_logit_fashion_mnist", **{"data.name": "mnist5k"}),
                            str(tmp_path / "nobase"))
-    from gcj.config import paper_config
+    from gcj.recipes import paper_config
     with pytest.raises(ValueError, match="unknown config argument"):
         paper_config("sdim", "mnist", "tiny")
 

@@ -5,6 +5,7 @@ A new family: a module here with its linen module and ``FAMILY = Family(...)``, 
 """
 from gcj.models import flow, ibinn, score, sdim
 from gcj.models.family import Family
+from gcj.errors import UserError
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     sdim.SDIM_FAMILY,        # paper 000: SDIM
@@ -19,5 +20,5 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
 def get(name: str) -> Family:
     """The registered family called ``name``; a ValueError naming the known ones otherwise."""
     if name not in FAMILIES:
-        raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
+        raise UserError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
     return FAMILIES[name]

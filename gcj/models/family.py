@@ -39,13 +39,13 @@ def zeros_init_images(config, key, images):
     return jnp.zeros((2, *image_shape(config)), jnp.float32)
 
 
-def keep_config(config, base_fn):
-    del base_fn
+def keep_config(config, base):
+    del base
     return config
 
 
-def keep_variables(config, variables, base_fn):
-    del config, base_fn
+def keep_variables(config, variables, base):
+    del config, base
     return variables
 
 
@@ -79,13 +79,17 @@ class Family:
     init_images: Callable[[Any, jax.Array, Any], jax.Array] = zeros_init_images
     density: bool = False      # log p(x|y) is a density of the dequantized pixels (bits/dim)
     invertible: bool = False   # forward / inverse / sample
+    # built on a frozen base: a ``base_fn``, or the trained classifier in the block's
+    # ``base_workdir`` (loaded by train.py, passed to ``prepare`` and ``attach`` as ``base``)
     takes_base_fn: bool = False
     # a parameter's path (tuple of names) -> True if training leaves it unchanged
     frozen: Callable[[tuple], bool] = lambda path: False
-    # before training: the config a workdir records (e.g. SDIM-logit's base read from its workdir)
-    prepare: Callable[[Any, Callable | None], Any] = keep_config
-    # after initialisation: variables completed from elsewhere (e.g. the base's trained ones)
-    attach: Callable[[Any, Any, Callable | None], Any] = keep_variables
+    # before training: (config, base or None) -> the config a workdir records (e.g. SDIM-logit's
+    # base architecture, from the base's own config)
+    prepare: Callable[[Any, Any], Any] = keep_config
+    # after initialisation: (config, variables, base or None) -> variables completed from
+    # elsewhere (e.g. the base's trained ones)
+    attach: Callable[[Any, Any, Any], Any] = keep_variables
     # module -> Latent, for families whose classes are unit Gaussians in a latent space (the
     # explain suite, Classifier.latent); None: no such latent
     latent: Callable[[Any], Latent] | None = None

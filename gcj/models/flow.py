@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from gcj import data, flows, ops
 from gcj.models import family
+from gcj.errors import UserError
 
 
 
@@ -34,7 +35,7 @@ class Glow(flows.Invertible, nn.Module):
     def setup(self):
         h, w, c = self.image_shape
         if h % 2 ** (self.levels - 1) or w % 2 ** (self.levels - 1):
-            raise ValueError(f"{self.levels} levels need height and width divisible by "
+            raise UserError(f"{self.levels} levels need height and width divisible by "
                              f"{2 ** (self.levels - 1)}, got {h}x{w}")
         self.pad = flows.NoisePad(c)
         # explicit names: the inverse calls the layers in reverse order, so names must not
@@ -181,7 +182,7 @@ class GlowClassifier(nn.Module):
 
     def setup(self):
         if self.variant not in ("base", "reweighted", "split"):
-            raise ValueError(f"unknown Glow variant {self.variant!r}: base, reweighted or split")
+            raise UserError(f"unknown Glow variant {self.variant!r}: base, reweighted or split")
         self.flow = Glow(self.padded_shape, self.levels, self.steps, self.width, self.lu, self.seed)
         if self.variant == "split":
             self.prior = SplitPrior(self.num_classes, 2 * self.dim, self.split_scale,

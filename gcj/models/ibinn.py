@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from gcj import data, flows, ops
 from gcj.models import family
+from gcj.errors import UserError
 
 
 
@@ -22,7 +23,7 @@ def final_shape(image_shape, entry: str, levels: int) -> tuple:
     """[H, W, C] before the IBINN's DCT pooling: every downsampling halves H, W and quadruples C."""
     entries = {"": 0, "haar": 1, "downsample_haar": 2}
     if entry not in entries:
-        raise ValueError(f"unknown entry {entry!r}: '', 'haar' or 'downsample_haar'")
+        raise UserError(f"unknown entry {entry!r}: '', 'haar' or 'downsample_haar'")
     h, w, c = image_shape
     downsamplings = entries[entry] + max(levels - 1, 0)
     return h // 2 ** downsamplings, w // 2 ** downsamplings, c * 4 ** downsamplings
@@ -66,7 +67,7 @@ class IBINN(flows.Invertible, nn.Module):
         if self.entry:
             layers.append(flows.HaarDownsampling(name="entry_haar"))
         if len(self.widths) != len(self.blocks):
-            raise ValueError(f"widths {self.widths} and blocks {self.blocks} differ in length")
+            raise UserError(f"widths {self.widths} and blocks {self.blocks} differ in length")
         for lvl, (width, n) in enumerate(zip(self.widths, self.blocks)):
             if lvl:
                 layers.append(down(f"level{lvl}_downsample", width))
@@ -130,7 +131,7 @@ class GMMPrior(nn.Module):
         c = self.num_classes
         if self.rank:
             if not 0 < self.mean_dims < self.dim:
-                raise ValueError(f"a low-rank mu needs 0 < mean_dims < dim, got {self.mean_dims}")
+                raise UserError(f"a low-rank mu needs 0 < mean_dims < dim, got {self.mean_dims}")
             self.mu_mean = self.param("mu_mean", self._one_hot_blocks(self.mean_dims))
             self.prototypes = self.param("prototypes", nn.initializers.normal(0.01),
                                          (self.rank, self.dim - self.mean_dims))

@@ -16,8 +16,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gcj import data, diffusion, ops
+from gcj import conv, data, diffusion
 from gcj.models import family
+from gcj.errors import UserError
 
 
 def _init(scale: float = 1.0):
@@ -25,11 +26,11 @@ def _init(scale: float = 1.0):
     return nn.initializers.variance_scaling(max(scale, 1e-10), "fan_avg", "uniform")
 
 
-_reverse_only_conv = functools.partial(ops.conv_general_dilated, reverse_only=True)
+_reverse_only_conv = functools.partial(conv.conv_general_dilated, reverse_only=True)
 
 
 def _conv(features: int, kernel: int = 3, scale: float = 1.0, lax_conv: bool = False):
-    # ops.conv_general_dilated keeps the input gradients fast inside the ODE solver's loop (reverse
+    # conv.conv_general_dilated keeps the input gradients fast inside the ODE solver's loop (reverse
     # mode only); lax_conv: jax.lax's, forward-differentiable
     return nn.Conv(features, (kernel, kernel), padding=kernel // 2, kernel_init=_init(scale),
                    conv_general_dilated=None if lax_conv else _reverse_only_conv)
@@ -177,7 +178,7 @@ class ScoreModel(nn.Module):
         elif self.weighting in ("likelihood", "dsm"):
             t = jax.random.uniform(k_t, (b,), minval=self.train_eps, maxval=self.sde.T)
         else:
-            raise ValueError(f"unknown weighting {self.weighting!r}; use 'likelihood_is', "
+            raise UserError(f"unknown weighting {self.weighting!r}; use 'likelihood_is', "
                              "'likelihood' or 'dsm'")
         z = jax.random.normal(k_z, xc.shape)
         mean, std = self.sde.marginal(xc, t)
@@ -227,7 +228,7 @@ def class_likelihoods(module: ScoreModel, ode: Any, variables, x, key,
         classes = jnp.broadcast_to(jnp.arange(module.num_classes), (b, module.num_classes))
     classes = jnp.asarray(classes)
     if classes.ndim != 2 or classes.shape[0] != b or not jnp.issubdtype(classes.dtype, jnp.integer):
-        raise ValueError(f"classes must be integers of shape [{b}, K], got {classes.dtype} {classes.shape}")
+        raise UserError(f"classes must be integers of shape [{b}, K], got {classes.dtype} {classes.shape}")
     k = classes.shape[1]
     res = diffusion.log_likelihood(  # one solve per (image, class) pair, B K in all
         lambda v, t, y: module.apply(variables, v, t, y, method="score"), module.sde,
@@ -273,7 +274,7 @@ def build(cfg: Any, num_classes: int, channels: int) -> ScoreModel:
                 tuple(u.attn_resolutions), u.dropout, u.skip_rescale)
     s = cfg.sde
     if s.name not in diffusion.SDES:
-        raise ValueError(f"unknown sde {s.name!r}; use one of {', '.join(diffusion.SDES)}")
+        raise UserError(f"unknown sde {s.name!r}; use one of {', '.join(diffusion.SDES)}")
     sde = diffusion.SDES[s.name](s.beta_min, s.beta_max)
     return ScoreModel(unet, sde, num_classes, s.weighting, s.train_eps)
 

@@ -15,8 +15,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gcj import losses, ops
+from gcj import conv, losses
 from gcj.models import family
+from gcj.errors import UserError
 
 BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
 
@@ -34,9 +35,9 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        y = ops.Conv(self.filters, (3, 3), self.stride, padding=1, use_bias=False)(x)
+        y = conv.Conv(self.filters, (3, 3), self.stride, padding=1, use_bias=False)(x)
         y = nn.relu(BatchNorm(use_running_average=not train)(y))
-        y = ops.Conv(self.filters, (3, 3), 1, padding=1, use_bias=False)(y)
+        y = conv.Conv(self.filters, (3, 3), 1, padding=1, use_bias=False)(y)
         y = BatchNorm(use_running_average=not train)(y)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.filters:
@@ -59,7 +60,7 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        h = ops.Conv(self.width, (3, 3), padding=1, use_bias=False)(x)
+        h = conv.Conv(self.width, (3, 3), padding=1, use_bias=False)(x)
         h = nn.relu(BatchNorm(use_running_average=not train)(h))
         local = None
         for stage in range(4):
@@ -256,19 +257,18 @@ def build_sdim_logit(cfg: Any, num_classes: int, base: nn.Module | None = None) 
     ``FrozenFunction(x -> logits)``) replaces the block's discriminative base."""
     if base is None:
         if cfg.base.family != "disc":
-            raise ValueError(f"sdim_logit needs a 'disc' base, got {cfg.base.family!r}")
+            raise UserError(f"sdim_logit needs a 'disc' base, got {cfg.base.family!r}")
         base = build_disc(cfg.base, num_classes)
     return _sdim(cfg, num_classes, LogitEncoder(base, cfg.hidden, cfg.rep_dim))
 
 
-def _prepare_logit(config, base_fn):
-    """SDIM-logit on a base workdir: the base's architecture comes from its own config.json, so
-    that the workdir's config rebuilds it (a copy; the caller's config is left as it is)."""
-    if base_fn is not None or not config.model.sdim_logit.base_workdir:
+def _prepare_logit(config, base):
+    """SDIM-logit on a trained base (``base``: the loaded base classifier, None for a ``base_fn``):
+    the base's architecture comes from its own config, so that the workdir's config rebuilds it
+    (a copy; the caller's config is left as it is)."""
+    if base is None:
         return config
-    from gcj import classifier  # noqa: PLC0415 (classifier imports the families)
-
-    b = classifier.read_config(config.model.sdim_logit.base_workdir).model
+    b = base.config.model
     config = config.copy_and_resolve_references()
     with config.unlocked():
         config.model.sdim_logit.base.update(dict(family=b.family, width=b[b.family].width,
@@ -277,17 +277,13 @@ def _prepare_logit(config, base_fn):
     return config
 
 
-def _attach_logit_base(config, variables, base_fn):
-    """SDIM-logit: the frozen base's trained variables, copied from its workdir."""
-    if base_fn is not None:
+def _attach_logit_base(config, variables, base):
+    """SDIM-logit: the frozen base's trained variables, copied from the loaded base classifier
+    (``base``; None for a ``base_fn``, which closes over its own)."""
+    if base is None:
         return variables
-    if not config.model.sdim_logit.base_workdir:
-        raise ValueError("sdim_logit needs config.model.sdim_logit.base_workdir: a trained 'disc' workdir")
-    from gcj import classifier  # noqa: PLC0415
-
-    base = classifier.load(config.model.sdim_logit.base_workdir)
     if base.config.model.family != "disc":
-        raise ValueError(f"base workdir holds a {base.config.model.family!r} model, need 'disc'")
+        raise UserError(f"base workdir holds a {base.config.model.family!r} model, need 'disc'")
     variables = jax.tree_util.tree_map(lambda a: a, variables)  # shallow copy of the dicts
     for col in ("params", "batch_stats"):
         variables[col]["encoder"]["base"] = base.params[col]

@@ -7,6 +7,7 @@ from absl import flags
 from gcj import cli
 from gcj.evaluate import DEFAULT_SUITES, evaluate, format_tables
 from gcj.suites import SUITES
+from gcj.errors import UserError
 
 flags.DEFINE_string("workdir", None, "A train.py workdir.")
 flags.DEFINE_list("suites", list(DEFAULT_SUITES), f"Comma-separated suites: {','.join(SUITES)}.")
@@ -67,7 +68,7 @@ def _overrides(items) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set takes key=value, got {item!r}")
+            raise UserError(f"--set takes key=value, got {item!r}")
         out[key.strip()] = value.strip()
     return out
 

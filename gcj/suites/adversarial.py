@@ -1,51 +1,408 @@
-"""Adversarial attacks on the class log-likelihoods (``gcj.robustness.default_attacks``): success,
-undetected success and detection at the thresholds, perturbation sizes, sanity checks."""
+"""Adversarial attacks on the class log-likelihoods: the papers' attacks (``default_attacks``, found
+by name in ``gcj.attacks.ATTACKS``) on correctly classified test images; success, undetected
+success and detection at the thresholds, perturbation sizes, paper 002's OOD tests on the attacked
+images, the per-image worst case per threat model, and gradient-masking sanity checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import zlib
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from gcj import classifier, ops, robustness
+from gcj import attacks, classifier, data, metrics, ops, rejection
+from gcj.errors import UserError
 from gcj.suites.base import Context, Option, Suite, figure, pct
 
 
-def check(request) -> None:
-    names = {s.name for s in robustness.default_attacks()}
-    unknown = set(robustness.expand(request.options.attacks)) - names
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+    """One attack of the suite: the registered ``attack`` (``gcj.attacks.ATTACKS``) with its
+    ``params``; ``targeted`` runs get random other classes as targets; ``detector``: "" (none),
+    "median" (paper 002 eq. 25: the suite supplies the training median of log q) or "threshold"
+    (rejection-aware: the suite supplies the per-class thresholds); ``black_box`` attacks run on
+    the first ``black_box_images`` only."""
+    name: str
+    attack: str
+    params: tuple = ()   # keyword arguments of the attack, as (key, value) pairs
+    targeted: bool = False
+    detector: str = ""
+    black_box: bool = False
+
+
+LINF_EPS = (4, 6, 8)  # / 255, paper 000 Fig. 2 and paper 003 Fig. 2
+
+# Named attack ensembles for ``--attacks``. "autoattack": AutoAttack's standard runs (APGD-CE,
+# APGD-T with the targeted DLR loss, Square) at L∞ 8/255 and L2 0.5 (Square: L∞ only), with
+# untargeted CW L2 in FAB-T's place (a minimum-norm attack) and the rejection-aware attacks a
+# rejection defense must face: APGD's, and PGD's 200 small steps (APGD's first steps of 2ε
+# overshoot a curved log-likelihood: on glow_digits_split it got 1% of images accepted, PGD's 9%).
+ENSEMBLES = {"autoattack": ("apgd_ce_linf_8", "apgd_t_dlr_linf_8", "square_linf_8", "apgd_rejection_linf_8",
+                            "pgd_linf_8_rejection", "apgd_ce_l2_0.5", "apgd_t_dlr_l2_0.5",
+                            "apgd_rejection_l2_0.5", "cw_l2_untargeted_c10")}
+
+
+def expand(names) -> tuple:
+    """Attack names with ensemble names (``ENSEMBLES``) replaced by their members, in order."""
+    out = []
+    for n in names:
+        out += [m for m in ENSEMBLES.get(n, (n,)) if m not in out]
+    return tuple(out)
+
+
+def default_attacks(cw_steps: int = 300, boundary_steps: int = 1000, ls_rounds: int = 150,
+                    cw_steps_kappa_inf: int = 3000, apgd_steps: int = 100, square_queries: int = 5000):
+    """Every attack of the suite, with the papers' budgets (pixels in [0, 1]). CW runs at most
+    ``cw_steps`` Adam steps, ``cw_steps_kappa_inf`` at κ = ∞, whose loss keeps falling for long:
+    paper 002's rule (20 steps without gain) stopped 1 of 20 Fashion-MNIST images by 1000 steps
+    and all 20 by 3000 (ibinn_fashion_mnist_beta1). APGD: ``apgd_steps`` per run (AutoAttack: 100;
+    APGD-T: per target, 9 targets); Square: ``square_queries`` per image (AutoAttack: 5000)."""
+    specs = [AttackSpec("fgsm_linf_8", "fgsm", (("eps", 8 / 255), ("loss", "ce")))]
+    for eps in LINF_EPS:  # 40 steps of 0.01 (paper 003), both losses
+        for loss in ("ce", "margin"):
+            specs.append(AttackSpec(f"pgd_linf_{eps}_{loss}", "pgd",
+                                    (("eps", eps / 255), ("steps", 40), ("step_size", 0.01), ("loss", loss))))
+    specs += [
+        AttackSpec("pgd_linf_unbounded", "pgd", (("eps", 1.0), ("steps", 100), ("step_size", 0.05),
+                                                  ("loss", "margin"), ("random_start", False))),
+        AttackSpec("pgd_l2_0.5", "pgd", (("eps", 0.5), ("norm", "l2"), ("steps", 50), ("loss", "margin"))),
+        AttackSpec("pgd_l2_2", "pgd", (("eps", 2.0), ("norm", "l2"), ("steps", 50), ("loss", "margin"))),
+        # The rejection-aware loss must keep a class likelihood high: large signed steps overshoot
+        # the curved log-likelihood and never get accepted (measured on glow_digits_base: 0% at
+        # step 0.01-0.05, 95% at 0.002), so these take 200 steps of 0.002.
+        AttackSpec("pgd_linf_8_rejection", "pgd", (("eps", 8 / 255), ("steps", 200), ("step_size", 0.002),
+                                                    ("loss", "rejection")), detector="threshold"),
+        AttackSpec("pgd_linf_unbounded_rejection", "pgd", (("eps", 1.0), ("steps", 200),
+                   ("step_size", 0.002), ("loss", "rejection"), ("random_start", False)),
+                   detector="threshold"),
+    ]
+    for norm, eps, tag in (("linf", 8 / 255, "linf_8"), ("l2", 0.5, "l2_0.5")):  # Croce & Hein 2020
+        apgd = (("eps", eps), ("norm", norm), ("steps", apgd_steps))
+        specs.append(AttackSpec(f"apgd_ce_{tag}", "apgd", apgd + (("loss", "ce"),)))
+        if norm == "linf":
+            specs.append(AttackSpec(f"apgd_dlr_{tag}", "apgd", apgd + (("loss", "dlr"),)))
+        specs += [AttackSpec(f"apgd_t_dlr_{tag}", "apgd_t", apgd),
+                  AttackSpec(f"apgd_rejection_{tag}", "apgd", apgd + (("loss", "rejection"),),
+                             detector="threshold")]
+        if norm == "linf":
+            specs.append(AttackSpec(f"square_{tag}", "square", (("eps", eps), ("queries", square_queries))))
+
+    def cw(kappa):
+        return (("c", 10.0), ("max_steps", cw_steps_kappa_inf if kappa == float("inf") else cw_steps),
+                ("kappa", kappa))
+    for kappa in (0.01, 1.0, float("inf")):
+        specs.append(AttackSpec(f"cw_l2_kappa{kappa:g}", "cw_l2", cw(kappa), targeted=True))
+    for kappa in (0.01, 1.0, float("inf")):  # paper 002 eq. 25, Tabs. 7-9
+        for d in (66.0, 1000.0):
+            specs.append(AttackSpec(f"cw_l2_kappa{kappa:g}_d{d:g}", "cw_l2", cw(kappa) + (("detector_weight", d),),
+                                    targeted=True, detector="median"))
+    specs.append(AttackSpec("cw_l2_kappa1_threshold", "cw_l2", cw(1.0) + (("threshold_weight", 1.0),),
+                            targeted=True, detector="threshold"))
+    for c in (1.0, 10.0, 100.0, 1000.0):
+        specs.append(AttackSpec(f"cw_l2_untargeted_c{c:g}", "cw_l2",
+                                (("c", c), ("kappa", 0.0), ("max_steps", cw_steps), ("targeted", False))))
+    # a start accepted in the clean scores may be rejected under the oracle's noise draw
+    walk = (("steps", boundary_steps), ("check_starts", False))
+    specs += [AttackSpec("boundary", "boundary", walk, targeted=True, detector="threshold", black_box=True),
+              # paper 000 Tab. 5: untargeted and rejection-unaware (success = misclassified)
+              AttackSpec("boundary_untargeted", "boundary", walk + (("targeted", False),), black_box=True),
+              AttackSpec("local_search", "local_search", (("rounds", ls_rounds),), black_box=True)]
+    return specs
+
+
+def threat(spec: AttackSpec):
+    """(norm, eps) of a bounded attack (L∞ eps < 1, any L2 eps), else None."""
+    kw = dict(spec.params)
+    if "eps" not in kw:  # unbounded or minimum-norm (CW, boundary, LocalSearch)
+        return None
+    norm = kw.get("norm", "linf")
+    return None if norm == "linf" and kw["eps"] >= 1.0 else (norm, float(kw["eps"]))
+
+
+def threat_name(norm: str, eps: float) -> str:
+    return f"linf {eps * 255:g}/255" if norm == "linf" else f"l2 {eps:g}"
+
+def chosen_attacks(options) -> list[AttackSpec]:
+    """The attacks the suite's options name (``attacks``: names or ensembles, default all), with
+    the budgets they set, in ``default_attacks``' order."""
+    specs = default_attacks(cw_steps=options.cw_steps, boundary_steps=options.boundary_steps,
+                            ls_rounds=options.ls_rounds, cw_steps_kappa_inf=options.cw_steps_kappa_inf,
+                            apgd_steps=options.apgd_steps, square_queries=options.square_queries)
+    if not options.attacks:
+        return specs
+    only = expand(options.attacks)
+    unknown = set(only) - {s.name for s in specs}
     if unknown:
-        raise ValueError(f"unknown attacks {sorted(unknown)}; known: {', '.join(sorted(names))} and the "
-                         f"ensembles {', '.join(robustness.ENSEMBLES)}")
+        raise UserError(f"unknown attacks {sorted(unknown)}; known: {', '.join(s.name for s in specs)} and "
+                        f"the ensembles {', '.join(ENSEMBLES)}")
+    return [s for s in specs if s.name in only]
 
 
-def thresholds(ctx: Context) -> dict:
+def _attack(spec: AttackSpec, clf, x, labels, key, threshold, eot: int, starts, detector: dict):
+    """``spec``'s attack on one batch: the registered function with the spec's parameters and what
+    the suite supplies (``labels``: the targets of a targeted spec)."""
+    attack = attacks.get(spec.attack)
+    kw = dict(spec.params)
+    if attack.eot:
+        kw["eot"] = eot
+    if attack.needs_starts:
+        kw["starts"] = starts
+    if spec.detector == "median":
+        kw.update(detector)
+    return attack.fn(clf, x, labels, key, thresholds=threshold if spec.detector == "threshold" else None, **kw)
+
+
+def attack_metrics(ll_adv, ll_clean, x_adv, x, labels, targets, thresholds: dict,
+                   max_l2: float = 0.0, train_log_marginal=None, stopped=None) -> dict:
+    """The metrics of one attack on images that were classified correctly before it.
+
+    success: untargeted, the prediction changed; targeted, it is the target; with ``max_l2`` > 0
+    only within that L2 distance of the clean image (paper 001 Tab. 2's budget). Undetected success
+    (paper 001 Tab. 2): success AND accepted at the threshold; detection rate: rejected among the
+    successes; rejection rate: rejected among all attacked inputs. Perturbations and the wrong
+    class's confidence are averaged over successes; the OOD ROC-AUC scores adversarial inputs
+    against the clean ones (max_y log p(x|y)), as paper 002 Tab. 7–9, and with
+    ``train_log_marginal`` (log p(x) of training images) paper 002's three tests on log p(x)
+    (``tests_auroc``); ``corruption`` is Tabs. 7-9's per-pixel L2 (the mean over pixels of the
+    perturbation's norm over channels, successes), ``entropy`` the posterior's over all attacked
+    inputs; ``stopped`` ([N] bool, CW) gives ``hit_step_cap``, the fraction its step cap stopped.
+    """
+    pred = ll_adv.argmax(1)
+    success = pred == targets if targets is not None else pred != labels
+    probs = np.exp(np.asarray(ops.log_posterior(jnp.asarray(ll_adv))))
+    delta = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(labels), -1)
+    l2, linf = np.sqrt((delta ** 2).sum(1)), np.abs(delta).max(1)
+    unbounded = success
+    if max_l2 > 0:
+        success = success & (l2 <= max_l2)
+    mean = lambda v: float(v.mean()) if v.size else float("nan")
+    out = dict(num=int(len(labels)), success_rate=mean(success),
+               accuracy=mean(pred == labels),
+               mean_l2=mean(l2[success]), median_l2=float(np.median(l2[success])) if success.any() else float("nan"),
+               mean_linf=mean(linf[success]),
+               wrong_class_confidence=mean(probs.max(1)[success]),
+               auroc=metrics.auroc(ll_clean.max(1), ll_adv.max(1)),
+               auroc_log_marginal=metrics.auroc(np.asarray(ops.log_marginal(jnp.asarray(ll_clean))),
+                                                np.asarray(ops.log_marginal(jnp.asarray(ll_adv)))))
+    d = np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)
+    out["corruption"] = mean(np.sqrt((d ** 2).sum(-1)).reshape(len(labels), -1).mean(1)[success])
+    out["entropy"] = metrics.mean_posterior_entropy(ll_adv)
+    if train_log_marginal is not None:
+        clean_q = np.asarray(ops.log_marginal(jnp.asarray(ll_clean)))
+        adv_q = np.asarray(ops.log_marginal(jnp.asarray(ll_adv)))
+        out["tests_auroc"] = {n: metrics.auroc(test(train_log_marginal, clean_q), test(train_log_marginal, adv_q))
+                              for n, test in metrics.TESTS.items()}
+    if stopped is not None:
+        out["hit_step_cap"] = mean(~np.asarray(stopped))
+    if max_l2 > 0:  # (the budget's effect: successes at any distance)
+        out["success_rate_any_l2"] = mean(unbounded)
+    out["undetected_success_rate"], out["detection_rate"], out["rejection_rate"] = {}, {}, {}
+    for k, t in thresholds.items():
+        rej = rejection.reject(ll_adv, t)
+        out["undetected_success_rate"][k] = mean(success & ~rej)
+        out["detection_rate"][k] = mean(rej[success])
+        out["rejection_rate"][k] = mean(rej)
+    return out
+
+
+def _broken(outcome: dict, norm: str, eps: float, tol: float = 1e-5):
+    """``[n]`` bool: the attack's image is misclassified and within eps (+ ``tol``) in ``norm``."""
+    return outcome["misclassified"] & (np.asarray(outcome[norm]) <= eps + tol)
+
+
+def worst_case(outcomes: dict, threats, thresholds, num_images: int, clean_accuracy: float = 1.0,
+               tol: float = 1e-5) -> dict:
+    """The per-image worst case over attacks, per threat model (norm, eps).
+
+    ``outcomes``: attack name -> ``misclassified`` [n] bool (n <= ``num_images``: an attack run on
+    the first n images, e.g. a black-box one), ``rejected`` {threshold: [n] bool}, ``l2`` and
+    ``linf`` [n] (the returned image's distance to the clean one). At a threat model an attack's
+    image counts if it lies within eps (+ ``tol``) in its norm — so unbounded and minimum-norm
+    attacks (CW, boundary) count where they stayed inside. Per threat: ``robust_accuracy``, the
+    fraction of the attacked (correctly classified) images that every attack left correct;
+    ``robust_or_rejected`` {threshold: fraction for which no attack produced an image both
+    misclassified AND accepted}; ``test_robust_accuracy`` = ``clean_accuracy`` × robust_accuracy
+    (AutoAttack's figure, on the test set); ``only_by`` {attack: images that it alone broke}.
+    """
+    out = {}
+    for norm, eps in threats:
+        broken = np.zeros(num_images, bool)
+        sneaked = {t: np.zeros(num_images, bool) for t in thresholds}
+        per = {}
+        for name, o in outcomes.items():
+            n = len(o["misclassified"])
+            hit = _broken(o, norm, eps, tol)
+            per[name] = np.pad(hit, (0, num_images - n))
+            broken[:n] |= hit
+            for t in thresholds:
+                sneaked[t][:n] |= hit & ~o["rejected"][t]
+        others = {name: np.any([v for k, v in per.items() if k != name], axis=0) if len(per) > 1
+                  else np.zeros(num_images, bool) for name in per}
+        robust = float(1 - broken.mean())
+        out[threat_name(norm, eps)] = dict(
+            norm=norm, eps=eps, attacks=sorted(outcomes), robust_accuracy=robust,
+            test_robust_accuracy=clean_accuracy * robust,
+            robust_or_rejected={t: float(1 - v.mean()) for t, v in sneaked.items()},
+            only_by={name: int((v & ~others[name]).sum()) for name, v in per.items() if (v & ~others[name]).any()})
+    return out
+
+
+def sanity_checks(results: dict, threshold: str = "p1", outcomes: dict | None = None) -> list[str]:
+    """Gradient-masking checks (Athalye et al.; Carlini et al.): a list of 'ok: ...' / 'WARNING: ...'
+    (``threshold``: the one the rejection-aware attacks were judged at; ``outcomes``: the per-image
+    ones of ``adversarial_suite``, for Square against the gradient attacks)."""
+    lines = []
+    for loss in ("ce", "margin"):
+        accs = [results[f"pgd_linf_{e}_{loss}"]["accuracy"] for e in LINF_EPS if f"pgd_linf_{e}_{loss}" in results]
+        if len(accs) > 1:
+            ok = all(a >= b - 1e-9 for a, b in zip(accs, accs[1:]))
+            lines.append(f"{'ok' if ok else 'WARNING'}: PGD L∞ ({loss}) accuracy falls monotonically with eps: "
+                         + " >= ".join(f"{100 * a:.1f}%" for a in accs))
+    if "pgd_linf_unbounded" in results:
+        s = results["pgd_linf_unbounded"]["success_rate"]
+        lines.append(f"{'ok' if s >= 0.99 else 'WARNING'}: unbounded PGD success {100 * s:.1f}% (expect ~100%)")
+    white = max((r["success_rate"] for n, r in results.items() if n.startswith("pgd_linf_unbounded")
+                 and "rejection" not in n), default=None)
+    for n in ("local_search",):
+        if n in results and white is not None:
+            s = results[n]["success_rate"]
+            lines.append(f"{'ok' if s <= white + 1e-9 else 'WARNING'}: black-box {n} success {100 * s:.1f}% "
+                         f"<= white-box unbounded PGD {100 * white:.1f}%")
+    if "boundary" in results and "pgd_linf_unbounded_rejection" in results:
+        b = results["boundary"]["undetected_success_rate"].get(threshold, float("nan"))
+        w = results["pgd_linf_unbounded_rejection"]["undetected_success_rate"].get(threshold, float("nan"))
+        lines.append(f"{'ok' if not b > w + 1e-9 else 'WARNING'}: black-box boundary undetected success "
+                     f"{100 * b:.1f}% <= rejection-aware PGD {100 * w:.1f}% ({threshold})")
+    for name, o in (outcomes or {}).items():  # Square (gradient-free) against the gradient attacks
+        if not name.startswith("square_"):
+            continue
+        norm, eps = o["threat"]
+        n = len(o["misclassified"])
+        white = np.zeros(n, bool)
+        for k, v in outcomes.items():
+            if v.get("gradient"):
+                m = min(n, len(v["misclassified"]))
+                white[:m] |= _broken(v, norm, eps)[:m]
+        square = _broken(o, norm, eps)
+        only = int((square & ~white).sum())
+        lines.append(f"{'ok' if only == 0 else 'WARNING'}: {name} (no gradients) broke {only} image(s) that no "
+                     f"gradient attack within {threat_name(norm, eps)} did"
+                     f"{'' if only == 0 else ': gradient masking?'} (Square {100 * square.mean():.1f}%, "
+                     f"gradient attacks {100 * white.mean():.1f}%)")
+    return lines
+
+
+def check(request) -> None:
+    chosen_attacks(request.options)
+
+
+def suite_thresholds(ctx: Context) -> dict:
     """The thresholds the suite reports, name -> [C]: the config's percentile ones, then one per
     ``bpd_thresholds`` value (``bpd<b>``: accepted iff max_y log p(x|y) is at most b bits/dim; a
     density family's); ``attack_threshold`` first (the one the rejection-aware attacks aim under)."""
     o = ctx.request.options
     out = dict(ctx.percentile_thresholds)
     if o.bpd_thresholds and not ctx.clf.family.density:
-        raise ValueError(f"bits/dim thresholds need a pixel density; {ctx.clf.family.name!r}'s "
+        raise UserError(f"bits/dim thresholds need a pixel density; {ctx.clf.family.name!r}'s "
                          "log p(x|y) is not one (use the percentile thresholds)")
     dim = int(np.prod(ctx.clf.image_shape))
     for b in o.bpd_thresholds:
         out[f"bpd{b:g}"] = np.full(ctx.clf.num_classes, ops.log_p_at_bits_per_dim(float(b), dim))
     if o.attack_threshold:
         if o.attack_threshold not in out:
-            raise ValueError(f"attack_threshold {o.attack_threshold!r} is none of {', '.join(out)}")
+            raise UserError(f"attack_threshold {o.attack_threshold!r} is none of {', '.join(out)}")
         out = {o.attack_threshold: out[o.attack_threshold], **out}
     return out
 
 
 def run(ctx: Context) -> dict:
+    """Runs the chosen attacks on ``attack_images`` seeded-random test images classified correctly
+    (``black_box_images`` of them for the decision- and score-based attacks); ``max_l2`` > 0 counts a
+    success only within that L2 distance; the training images' log q fit paper 002's OOD tests
+    (``attack_metrics``); ``detector_per_dim``: eq. 25's deviation of log q per dimension (else in
+    nats). ``eot``: likelihood draws per gradient for a stochastic log p(x|y) (0: 20, AutoAttack's
+    'rand' version; always 1 for a deterministic one); for a stochastic one every attack also
+    reports ``adversarial_under_draws``, the mean fraction of ``eot_check_draws`` fresh draws under
+    which its images are adversarial. ``worst_case``: per threat model (``worst_case``).
+
+    Targets (targeted attacks) are uniform among the other classes; the boundary attack starts
+    from a test image of the target class that is classified as it and accepted at the first of
+    the thresholds (every one is reported; the first is the one the rejection-aware attacks aim
+    under)."""
     ctx.log("adversarial suite:")
-    o = ctx.request.options
-    train_q = np.asarray(classifier.log_marginal(ctx.ll_train))
+    o, clf = ctx.request.options, ctx.clf
+    key = jax.random.fold_in(ctx.key, 5)
+    thresholds = suite_thresholds(ctx)
+    train_q = np.asarray(ops.log_marginal(ctx.ll_train))
     median_log_q = float(np.median(train_q))
-    out = robustness.adversarial_suite(
-        ctx.clf, ctx.test, ctx.ll_test, jax.random.fold_in(ctx.key, 5), thresholds(ctx), median_log_q,
-        o.attack_images, o.black_box_images, o.attacks, o.cw_steps, o.boundary_steps, o.ls_rounds,
-        o.cw_steps_kappa_inf, ctx.batch_size, ctx.log, o.max_l2, train_q, o.detector_per_dim, o.eot,
-        o.eot_check_draws, o.apgd_steps, o.square_queries)
-    out["median_train_log_marginal"] = median_log_q
-    return out
+    detector = dict(detector_median=median_log_q,
+                    detector_dims=int(np.prod(clf.image_shape)) if o.detector_per_dim else 1)
+    specs = chosen_attacks(o)
+    k_sel, k_tgt, k_att = jax.random.split(key, 3)
+    order = np.asarray(jax.random.permutation(k_sel, len(ctx.test.labels)))
+    correct = ctx.ll_test.argmax(1) == ctx.test.labels
+    idx = order[correct[order]][:o.attack_images]
+    x = data.to_float(ctx.test.images[idx])
+    labels = ctx.test.labels[idx]
+    c = clf.num_classes
+    targets = (labels + np.asarray(jax.random.randint(k_tgt, labels.shape, 1, c))) % c
+    thr = {k: np.asarray(v) for k, v in thresholds.items()}
+    primary = next(iter(thr), None)  # the threshold the rejection-aware attacks aim under
+    starts = None
+    if any(attacks.get(s.attack).needs_starts for s in specs):
+        # per target class, the test image of it that is classified as it and accepted with
+        # the largest margin above its threshold: the boundary attack's start
+        p1 = thr[primary] if primary else np.full(c, -np.inf)
+        margin = np.where(correct, ops.pick(ctx.ll_test, ctx.test.labels) - p1[ctx.test.labels], -np.inf)
+        margin = np.where(margin >= 0, margin, -np.inf)  # accepted
+        best = np.array([np.argmax(np.where(ctx.test.labels == t, margin, -np.inf)) for t in range(c)])
+        if not np.all(np.isfinite(margin[best])):
+            raise UserError("the boundary attack needs an accepted, correctly classified test image of "
+                            "every class")
+        starts = data.to_float(ctx.test.images[best[targets]])
+    stochastic = attacks.is_stochastic(clf, x[:2], jax.random.fold_in(key, 7))
+    eot = (o.eot or 20) if stochastic else 1  # a deterministic model's draws are all the same
+    results, outcomes = {}, {}
+    for spec in classifier.progress(specs, "attacks"):
+        n = o.black_box_images if spec.black_box else o.attack_images
+        xs, ys, ts = x[:n], labels[:n], targets[:n]
+        st = None if starts is None else starts[:n]
+        k = jax.random.fold_in(k_att, zlib.crc32(spec.name.encode()))
+        t0 = time.time()
+        adv = [_attack(spec, clf, xs[i:i + ctx.batch_size], (ts if spec.targeted else ys)[i:i + ctx.batch_size],
+                       jax.random.fold_in(k, i), thr.get(primary), eot,
+                       None if st is None else st[i:i + ctx.batch_size], detector)
+               for i in range(0, len(ys), ctx.batch_size)]
+        x_adv = np.concatenate([np.asarray(a.x) for a in adv])
+        ll_adv = classifier.batched_log_likelihoods(clf, x_adv, ctx.batch_size, jax.random.fold_in(k, 1))
+        ll_clean = ctx.ll_test[idx[:n]]
+        stopped = None if adv[0].stopped is None else np.concatenate([np.asarray(a.stopped) for a in adv])
+        r = attack_metrics(ll_adv, ll_clean, x_adv, np.asarray(xs), ys, ts if spec.targeted else None, thr,
+                           o.max_l2, train_q, stopped)
+        if stochastic:
+            r["adversarial_under_draws"] = float(np.mean(attacks.success_under_draws(
+                clf, x_adv, ts if spec.targeted else ys, jax.random.fold_in(k, 2), draws=o.eot_check_draws,
+                targeted=spec.targeted)))
+        r["seconds"] = time.time() - t0
+        results[spec.name] = r
+        d = (x_adv.astype(np.float64) - np.asarray(xs, np.float64)).reshape(len(ys), -1)
+        outcomes[spec.name] = dict(misclassified=ll_adv.argmax(1) != ys, l2=np.sqrt((d ** 2).sum(1)),
+                                   linf=np.abs(d).max(1), threat=threat(spec),
+                                   gradient=attacks.get(spec.attack).gradient,
+                                   rejected={t: rejection.reject(ll_adv, v) for t, v in thr.items()})
+        ctx.log(f"  {spec.name:<32} success {100 * r['success_rate']:6.2f}%  undetected({primary}) "
+                f"{100 * r['undetected_success_rate'].get(primary, float('nan')):6.2f}%  L2 {r['mean_l2']:.3f}  "
+                f"({r['seconds']:.0f} s)")
+    threats = sorted({t for t in map(threat, specs) if t is not None})
+    return dict(num_images=int(len(labels)), num_black_box=int(min(o.black_box_images, len(labels))),
+                attacks=results, sanity=sanity_checks(results, primary, outcomes), threshold=primary,
+                max_l2=o.max_l2, clean_entropy=metrics.mean_posterior_entropy(ctx.ll_test[idx]), eot=eot,
+                stochastic=stochastic,
+                worst_case=worst_case(outcomes, threats, list(thr), len(labels), float(correct.mean())),
+                median_train_log_marginal=median_log_q)
 
 
 def table(a: dict, report: dict) -> list:
@@ -83,7 +440,7 @@ def plot(a: dict, ctx: Context, directory: str) -> None:
     results = a["attacks"]
     with figure(f"{directory}/adversarial_accuracy_vs_eps.png", figsize=(4.5, 3.5)) as ax:
         for loss in ("ce", "margin"):
-            eps = [e for e in robustness.LINF_EPS if f"pgd_linf_{e}_{loss}" in results]
+            eps = [e for e in LINF_EPS if f"pgd_linf_{e}_{loss}" in results]
             if eps:
                 acc = [100 * results[f"pgd_linf_{e}_{loss}"]["accuracy"] for e in eps]
                 # attacked images were correct: accuracy at eps 0 is 100% of them
@@ -99,7 +456,7 @@ OPTIONS = (
     Option("black_box_images", 20, "of them, the images for the boundary attack and LocalSearch."),
     Option("attacks", (), "attack names to run, or ensembles: autoattack = APGD-CE, APGD-T (DLR), the "
            "rejection-aware APGD at L-inf 8/255 and L2 0.5, Square and the rejection-aware PGD at L-inf 8/255, "
-           "untargeted CW L2 (default all; see gcj.robustness.default_attacks and ENSEMBLES)."),
+           "untargeted CW L2 (default all; see gcj.suites.adversarial.default_attacks and ENSEMBLES)."),
     Option("eot", 0, "likelihood draws per gradient of PGD / APGD (Expectation over Transformation) for a "
            "stochastic log p(x|y) (dequantization, Hutchinson probes); 0: 20. A deterministic one: always 1."),
     Option("eot_check_draws", 20, "fresh likelihood draws on which a stochastic model's adversarials are "

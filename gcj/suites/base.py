@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from matplotlib.figure import Figure
 
 from gcj import data
 
@@ -102,15 +103,10 @@ def pct(v) -> str:
 
 @contextlib.contextmanager
 def figure(path, *grid, figsize):
-    """The axes of a new figure, laid out, saved to ``path`` (PNG) and closed on exit."""
-    import matplotlib  # noqa: PLC0415 (only plotting needs it)
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, axes = plt.subplots(*grid, figsize=figsize)
-    try:
-        yield axes
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
+    """The axes of a new figure, laid out and saved to ``path`` (PNG) on exit. A plain
+    ``matplotlib.figure.Figure``: neither pyplot's global state nor a notebook's backend is touched."""
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(*grid)
+    yield axes
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

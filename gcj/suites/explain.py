@@ -7,6 +7,7 @@ class-posterior heatmaps (eqs. 14-21, Fig. 10), whose sum over positions is chec
 log q(y|x)."""
 import jax
 import numpy as np
+from matplotlib.patches import Ellipse
 from scipy import stats
 
 from gcj import classifier, data, explain
@@ -30,11 +31,9 @@ def latents(clf, images: np.ndarray, batch_size: int, key) -> tuple[np.ndarray, 
 
 def _out_set(ctx: Context):
     """The first --ood_dataset's images (as the ood suite subsets them) and log-likelihoods."""
-    from gcj.evaluate import subset  # noqa: PLC0415
-
     req, cfg = ctx.request, ctx.config
     name = req.ood_datasets[0]
-    s = subset(data.load(name, req.ood_split, req.data_dir), req.max_images, jax.random.fold_in(ctx.key, 4))
+    s = data.subset(data.load(name, req.ood_split, req.data_dir), req.max_images, jax.random.fold_in(ctx.key, 4))
     images = data.to_shape(s.images, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
     return name, images, classifier.batched_log_likelihoods(ctx.clf, images, ctx.batch_size,
                                                             jax.random.fold_in(ctx.key, 2))
@@ -139,7 +138,6 @@ def plot(b: dict, ctx: Context, directory: str) -> None:
     half_h, half_v = stats.norm.ppf(0.95), np.sqrt(stats.chi2.ppf(0.9, max(b["top"] - 2, 1)))
     with figure(f"{directory}/decision_space.png", 1, len(examples), figsize=(3.2 * len(examples), 3.2)) as axes:
         for ax, ex in zip(np.atleast_1d(axes), examples):
-            from matplotlib.patches import Ellipse  # noqa: PLC0415
             for (h, v), colour in zip(ex["means"][:2], ("tab:red", "tab:blue")):
                 ax.add_patch(Ellipse((h, v), 2 * half_h, 2 * half_v, fill=False, color=colour))
             hs, vs = zip(*ex["means"])

@@ -1,12 +1,19 @@
 """Paper 001 Fig. 3: -log p(x|y_true) against the most likely wrong class's."""
 import numpy as np
 
-from gcj import robustness
+from gcj import ops
 from gcj.suites.base import Context, Suite, figure, pct
 
 
 def run(ctx: Context) -> dict:
-    return robustness.nll_gap(ctx.ll_test, ctx.test.labels)
+    """−log p(x|y_true) against the most likely wrong class's −log p(x|y') (paper 001 Fig. 3)."""
+    true = ops.pick(ctx.ll_test, ctx.test.labels)
+    wrong, _ = ops.best_other(ctx.ll_test, ctx.test.labels)
+    gap = true - wrong  # > 0: the true class is the most likely
+    return dict(num=int(len(ctx.test.labels)), median_gap=float(np.median(gap)), mean_gap=float(gap.mean()),
+                gap_quantiles={str(q): float(np.quantile(gap, q)) for q in (0.01, 0.1, 0.5, 0.9)},
+                fraction_true_more_likely=float((gap > 0).mean()),
+                nll_true=(-true).tolist(), nll_wrong=(-wrong).tolist())
 
 
 def table(g: dict, report: dict) -> list:

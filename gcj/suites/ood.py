@@ -6,24 +6,23 @@ import numpy as np
 from gcj import classifier, data, metrics, rejection
 from gcj.suites.base import Context, Request, Suite, figure, pct
 from gcj.suites.rejection import not_fitted_lines
+from gcj.errors import UserError
 
 
 def check(request: Request) -> None:
     if not request.ood_datasets:
-        raise ValueError("the 'ood' suite needs at least one --ood_dataset (e.g. mnist5k)")
+        raise UserError("the 'ood' suite needs at least one --ood_dataset (e.g. mnist5k)")
     for name in request.ood_datasets:
         data.check_name(name)
 
 
 def run(ctx: Context) -> dict:
-    from gcj.evaluate import subset  # noqa: PLC0415
-
     cfg, req = ctx.config, ctx.request
     in_max, in_marg = ctx.ll_test.max(1), np.asarray(classifier.log_marginal(ctx.ll_test))
     train_marg = np.asarray(classifier.log_marginal(ctx.ll_train))
     out = {}
     for name in req.ood_datasets:
-        s = subset(data.load(name, req.ood_split, req.data_dir), req.max_images, jax.random.fold_in(ctx.key, 4))
+        s = data.subset(data.load(name, req.ood_split, req.data_dir), req.max_images, jax.random.fold_in(ctx.key, 4))
         images = data.to_shape(s.images, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
         ll_out = classifier.batched_log_likelihoods(ctx.clf, images, ctx.batch_size, jax.random.fold_in(ctx.key, 2))
         out_marg = np.asarray(classifier.log_marginal(ll_out))

@@ -1,0 +1,58 @@
+"""A workdir's records, each written once to every sink: ``metrics.jsonl`` (JSON lines, what gcj and
+its users read back) and TensorBoard event files through tensorboardX (no TensorFlow needed):
+training scalars, the config as hparams, the evaluation plots as images.
+``tensorboard --logdir <workdir>`` (training) or ``--logdir <report folder>`` (evaluation) shows them."""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+
+import ml_collections
+import numpy as np
+import tensorboardX
+from PIL import Image
+from tensorboardX.summary import hparams
+
+from gcj import config as config_lib
+
+
+class MetricWriter:
+    """Training records of a workdir: ``write(record)`` appends ``record`` (with ``step``) to
+    metrics.jsonl and its numbers as TensorBoard scalars at that step; ``config`` (if given) is
+    recorded as the run's hparams. A context manager: closed on exit."""
+
+    def __init__(self, workdir: str, config: ml_collections.ConfigDict | None = None):
+        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        self.board = tensorboardX.SummaryWriter(workdir, flush_secs=10)
+        if config is not None:
+            # the HParams tab: this run's flattened config (tuples and None as text)
+            flat = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                    for k, v in config_lib.flatten(config.to_dict()).items()}
+            for summary in hparams(flat, {"val/accuracy": 0.0}):
+                self.board.file_writer.add_summary(summary)
+
+    def write(self, record: dict) -> None:
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        for tag, value in record.items():
+            if tag not in ("step", "epoch") and isinstance(value, numbers.Real) and not isinstance(value, bool):
+                self.board.add_scalar(tag, float(value), record["step"])
+
+    def close(self) -> None:
+        self._jsonl.close()
+        self.board.close()
+
+    def __enter__(self) -> MetricWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_images(directory: str, images: dict) -> None:
+    """PNG files as TensorBoard images in an event file in ``directory``: ``images`` tag -> path."""
+    with tensorboardX.SummaryWriter(directory) as board:
+        for tag, path in images.items():
+            board.add_image(tag, np.asarray(Image.open(path).convert("RGB")), dataformats="HWC")

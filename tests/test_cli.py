@@ -1,0 +1,37 @@
+"""The command-line programs: a user's mistake (``gcj.UserError``) is one line and exit status 2;
+anything else is a bug and keeps its traceback."""
+import subprocess
+import sys
+
+from conftest import ROOT
+
+PROGRAM = """
+import sys
+from gcj import cli, UserError
+def main(argv):
+    raise {error}
+sys.argv = ["prog"]
+cli.run(main)
+"""
+
+
+def _run(error: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROGRAM.format(error=error)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin", **env})
+
+
+def test_a_user_error_is_one_line_and_status_2():
+    r = _run('UserError("pixels must be in [0, 1],\\n   got [0, 3]")')
+    assert r.returncode == 2 and r.stderr == "prog: error: pixels must be in [0, 1], got [0, 3]\n"
+
+
+def test_a_bug_shows_its_traceback():
+    for error in ('KeyError("model")', 'AttributeError("no attribute x")', 'OSError("disk")'):
+        r = _run(error)
+        assert r.returncode == 1 and "Traceback (most recent call last)" in r.stderr, r.stderr
+        assert "prog: error:" not in r.stderr
+
+
+def test_gcj_debug_shows_a_user_errors_traceback():
+    r = _run('UserError("bad")', GCJ_DEBUG="1")
+    assert r.returncode == 1 and "Traceback" in r.stderr and "UserError: bad" in r.stderr

@@ -1,0 +1,54 @@
+"""A workdir's records: metrics.jsonl, and TensorBoard event files (tensorboardX) that TensorBoard's
+own protobufs parse: scalars at their steps, the config as hparams, PNG plots as images."""
+import glob
+import io
+import json
+import struct
+
+import numpy as np
+from PIL import Image
+from tensorboardX.proto.event_pb2 import Event
+
+from conftest import smoke_config
+from gcj import metric_writer
+
+
+def _events(directory):
+    """Every Event in the event files of ``directory`` (TFRecord framing: length, its CRC, the
+    bytes, their CRC)."""
+    out = []
+    for path in sorted(glob.glob(f"{directory}/events.out.tfevents.*")):
+        data, i = open(path, "rb").read(), 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            out.append(Event.FromString(data[i + 12:i + 12 + n]))
+            i += 16 + n
+    return out
+
+
+def test_records_go_to_json_lines_and_tensorboard_scalars(tmp_path):
+    with metric_writer.MetricWriter(str(tmp_path), smoke_config()) as w:
+        w.write(dict(step=10, epoch=1, **{"train/loss": 0.5, "val/accuracy": 0.875, "note": "text", "ok": True}))
+        w.write({"step": 2 ** 40, "train/loss": -3.25})
+    lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert lines[0]["note"] == "text" and lines[1] == {"step": 2 ** 40, "train/loss": -3.25}
+    scalars = [(e.step, v.tag, v.simple_value) for e in _events(tmp_path) for v in e.summary.value
+               if v.HasField("simple_value")]
+    assert scalars == [(10, "train/loss", 0.5), (10, "val/accuracy", 0.875), (2 ** 40, "train/loss", -3.25)]
+    plugins = {v.metadata.plugin_data.plugin_name for e in _events(tmp_path) for v in e.summary.value}
+    assert "hparams" in plugins  # the config, for TensorBoard's HParams tab
+    hp = [v.metadata.plugin_data.content for e in _events(tmp_path) for v in e.summary.value
+          if v.metadata.plugin_data.plugin_name == "hparams"]
+    assert any(b"model.sdim.rep_dim" in c for c in hp) and any(b"optim.lr" in c for c in hp)
+
+
+def test_plots_become_tensorboard_images(tmp_path):
+    pixels = (np.arange(6 * 4 * 3) % 256).astype(np.uint8).reshape(6, 4, 3)
+    Image.fromarray(pixels).save(tmp_path / "plot.png")
+    metric_writer.write_images(str(tmp_path), {"ood/plot": str(tmp_path / "plot.png")})
+    images = [v for e in _events(tmp_path) for v in e.summary.value if v.HasField("image")]
+    assert [v.tag for v in images] == ["ood/plot"]
+    assert (images[0].image.height, images[0].image.width) == (6, 4)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(images[0].image.encoded_image_string))),
+                                  pixels)
+
