@@ -14,8 +14,8 @@ import json
 import ml_collections
 
 from gcj import models
-from gcj.version import __version__
 from gcj.errors import UserError
+from gcj.version import __version__
 
 
 def base_config(family: str = "sdim") -> ml_collections.ConfigDict:

@@ -11,10 +11,10 @@ import types
 
 import jax
 
-from gcj.version import __version__
 from gcj import classifier, data, metric_writer, rejection, stopwatch
-from gcj.suites import DEFAULT_SUITES as _DEFAULT, SUITES as _REGISTRY, Context, Request
 from gcj.errors import NotFoundError, UserError
+from gcj.suites import DEFAULT_SUITES as _DEFAULT, SUITES as _REGISTRY, Context, Request
+from gcj.version import __version__
 
 DEFAULT_SUITES = _DEFAULT
 SUITES = tuple(_REGISTRY)

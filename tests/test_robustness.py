@@ -5,6 +5,7 @@ import json
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -310,3 +311,29 @@ def test_suites_report_the_configs_percentile_thresholds(tmp_path):
     opts = dict(corruptions=("contrast",), corruption_images=20, interpolation_pairs=2)
     report = evaluate(workdir, ("corruptions", "interpolation"), options=opts, log=lambda *_: None)
     assert set(report["corruptions"]["per_severity"]["1"]) == {"accuracy", "p2"}
+
+
+def test_a_new_attack_is_a_function_and_a_registry_line(monkeypatch, trained_workdir):
+    """An attack registered in ``gcj.attacks.ATTACKS`` (keyword-only parameters) runs in the
+    adversarial suite once an ``AttackSpec`` names it, with the suite's thresholds and metrics."""
+    from gcj import attacks
+
+    calls = []
+
+    def noise(model, x, labels, key, *, eps, thresholds=None):
+        calls.append(dict(eps=eps, thresholds=thresholds))
+        x_adv = jnp.clip(x + eps * jnp.sign(jax.random.normal(key, x.shape)), 0.0, 1.0)
+        return attacks.AttackResult(x_adv, jnp.zeros(x.shape[0], bool))
+
+    monkeypatch.setitem(attacks.ATTACKS, "noise", attacks.Attack(noise))
+    specs = adversarial.default_attacks
+    monkeypatch.setattr(adversarial, "default_attacks", lambda **kw: specs(**kw) + [
+        adversarial.AttackSpec("noise_linf_8", "noise", (("eps", 8 / 255),))])
+    report = evaluate(trained_workdir[0], ("adversarial",), max_images=64, log=lambda *_: None,
+                      options=dict(attacks=("noise_linf_8",), attack_images=5))
+    r = report["adversarial"]["attacks"]["noise_linf_8"]
+    assert calls and calls[0] == dict(eps=8 / 255, thresholds=None) and r["num"] == 5
+    assert r["mean_linf"] == pytest.approx(8 / 255, abs=1e-6) or r["success_rate"] == 0.0
+    assert 0.0 <= r["success_rate"] <= 1.0 and "linf 8/255" in report["adversarial"]["worst_case"]
+    with pytest.raises(ValueError, match="unknown attack 'nois'"):
+        attacks.get("nois")

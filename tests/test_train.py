@@ -222,6 +222,8 @@ def test_evaluate_cli_writes_report_and_plots(trained_workdir, tmp_path):
     assert rep["ood"]["digits"]["num"] == 1797
     assert np.isfinite(rep["calibration"]["oce"]) or rep["calibration"]["oce_fraction"] == 0
     assert {"rejection_curve.png", "reliability.png", "ood_digits_hist.png"} <= set(os.listdir(out.parent))
+    (events,) = [f for f in os.listdir(out.parent) if "tfevents" in f]  # the plots, for TensorBoard
+    assert b"rejection/rejection_curve" in open(out.parent / events, "rb").read()
     assert "clean accuracy" in r.stdout and "detection rate p1" in r.stdout
     # the smoke model's 64 validation images cannot fit conformal thresholds: n/a, not 0.00%
     assert set(rep["thresholds_not_fitted"]) == {"conformal0.01"} and "conformal0.01" not in rep["rejection"]

@@ -3,9 +3,9 @@
 
 A new family: a module here with its linen module and ``FAMILY = Family(...)``, and its line below.
 """
+from gcj.errors import UserError
 from gcj.models import flow, ibinn, score, sdim
 from gcj.models.family import Family
-from gcj.errors import UserError
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     sdim.SDIM_FAMILY,        # paper 000: SDIM

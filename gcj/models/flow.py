@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from gcj import data, flows, ops
-from gcj.models import family
 from gcj.errors import UserError
+from gcj.models import family
 
 
 

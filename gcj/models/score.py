@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from gcj import conv, data, diffusion
-from gcj.models import family
 from gcj.errors import UserError
+from gcj.models import family
 
 
 def _init(scale: float = 1.0):

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from gcj import conv, losses
-from gcj.models import family
 from gcj.errors import UserError
+from gcj.models import family
 
 BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
 

@@ -5,9 +5,9 @@ python evaluate.py --workdir <dir> --suites clean,adversarial,corruptions,interp
 from absl import flags
 
 from gcj import cli
+from gcj.errors import UserError
 from gcj.evaluate import DEFAULT_SUITES, evaluate, format_tables
 from gcj.suites import SUITES
-from gcj.errors import UserError
 
 flags.DEFINE_string("workdir", None, "A train.py workdir.")
 flags.DEFINE_list("suites", list(DEFAULT_SUITES), f"Comma-separated suites: {','.join(SUITES)}.")

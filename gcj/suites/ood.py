@@ -4,9 +4,9 @@ import jax
 import numpy as np
 
 from gcj import classifier, data, metrics, rejection
+from gcj.errors import UserError
 from gcj.suites.base import Context, Request, Suite, figure, pct
 from gcj.suites.rejection import not_fitted_lines
-from gcj.errors import UserError
 
 
 def check(request: Request) -> None:
