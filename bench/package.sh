@@ -9,5 +9,4 @@ cp -r "$src/checkpoints/$step" "$dst/checkpoints/"
 cp "$src"/config.json "$src"/metrics.jsonl "$src"/thresholds.json "$dst/"
 cp -r "$src/report" "$dst/"
 rm -f "$dst"/report/events.out.tfevents.*  # (TensorBoard images of the plots: the PNGs are kept)
-sed -i "s#\"workdir\": \"[^\"]*\"#\"workdir\": \"$dst\"#" "$dst/report/report.json"
 du -sh "$dst"

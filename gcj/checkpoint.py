@@ -1,5 +1,6 @@
 """Orbax checkpoints in ``<workdir>/checkpoints``: the model variables and the optimizer state are
-separate items, so a classifier can be restored without knowing the optimizer.
+separate items, so a classifier can be restored without knowing the optimizer. A checkpoint
+restores onto this run's devices, whatever number of devices saved it.
 
 The manager keeps the two latest steps; when the newest cannot be read (a disk filled or a file
 overwritten), ``restore_latest`` falls back to the newest readable one with a warning naming both."""
@@ -9,7 +10,10 @@ from __future__ import annotations
 import os
 import warnings
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gcj.errors import NotFoundError, UserError
 
@@ -31,11 +35,19 @@ def save(mgr: ocp.CheckpointManager, step: int, variables, train_state) -> None:
     mgr.wait_until_finished()
 
 
+def on_this_mesh(target):
+    """``target``'s shapes and dtypes (arrays or ``jax.ShapeDtypeStruct``s) replicated over this
+    run's devices: what a checkpoint is restored onto, never the devices that saved it."""
+    replicated = NamedSharding(Mesh(np.asarray(jax.devices()), ("data",)), PartitionSpec())
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), target)
+
+
 def restore(mgr: ocp.CheckpointManager, step: int, variables_target, train_target=None):
-    """Restores ``(variables, train_state)`` at ``step``; ``train_state`` is None if not asked."""
-    items = dict(variables=ocp.args.StandardRestore(variables_target))
+    """Restores ``(variables, train_state)`` at ``step`` onto this run's devices (``on_this_mesh``);
+    ``train_state`` is None if not asked."""
+    items = dict(variables=ocp.args.StandardRestore(on_this_mesh(variables_target)))
     if train_target is not None:
-        items["train"] = ocp.args.StandardRestore(train_target)
+        items["train"] = ocp.args.StandardRestore(on_this_mesh(train_target))
     try:
         out = mgr.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # orbax raises many types for corrupt or mismatched files

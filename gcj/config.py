@@ -15,7 +15,7 @@ import ml_collections
 
 from gcj import models
 from gcj.errors import UserError
-from gcj.version import __version__
+from gcj.version import __version__, provenance
 
 
 def base_config(family: str = "sdim") -> ml_collections.ConfigDict:
@@ -48,8 +48,10 @@ def base_config(family: str = "sdim") -> ml_collections.ConfigDict:
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
-    """A workdir's config.json: the config, and the version of gcj that wrote it."""
-    return json.dumps(dict(gcj_version=__version__, **json.loads(config.to_json())), indent=2)
+    """A workdir's config.json: the config, the version of gcj that wrote it and the run's
+    ``provenance`` (software and devices; not part of the config)."""
+    return json.dumps(dict(gcj_version=__version__, provenance=provenance(), **json.loads(config.to_json())),
+                      indent=2)
 
 
 def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:

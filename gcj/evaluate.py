@@ -14,7 +14,7 @@ import jax
 from gcj import classifier, data, metric_writer, rejection, stopwatch
 from gcj.errors import NotFoundError, UserError
 from gcj.suites import DEFAULT_SUITES as _DEFAULT, SUITES as _REGISTRY, Context, Request
-from gcj.version import __version__
+from gcj.version import __version__, provenance
 
 DEFAULT_SUITES = _DEFAULT
 SUITES = tuple(_REGISTRY)
@@ -74,7 +74,10 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
         ctx.train = data.subset(data.load_train_val(cfg)[0], max_images, jax.random.fold_in(key, 3))
         ctx.ll_train = classifier.batched_log_likelihoods(clf, ctx.train.images, bs, jax.random.fold_in(key, 1))
     clock.lap("scoring")
-    report = dict(gcj_version=__version__, workdir=os.path.abspath(workdir), dataset=cfg.data.name,
+    # the workdir relative to the report (or as given): no path of this machine in a report
+    where = os.path.relpath(os.path.abspath(workdir), os.path.dirname(os.path.abspath(out))) if out else workdir
+    report = dict(gcj_version=__version__, provenance=provenance(), workdir=where,
+                  model=os.path.basename(os.path.abspath(workdir)), dataset=cfg.data.name,
                   family=cfg.model.family, num_test=int(len(test.labels)))
     if not_fitted:
         report["thresholds_not_fitted"] = not_fitted
@@ -128,7 +131,7 @@ def _jsonable(v):
 def format_tables(report: dict) -> str:
     """Plain-text tables of a report (what evaluate.py prints)."""
     lines = [f"{report['family']} on {report['dataset']} ({report['num_test']} test images): "
-             f"{os.path.basename(report['workdir'])}"]
+             f"{report.get('model') or os.path.basename(report['workdir'])}"]
     for name, suite in _REGISTRY.items():
         if name in report:
             lines += suite.table(report[name], report)

@@ -39,6 +39,7 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     module's doc); unknown or missing keys raise ``KeyError`` naming them."""
     given = json.loads(text)
     version = given.pop("gcj_version", "0.1.0")  # gcj < 0.2.0 recorded no version
+    given.pop("provenance", None)  # (gcj >= 0.5.0: what ran it, not the config)
     flat = flatten(given)
     if "model.family" not in flat:
         raise ConfigKeyError("config.json has no model.family")

@@ -49,7 +49,9 @@ def test_training_learns_and_writes_the_workdir(trained_workdir):
         lines = len(f.readlines())
     with open(os.path.join(workdir, events), "rb") as f:
         assert f.read().count(b"train/loss") == lines
-    assert json.load(open(os.path.join(workdir, "config.json")))["gcj_version"] == gcj.__version__
+    written = json.load(open(os.path.join(workdir, "config.json")))
+    assert written["gcj_version"] == gcj.__version__ and written["provenance"]["gcj"] == gcj.__version__
+    assert written["provenance"]["jaxlib"] and written["provenance"]["device_kind"]
 
 
 def test_checkpoint_round_trip(trained_workdir):
@@ -150,9 +152,11 @@ def test_unknown_config_keys_are_errors(trained_workdir, tmp_path):
 
 
 @pytest.mark.slow
-def test_data_parallel_on_four_devices_matches_one(trained_workdir, tmp_path):
+def test_data_parallel_on_four_devices_matches_one_and_checkpoints_move_between_them(trained_workdir, tmp_path):
     """The jitted step sharded over a 4-device mesh computes the same training as on one device;
-    the evaluation's batches sharded over them give the log-likelihoods of one device."""
+    the evaluation's batches sharded over them give the log-likelihoods of one device. A checkpoint
+    restores onto any number of devices: the 1-device run resumes on 4, the 4-device run loads on 1."""
+    resumed = _copy(trained_workdir[0], tmp_path)
     code = ("import jax, sys; sys.path.insert(0, 'tests'); from conftest import smoke_config;"
             "from gcj.train import train_and_evaluate; assert jax.device_count() == 4;"
             # (no percentile thresholds: what is compared is the training)
@@ -161,13 +165,19 @@ def test_data_parallel_on_four_devices_matches_one(trained_workdir, tmp_path):
             "import gcj, numpy as np; from gcj import classifier, data;"
             f"clf = gcj.load({str(tmp_path / 'w4')!r}); imgs = data.load_dataset(clf.config.data, 'test').images[:7];"
             "np.testing.assert_allclose(classifier.batched_log_likelihoods(clf, imgs, 5),"
-            " clf.class_log_likelihoods(data.to_float(imgs)), rtol=1e-5, atol=1e-4)")
+            " clf.class_log_likelihoods(data.to_float(imgs)), rtol=1e-5, atol=1e-4);"
+            # the 1-device workdir, one more epoch on 4 devices
+            f"train_and_evaluate(smoke_config(num_epochs=3), {resumed!r})")
     r = _run(["-c", code], env={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
                                 "JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0, r.stderr[-3000:]
     for four, one in zip(_epochs(str(tmp_path / "w4")), _epochs(trained_workdir[0]), strict=True):
         for k in ("train/loss", "train/nll", "train/mi", "train/margin", "val/accuracy"):
             assert four[k] == pytest.approx(one[k], rel=1e-3, abs=1e-4), k
+    assert f"resumed from step 12 in {resumed}" in r.stdout and [e["epoch"] for e in _epochs(resumed)] == [1, 2, 3]
+    assert jax.device_count() == 1  # this process: the 4-device checkpoint, on one device
+    np.testing.assert_allclose(gcj.load(str(tmp_path / "w4")).class_log_likelihoods(X),
+                               trained_workdir[1].class_log_likelihoods(X), rtol=1e-3, atol=1e-3)
 
 
 def test_train_epoch_fetches_metrics_only_when_logging_and_names_the_first_nonfinite_step():
@@ -212,6 +222,11 @@ def test_evaluate_cli_writes_report_and_plots(trained_workdir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.load(open(out))
     assert "%|" not in r.stderr + r.stdout  # no progress bars when the output is not a terminal
+    # what made it, and no path of this machine: the workdir relative to the report
+    assert rep["provenance"]["jax"] == jax.__version__ and rep["provenance"]["backend"] == "cpu"
+    assert rep["provenance"]["device_count"] >= 1 and rep["provenance"]["process_count"] == 1
+    assert os.path.samefile(out.parent / rep["workdir"], trained_workdir[0]) and not os.path.isabs(rep["workdir"])
+    assert str(tmp_path) not in out.read_text() and rep["model"] == os.path.basename(trained_workdir[0])
     assert rep["gcj_version"] == gcj.__version__
     values = [rep["clean"]["accuracy"], rep["calibration"]["ece"], rep["calibration"]["mce"],
               rep["ood"]["digits"]["auroc"]]
