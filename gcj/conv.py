@@ -12,6 +12,10 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
+# where the custom input gradient was measured to beat XLA's own (bench/attack_speed.py,
+# bench/score_gradient.py); GPUs and TPUs canonicalize convolutions inside loops themselves and
+# keep lax's (unmeasured there: no accelerator was at hand)
+CUSTOM_GRADIENT_BACKENDS = frozenset({"cpu"})
 
 
 def _conv_nhwc(x, w, strides, padding, lhs_dilation):
@@ -97,11 +101,12 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
       so reverse over reverse (the gradient of a vjp: the score model's Hutchinson divergence
       under an attack) stays fast at every order; no forward mode.
 
-    2-D NHWC/HWIO convolutions without kernel dilation or groups take this path; any other falls
-    back to ``jax.lax.conv_general_dilated``.
+    2-D NHWC/HWIO convolutions without kernel dilation or groups take this path, on the backends
+    in ``CUSTOM_GRADIENT_BACKENDS`` (where it was measured to win: the CPU); any other falls back
+    to ``jax.lax.conv_general_dilated``.
     """
     ones = (1, 1)
-    fast = (lhs.ndim == 4 and feature_group_count == 1 and precision is None and not kwargs
+    fast = (jax.default_backend() in CUSTOM_GRADIENT_BACKENDS and lhs.ndim == 4 and feature_group_count == 1 and precision is None and not kwargs
             and tuple(rhs_dilation or ones) == ones
             and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
             == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))

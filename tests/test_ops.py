@@ -88,7 +88,7 @@ def test_conv_is_lax_conv_with_the_same_first_and_second_derivatives(shape, k, s
         np.testing.assert_allclose(hvp[1], hvp[0], rtol=1e-4, atol=1e-4 * float(jnp.abs(hvp[0]).max()))
 
 
-def test_conv_input_gradients_keep_the_fast_kernel_layout_inside_loops():
+def test_conv_input_gradients_keep_the_fast_kernel_layout_inside_loops(monkeypatch):
     """XLA:CPU puts convolutions into its fast layout only outside loops: every convolution of a
     gradient through a scan must already be NHWC/HWIO, as JAX's own rule does not give (first
     order by default, second order, the gradient of a vjp, with ``reverse_only``)."""
@@ -108,6 +108,11 @@ def test_conv_input_gradients_keep_the_fast_kernel_layout_inside_loops():
     assert kernel_layouts(functools.partial(conv_lib.conv_general_dilated, reverse_only=True), second=True) == {"0, 1, i, o"}
     for second in (False, True):  # what the fix is for
         assert "0, 1, o, i" in kernel_layouts(jax.lax.conv_general_dilated, second)
+    # on a backend outside CUSTOM_GRADIENT_BACKENDS (GPU, TPU): lax's convolutions, its gradients
+    monkeypatch.setattr(conv_lib, "CUSTOM_GRADIENT_BACKENDS", frozenset({"gpu", "tpu"}))
+    assert "0, 1, o, i" in kernel_layouts(conv_lib.conv_general_dilated, second=False)
+    assert "0, 1, o, i" in kernel_layouts(functools.partial(conv_lib.conv_general_dilated, reverse_only=True), True)
+    monkeypatch.undo()
     # anything else falls back to lax (here: feature groups)
     depthwise = w[0][:, :, :1]
     np.testing.assert_array_equal(

@@ -39,3 +39,17 @@ def test_version_and_dependencies_are_the_requirements():
 def test_top_level_scripts_are_the_entry_points(script):
     r = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True)
     assert "--workdir" in r.stdout, r.stderr[-2000:]
+
+
+def test_constraints_pin_every_requirement_at_or_above_its_floor():
+    """constraints.txt (what CI installs) pins each requirement at a version its floor admits."""
+    from packaging.version import Version
+
+    with open(os.path.join(ROOT, "constraints.txt")) as f:
+        pins = {n.lower().replace("_", "-"): v for n, _, v in
+                (line.strip().partition("==") for line in f if "==" in line)}
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        floors = [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
+    for req in floors:
+        name, _, floor = req.partition(">=")
+        assert Version(pins[name.lower()]) >= Version(floor), req
