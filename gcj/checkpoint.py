@@ -13,6 +13,7 @@ import warnings
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gcj.errors import NotFoundError, UserError
@@ -78,13 +79,17 @@ def restore_latest(mgr: ocp.CheckpointManager, variables_target, train_target=No
 
 def set_aside(mgr: ocp.CheckpointManager, after_step: int) -> list[str]:
     """Renames the checkpoints newer than ``after_step`` (unreadable ones a resumed run would
-    otherwise collide with) to ``<step>.unreadable``; returns the new paths."""
+    otherwise collide with) to ``<step>.unreadable``; returns the new paths. Several processes:
+    the first renames, all wait for it."""
     moved = []
     for step in sorted(s for s in mgr.all_steps() if s > after_step):
         src = os.path.join(str(mgr.directory), str(step))
-        os.replace(src, src + ".unreadable")
+        if jax.process_index() == 0:
+            os.replace(src, src + ".unreadable")
         moved.append(src + ".unreadable")
     if moved:
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("gcj: checkpoints set aside")
         mgr.reload()
     return moved
 

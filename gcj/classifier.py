@@ -199,6 +199,7 @@ def _flow_method(module, method: str):
 def progress(iterable, desc: str, show: bool = True, **kw):
     """A progress bar with an ETA over ``iterable`` on a terminal; nothing when the output is not a
     terminal (CI, logs) or ``show`` is False."""
+    show = show and jax.process_index() == 0  # (several processes: the first shows them)
     return tqdm(iterable, desc=desc, leave=False, mininterval=2.0, disable=None if show else True, **kw)
 
 
@@ -210,6 +211,14 @@ def _sharded(log_likelihood_fn: LogLikelihoodFn, uint8: bool, devices: tuple):
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     f = (lambda p, x, k: log_likelihood_fn(p, data.to_float(x), k)) if uint8 else log_likelihood_fn
     return jax.jit(f, in_shardings=(replicated, sharded, replicated), out_shardings=sharded), sharded, replicated
+
+
+def host_local(tree):
+    """``tree`` with each array spread over several processes' devices (replicated: the training
+    state of a multi-process run) as this process's own replica, for computations on this process's
+    devices; anything else as it is."""
+    return jax.tree_util.tree_map(
+        lambda a: a.addressable_data(0) if isinstance(a, jax.Array) and not a.is_fully_addressable else a, tree)
 
 
 def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int,
@@ -230,7 +239,7 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
     devices = tuple(jax.local_devices())
     fn, sharded, replicated = _sharded(clf.log_likelihood_fn, uint8, devices)
     key = jax.random.key(0) if key is None else key
-    params = jax.device_put(clf.params, replicated)
+    params = jax.device_put(host_local(clf.params), replicated)
     size = -(-min(batch_size, max(len(images), 1)) // len(devices)) * len(devices)  # padded batch
     out, pending = [], None
     for i in progress(range(0, len(images), batch_size), "scoring", len(images) > batch_size):
@@ -325,7 +334,7 @@ def load(workdir: str, step: int | None = None, base_fn=None, overrides: dict | 
             raise UserError(f"unknown config key {key!r} to override in {workdir}") from e
     module = build_module(config, base_fn)
     target = jax.eval_shape(lambda: init_variables(config, jax.random.key(0), base_fn))
-    variables = checkpoint.restore_variables(workdir, target, step)
+    variables = host_local(checkpoint.restore_variables(workdir, target, step))
     thresholds = None
     path = os.path.join(workdir, "thresholds.json")
     if os.path.exists(path):

@@ -6,14 +6,20 @@ and shows its traceback. ``GCJ_DEBUG=1`` shows the traceback of a user error too
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import time
+import traceback
+import zlib
 
 import jax
+import numpy as np
 from absl import app, flags, logging
+from jax.experimental import multihost_utils
 
 from gcj import config as config_lib
 from gcj import migration, models
-from gcj.errors import ConfigKeyError, UserError
+from gcj.errors import ConfigKeyError, LostProcessError, UserError
 
 # What ml_collections raises for an unknown key in a --config.<key>=value override (the only code
 # that runs while the flags are parsed, besides the config file's own)
@@ -41,6 +47,77 @@ def use_cpu_devices(n: int = 0, batch_sizes=()) -> int:
     return n
 
 
+def define_distributed_flags() -> None:
+    """The flags of ``jax.distributed.initialize`` (``use_distributed`` reads them)."""
+    flags.DEFINE_string("coordinator_address", None, "Several processes on one mesh: host:port of process 0's "
+                        "coordinator (jax.distributed), the same for every process.")
+    flags.DEFINE_integer("num_processes", None, "Several processes: how many (with --coordinator_address).")
+    flags.DEFINE_integer("process_id", None, "Several processes: this one's index, 0 .. num_processes - 1.")
+    flags.DEFINE_bool("distributed", False, "Several processes, their addresses detected by jax.distributed "
+                      "(TPU pods, SLURM, Open MPI).")
+    flags.DEFINE_integer("distributed_timeout", 60, "Seconds to wait for every process at start-up; a lost "
+                         "process ends the others after as long.")
+
+
+def use_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                    process_id: int | None = None, auto: bool = False, timeout: int = 60,
+                    launch: str = "") -> bool:
+    """Joins this process to the others through ``jax.distributed.initialize`` (before JAX starts
+    its backends; the CPU's collectives through gloo), when ``coordinator_address`` is given or
+    ``auto`` asks jax to detect the cluster. ``launch`` (e.g. the command line less the process id)
+    must be the same in every process: processes started differently are refused at once. Returns
+    whether it joined. A bad launch (a process id out of range, a coordinator that cannot be reached
+    within ``timeout`` seconds) is a ``UserError``."""
+    if not coordinator_address and not auto:
+        return False
+    if coordinator_address and (num_processes is None or process_id is None):
+        raise UserError("--coordinator_address needs --num_processes and --process_id")
+    if num_processes is not None and not 0 <= (process_id or 0) < num_processes:
+        raise UserError(f"--process_id must be in 0 .. {num_processes - 1}, got {process_id}")
+    if coordinator_address and process_id and not _reachable(coordinator_address, timeout):
+        raise UserError(f"the coordinator {coordinator_address} cannot be reached within {timeout} s: is process 0 "
+                        "running there, with the same --coordinator_address?")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator_address, num_processes, process_id, initialization_timeout=timeout,
+                                   heartbeat_timeout_seconds=timeout)
+    except Exception as e:  # noqa: BLE001 - jax raises XlaRuntimeError, RuntimeError, ValueError here
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"jax.distributed could not start (coordinator {coordinator_address or 'auto'}, "
+                        f"{timeout} s): {first}") from e
+    mine = np.uint32(zlib.crc32(launch.encode()))
+    if not np.all(multihost_utils.process_allgather(mine) == mine):
+        raise UserError("the processes were started with different configs or flags")
+    return True
+
+
+def _reachable(address: str, timeout: float) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout`` seconds (tried every
+    half second): JAX's own client aborts the process when it cannot reach the coordinator."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+
+
+def launch(argv, extra: str = "") -> str:
+    """The command line ``argv`` less its ``--process_id``, and ``extra``: what every process of
+    one run shares (``use_distributed`` compares it)."""
+    out, args = [], iter(argv[1:])
+    for arg in args:
+        if arg == "--process_id":
+            next(args, None)
+        elif not arg.startswith("--process_id="):
+            out.append(arg)
+    return " ".join(out) + extra
+
+
 def run(main, flags_module: str | None = None) -> None:
     """``absl.app.run(main)`` with one-line errors for flags, configs and what ``main`` raises.
 
@@ -58,7 +135,32 @@ def run(main, flags_module: str | None = None) -> None:
             return main(argv)
         except UserError as e:
             _fail(e, argv)
+        except Exception as e:
+            if not jax.distributed.is_initialized():
+                raise  # one process: a bug, with its traceback
+            lost = _lost_peer(e)
+            if lost is None:  # a bug: its traceback, then out without waiting on the other processes
+                traceback.print_exc()
+                sys.stderr.flush()
+                os._exit(1)
+            _fail(LostProcessError(f"a process of this run stopped ({lost}); restart all of them to resume "
+                                   "from the last checkpoint"), argv)
     app.run(guarded, flags_parser=_parse)
+
+
+# what the collectives and the coordination service say when another process of the run is gone
+_PEER_LOST = ("gloo", "connection reset", "connection refused", "heartbeat", "unavailable", "barrier")
+
+
+def _lost_peer(e: BaseException) -> str | None:
+    """The first line of what says, in ``e`` or its causes, that another process is gone; None if
+    nothing does (a bug of this process)."""
+    while e is not None:
+        first = (str(e).strip().splitlines() or [""])[0]
+        if isinstance(e, jax.errors.JaxRuntimeError) or any(s in first.lower() for s in _PEER_LOST):
+            return first[:200]
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _parse(argv):
@@ -112,6 +214,9 @@ def _fail(e: BaseException, argv, hint: str = ""):
         raise e
     prog = os.path.basename(argv[0]) if argv else "gcj"
     sys.stderr.write(f"{prog}: error: {_message(e, argv)}{' ' + hint if hint else ''}\n")
+    if jax.distributed.is_initialized():  # (the shutdown barrier would wait on the lost process, then abort)
+        sys.stderr.flush()
+        os._exit(2)
     sys.exit(2)
 
 

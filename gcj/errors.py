@@ -25,3 +25,8 @@ class ConfigKeyError(UserError, KeyError):
 
 class NonFiniteError(UserError, FloatingPointError):
     """A NaN or infinite loss or log-likelihood: training stops, evaluation refuses to go on."""
+
+
+class LostProcessError(UserError):
+    """A process of a multi-process run stopped (killed, preempted, its host lost): the others end
+    too; restarting all of them resumes from the last checkpoint."""

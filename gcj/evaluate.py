@@ -43,6 +43,8 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     the score family's ``model.score.ode.num_probes``). The report records the options each
     suite ran with, the overrides and the config evaluated."""
     classifier.read_config(workdir)  # a missing workdir is the first thing to say
+    primary = jax.process_index() == 0  # (several processes: each computes the report, the first writes it)
+    log = log if primary else (lambda *args, **kw: None)
     clock = stopwatch.Stopwatch()
     request = Request(suite_options(options), tuple(ood_datasets), ood_split, data_dir,
                       max_images, max_test_images)
@@ -85,7 +87,7 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
         report["overrides"] = {k: str(v) for k, v in overrides.items()}
     if ctx.train is not None:
         report["num_train_scored"] = int(len(ctx.train.labels))
-    plot_dir = os.path.dirname(os.path.abspath(out)) if out else None
+    plot_dir = os.path.dirname(os.path.abspath(out)) if out and primary else None
     if plot_dir:
         os.makedirs(plot_dir, exist_ok=True)
     images = {}  # the PNGs written: TensorBoard images beside the report too
@@ -104,7 +106,7 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
                                   (*s.reads, *(opt.name for opt in s.options))}
                          for s in chosen if s.reads or s.options}
     report["config"] = json.loads(cfg.to_json())
-    if out:
+    if out and primary:
         with open(out, "w") as f:
             f.write(dumps(report))
     return report

@@ -21,9 +21,13 @@ from gcj import config as config_lib
 class MetricWriter:
     """Training records of a workdir: ``write(record)`` appends ``record`` (with ``step``) to
     metrics.jsonl and its numbers as TensorBoard scalars at that step; ``config`` (if given) is
-    recorded as the run's hparams. A context manager: closed on exit."""
+    recorded as the run's hparams. ``active=False`` (the other processes of a multi-process run):
+    writes nothing. A context manager: closed on exit."""
 
-    def __init__(self, workdir: str, config: ml_collections.ConfigDict | None = None):
+    def __init__(self, workdir: str, config: ml_collections.ConfigDict | None = None, active: bool = True):
+        self.active = active
+        if not active:
+            return
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
         self.board = tensorboardX.SummaryWriter(workdir, flush_secs=10)
         if config is not None:
@@ -34,6 +38,8 @@ class MetricWriter:
                 self.board.file_writer.add_summary(summary)
 
     def write(self, record: dict) -> None:
+        if not self.active:
+            return
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
         for tag, value in record.items():
@@ -41,6 +47,8 @@ class MetricWriter:
                 self.board.add_scalar(tag, float(value), record["step"])
 
     def close(self) -> None:
+        if not self.active:
+            return
         self._jsonl.close()
         self.board.close()
 

@@ -24,6 +24,12 @@ from gcj import config as config_lib
 from gcj.errors import NonFiniteError, UserError
 
 
+def log(text: str) -> None:
+    """A line of the training log: printed by the first process only."""
+    if jax.process_index() == 0:
+        print(text, flush=True)
+
+
 def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int):
     """The learning rate as an optax schedule of the step, warm-up included."""
     total = max(steps_per_epoch * num_epochs, 1)
@@ -196,11 +202,11 @@ def restore(mgr, state: dict, workdir: str) -> dict:
         return state
     step, v, t = latest
     for path in checkpoint.set_aside(mgr, step):  # the run will write these steps again
-        print(f"unreadable checkpoint moved to {path}", flush=True)
+        log(f"unreadable checkpoint moved to {path}")
     state = dict(state, step=t["step"], opt_state=t["opt_state"], batch_stats=v.get("batch_stats", {}))
     state.update({"ema": v["params"], "params": t["params"]} if "ema" in state
                  else {"params": v["params"]})
-    print(f"resumed from step {int(state['step'])} in {workdir}", flush=True)
+    log(f"resumed from step {int(state['step'])} in {workdir}")
     return state
 
 
@@ -239,10 +245,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     not changed (the workdir's config.json records what the run used).
     """
     os.makedirs(workdir, exist_ok=True)
+    primary = jax.process_index() == 0  # (a multi-process run: every process trains, the first writes)
     base = load_base(config, base_fn)
     config = models.get(config.model.family).prepare(config, base)  # a copy if it changes
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config_lib.to_json(config))
+    if primary:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config_lib.to_json(config))
 
     clock = stopwatch.Stopwatch()
     train, val = data.load_train_val(config)
@@ -256,12 +264,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     start_step = int(state["step"])
     data_key, step_key = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
     first_step_seconds = None
-    with metric_writer.MetricWriter(workdir, config) as writer:  # metrics.jsonl and TensorBoard
+    with metric_writer.MetricWriter(workdir, config, active=primary) as writer:  # metrics.jsonl, TensorBoard
         for epoch in range(start_step // trainer.steps_per_epoch, config.num_epochs):
             t0 = time.time()
             bar = tqdm(data.batches(train, config.batch_size, jax.random.fold_in(data_key, epoch)),
                        total=trainer.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.num_epochs}",
-                       mininterval=2.0, leave=False, disable=None)
+                       mininterval=2.0, leave=False, disable=None if primary else True)
 
             def on_log(step, avg):
                 nonlocal first_step_seconds
@@ -292,8 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 ll = classifier.batched_log_likelihoods(_classifier(config, trainer.log_likelihood_fn, state),
                                                         val.images, config.eval_batch_size)
                 record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
-            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in record.items()), flush=True)
+            log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
             writer.write(record)
             if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
                 checkpoint.save(mgr, int(state["step"]), eval_variables(state), _train_item(state))
@@ -303,10 +310,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     clf = _classifier(config, trainer.log_likelihood_fn, state)
     thresholds = fit_thresholds(clf, train, val, config)
-    with open(os.path.join(workdir, "thresholds.json"), "w") as f:
-        json.dump(thresholds, f, indent=2)
+    if primary:
+        with open(os.path.join(workdir, "thresholds.json"), "w") as f:
+            json.dump(thresholds, f, indent=2)
     clock.lap("thresholds")
-    print(f"time: {clock}", flush=True)
+    log(f"time: {clock}")
     return classifier.Classifier(config, clf.params, clf.log_likelihood_fn, thresholds)
 
 

@@ -2,6 +2,9 @@
 python evaluate.py --workdir <dir> --suites clean,rejection,ood,calibration --ood_dataset mnist5k --out report.json
 python evaluate.py --workdir <dir> --suites clean,adversarial,corruptions,interpolation,nll_gap --out report.json
 """
+import sys
+
+import jax
 from absl import flags
 
 from gcj import cli
@@ -23,6 +26,7 @@ flags.DEFINE_multi_string("set", [], "key=value: a config setting changed for th
                           "--set model.score.ode.num_probes=10 (paper 004's OOD probes); repeatable.")
 flags.DEFINE_integer("cpu_devices", 0, "On the CPU: JAX devices the batches are sharded over (0: one per "
                      "core, up to 8; 1: no split).")
+cli.define_distributed_flags()
 flags.DEFINE_bool("plots", True, "Write each suite's PNG plot beside --out (--noplots: the JSON only).")
 
 
@@ -53,14 +57,17 @@ def _main(argv):
     del argv  # (cli.run refuses extra arguments)
     f = flags.FLAGS
     cli.use_cpu_devices(f.cpu_devices)
+    cli.use_distributed(f.coordinator_address, f.num_processes, f.process_id, f.distributed, f.distributed_timeout,
+                        cli.launch(sys.argv))
     options = {o.name: tuple(map(o.item, f[o.name].value)) if isinstance(o.default, tuple)
                else f[o.name].value for s in SUITES.values() for o in s.options}
     report = evaluate(f.workdir, f.suites, f.ood_dataset, f.out, f.ood_split, f.data_dir,
                       max_images=f.max_images, options=options, max_test_images=f.max_test_images,
                       plots=f.plots, overrides=_overrides(f.set))
-    print(format_tables(report))
-    if f.out:
-        print(f"report: {f.out}")
+    if jax.process_index() == 0:  # (every process computes the report; the first writes and prints it)
+        print(format_tables(report))
+        if f.out:
+            print(f"report: {f.out}")
 
 
 def _overrides(items) -> dict:

@@ -1,5 +1,7 @@
 """Trains a gcj classifier: gcj-train (or python train.py) --config configs/<name>.py --workdir <dir>
 [--config.k=v]"""
+import sys
+
 from absl import flags
 from ml_collections import config_flags
 
@@ -11,13 +13,17 @@ config_flags.DEFINE_config_file("config", None, "Python config file (configs/<na
 flags.DEFINE_string("workdir", None, "Where config.json, metrics.jsonl, checkpoints go; resumes.")
 flags.DEFINE_integer("cpu_devices", 0, "On the CPU: JAX devices the batch is sharded over (0: the most "
                      "cores, up to 8, that divide the batch size; 1: no split).")
+cli.define_distributed_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _main(argv):
     del argv  # (cli.run refuses extra arguments)
-    cli.use_cpu_devices(flags.FLAGS.cpu_devices, [flags.FLAGS.config.batch_size])
-    train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    f = flags.FLAGS
+    cli.use_cpu_devices(f.cpu_devices, [f.config.batch_size])
+    cli.use_distributed(f.coordinator_address, f.num_processes, f.process_id, f.distributed, f.distributed_timeout,
+                        cli.launch(sys.argv, f.config.to_json()))
+    train_and_evaluate(f.config, f.workdir)
 
 
 def main():
