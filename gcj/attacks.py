@@ -727,7 +727,7 @@ def boundary(model, x, targets, key, *, starts, steps: int = 1000, thresholds=No
                           targeted, _thresholds(thresholds))
     if check_starts and not bool(jnp.all(start_ok)):
         raise UserError(f"{int((~start_ok).sum())} start images are not "
-                         f"{'classified as their target' if targeted else 'misclassified'} and accepted")
+                        f"{'classified as their target' if targeted else 'misclassified'} and accepted")
     return _boundary(fn, params, x, targets, starts, key, _thresholds(thresholds),
                      jnp.float32(spherical_step), jnp.float32(source_step),
                      jnp.float32(step_adaptation), steps=steps, adapt_every=adapt_every,

@@ -47,7 +47,7 @@ def check_images(x, image_shape: tuple[int, int, int] | None = None) -> None:
         raise UserError(f"images must be [B, {', '.join(map(str, image_shape))}], got shape {shape}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise UserError(f"images must be floating point with pixels in [0, 1], got dtype {dtype}"
-                         + (" (divide uint8 images by 255)" if dtype == np.uint8 else ""))
+                        + (" (divide uint8 images by 255)" if dtype == np.uint8 else ""))
     if _traced(x):
         return
     x = np.asarray(x)
@@ -153,7 +153,7 @@ class Classifier:
         if self.family.latent is None:
             has = [n for n, f in models.FAMILIES.items() if f.latent is not None]
             raise UserError(f"family {self.config.model.family!r} has no latent space of unit class "
-                             f"Gaussians (the explain suite, Classifier.latent): only {has}")
+                            f"Gaussians (the explain suite, Classifier.latent): only {has}")
         return _latent(build_module(self.config), self.config.model.family)
 
     def features(self, x) -> jax.Array:
@@ -169,7 +169,7 @@ class Classifier:
     def _flow_module(self):
         if not self.family.invertible:
             raise UserError(f"forward / inverse / sample need a flow family {FLOW_FAMILIES}, "
-                             f"not {self.config.model.family!r}")
+                            f"not {self.config.model.family!r}")
         return build_module(self.config)
 
 
@@ -235,7 +235,7 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
         uint8, images = False, np.asarray(images, np.float32)
     else:
         raise UserError(f"expected images [N, {', '.join(map(str, clf.image_shape))}], "
-                         f"got {images.dtype} {images.shape}")
+                        f"got {images.dtype} {images.shape}")
     devices = tuple(jax.local_devices())
     fn, sharded, replicated = _sharded(clf.log_likelihood_fn, uint8, devices)
     key = jax.random.key(0) if key is None else key
@@ -271,9 +271,9 @@ def build_module(config: ml_collections.ConfigDict, base_fn=None):
     if family.name not in config.model:
         other = [k for k in config.model if k != "family"]
         raise UserError(f"config.model.family is {family.name!r} but the config has no model."
-                         f"{family.name} block (it has model.{', model.'.join(other)}): start from "
-                         f"a {family.name} config (configs/{family.name}_*.py, "
-                         f"gcj.config.base_config({family.name!r}))")
+                        f"{family.name} block (it has model.{', model.'.join(other)}): start from "
+                        f"a {family.name} config (configs/{family.name}_*.py, "
+                        f"gcj.config.base_config({family.name!r}))")
     if base_fn is not None and not family.takes_base_fn:
         takes = [n for n, f in models.FAMILIES.items() if f.takes_base_fn]
         raise UserError(f"base_fn is for family {' or '.join(map(repr, takes))}, not {family.name!r}")
@@ -313,7 +313,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise NotFoundError(f"{workdir!r} is not a gcj workdir: no config.json "
-                                "(train one with `python train.py --config ... --workdir ...`)")
+                            "(train one with `python train.py --config ... --workdir ...`)")
     with open(path) as f:
         return migration.from_json(f.read())
 

@@ -128,7 +128,7 @@ class CounterExample:
         log_high = min(log_high, math.log(eps / 2))  # (and λ1 < 1 - exp(-eps): KL(q||p) < eps)
         if log_low >= log_high:
             raise UserError(f"no valid λ1 in dimension {d}: need ((1-δ)/δ)² (1+Δ)^-d < "
-                             f"min(ε / (d log(1+Δ)), ε/2); take d larger")
+                            f"min(ε / (d log(1+Δ)), ε/2); take d larger")
         lam1 = math.exp(0.5 * (log_low + log_high))
         return cls(d, delta, lam1, lam1 * conf / (1 - conf))
 

@@ -152,7 +152,7 @@ def check_name(name: str) -> None:
     """Raises ``ValueError`` unless ``name`` is a dataset gcj knows."""
     if name not in NAMES and bg_mnist.parse(name) is None:
         raise UserError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}, "
-                         "bg_mnist_<blur>, bg_mnist_cifar_<blur>")
+                        "bg_mnist_<blur>, bg_mnist_cifar_<blur>")
 
 
 def load(name: str, split: str, data_dir: str | None = None) -> Split:

@@ -56,7 +56,7 @@ def from_json(text: str) -> ml_collections.ConfigDict:
         raise ConfigKeyError(f"unknown config keys in config.json (gcj {version}): {', '.join(unknown)}")
     if missing:
         raise ConfigKeyError(f"config.json (gcj {version}) lacks {', '.join(missing)}: written by a gcj "
-                       "that predates them, and gcj.migration.ADDED does not say how it behaved")
+                             "that predates them, and gcj.migration.ADDED does not say how it behaved")
     c.update_from_flattened_dict({**flat, **filled})
     return c
 

@@ -45,7 +45,7 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epoc
             cfg.lr, {int(m) * steps_per_epoch: 0.1 for m in cfg.milestones})
     else:
         raise UserError(f"unknown schedule {cfg.schedule!r}; use 'constant', 'cosine', 'step' "
-                         "or 'milestones'")
+                        "or 'milestones'")
     if cfg.warmup_steps:  # the decay counts from the end of the warm-up
         lr = optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps), lr],
                                   [cfg.warmup_steps])
@@ -154,7 +154,7 @@ def load_base(config, base_fn=None) -> classifier.Classifier | None:
     workdir = models.family.block(config).base_workdir
     if not workdir:
         raise UserError(f"{family.name} needs config.model.{family.name}.base_workdir: a trained 'disc' "
-                         "workdir (or a base_fn)")
+                        "workdir (or a base_fn)")
     return classifier.load(workdir)
 
 

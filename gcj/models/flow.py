@@ -36,7 +36,7 @@ class Glow(flows.Invertible, nn.Module):
         h, w, c = self.image_shape
         if h % 2 ** (self.levels - 1) or w % 2 ** (self.levels - 1):
             raise UserError(f"{self.levels} levels need height and width divisible by "
-                             f"{2 ** (self.levels - 1)}, got {h}x{w}")
+                            f"{2 ** (self.levels - 1)}, got {h}x{w}")
         self.pad = flows.NoisePad(c)
         # explicit names: the inverse calls the layers in reverse order, so names must not
         # depend on the order of first use

@@ -179,7 +179,7 @@ class ScoreModel(nn.Module):
             t = jax.random.uniform(k_t, (b,), minval=self.train_eps, maxval=self.sde.T)
         else:
             raise UserError(f"unknown weighting {self.weighting!r}; use 'likelihood_is', "
-                             "'likelihood' or 'dsm'")
+                            "'likelihood' or 'dsm'")
         z = jax.random.normal(k_z, xc.shape)
         mean, std = self.sde.marginal(xc, t)
         eps_hat = self(mean + diffusion._bcast(std, xc) * z, t, labels, train)

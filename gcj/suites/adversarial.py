@@ -307,7 +307,7 @@ def suite_thresholds(ctx: Context) -> dict:
     out = dict(ctx.percentile_thresholds)
     if o.bpd_thresholds and not ctx.clf.family.density:
         raise UserError(f"bits/dim thresholds need a pixel density; {ctx.clf.family.name!r}'s "
-                         "log p(x|y) is not one (use the percentile thresholds)")
+                        "log p(x|y) is not one (use the percentile thresholds)")
     dim = int(np.prod(ctx.clf.image_shape))
     for b in o.bpd_thresholds:
         out[f"bpd{b:g}"] = np.full(ctx.clf.num_classes, ops.log_p_at_bits_per_dim(float(b), dim))
