@@ -29,11 +29,24 @@ def manager(workdir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep))
 
 
+class CheckpointSaveError(UserError):
+    """A checkpoint could not be written (a full disk, a removed or read-only folder, another run
+    writing the same workdir)."""
+
+
 def save(mgr: ocp.CheckpointManager, step: int, variables, train_state) -> None:
-    """Saves variables and ``train_state`` (optimizer state, counters) at ``step``; blocks."""
-    mgr.save(step, args=ocp.args.Composite(variables=ocp.args.StandardSave(variables),
-                                           train=ocp.args.StandardSave(train_state)))
-    mgr.wait_until_finished()
+    """Saves variables and ``train_state`` (optimizer state, counters) at ``step``; blocks. A save
+    that fails is a ``CheckpointSaveError`` naming the step, the folder and the last good step."""
+    try:
+        mgr.save(step, args=ocp.args.Composite(variables=ocp.args.StandardSave(variables),
+                                               train=ocp.args.StandardSave(train_state)))
+        mgr.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 - orbax and the filesystem raise many types
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        last = [s for s in mgr.all_steps() if s != step]
+        kept = f"the last good checkpoint (step {max(last)}) is intact" if last else "no checkpoint was saved before"
+        raise CheckpointSaveError(f"could not save the checkpoint of step {step} in {mgr.directory} "
+                                  f"({type(e).__name__}: {first}); {kept}") from e
 
 
 def on_this_mesh(target):

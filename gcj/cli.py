@@ -133,18 +133,17 @@ def run(main, flags_module: str | None = None) -> None:
         logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
         try:
             return main(argv)
-        except UserError as e:
-            _fail(e, argv)
         except Exception as e:
-            if not jax.distributed.is_initialized():
-                raise  # one process: a bug, with its traceback
-            lost = _lost_peer(e)
-            if lost is None:  # a bug: its traceback, then out without waiting on the other processes
-                traceback.print_exc()
-                sys.stderr.flush()
-                os._exit(1)
-            _fail(LostProcessError(f"a process of this run stopped ({lost}); restart all of them to resume "
-                                   "from the last checkpoint"), argv)
+            lost = _lost_peer(e) if jax.distributed.is_initialized() else None
+            if lost is not None:  # (whatever raised it: a collective, a checkpoint's save)
+                _fail(LostProcessError(f"a process of this run stopped ({lost}); restart all of them to resume "
+                                       "from the last checkpoint"), argv)
+            if isinstance(e, UserError):
+                _fail(e, argv)
+            # a bug: its traceback, then out at once (threads a library left running or other
+            # processes would keep the interpreter from ending)
+            traceback.print_exc()
+            _exit(1)
     app.run(guarded, flags_parser=_parse)
 
 
@@ -214,10 +213,15 @@ def _fail(e: BaseException, argv, hint: str = ""):
         raise e
     prog = os.path.basename(argv[0]) if argv else "gcj"
     sys.stderr.write(f"{prog}: error: {_message(e, argv)}{' ' + hint if hint else ''}\n")
-    if jax.distributed.is_initialized():  # (the shutdown barrier would wait on the lost process, then abort)
-        sys.stderr.flush()
-        os._exit(2)
-    sys.exit(2)
+    _exit(2)
+
+
+def _exit(status: int):
+    """Ends the process now, whatever threads orbax or tqdm left running (the interpreter would wait
+    for them) and whatever other processes of the run (the shutdown barrier would wait for them)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _message(e: BaseException, argv) -> str:

@@ -258,52 +258,55 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     key = jax.random.key(config.seed)
     trainer, state = create_state(config, train, key, base_fn, base)
     mgr = checkpoint.manager(workdir)
-    state = jax.device_put(restore(mgr, state, workdir), trainer.replicated)
-    clock.lap("build")
+    try:  # the manager's threads closed on every path out of training
+        state = jax.device_put(restore(mgr, state, workdir), trainer.replicated)
+        clock.lap("build")
 
-    start_step = int(state["step"])
-    data_key, step_key = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
-    first_step_seconds = None
-    with metric_writer.MetricWriter(workdir, config, active=primary) as writer:  # metrics.jsonl, TensorBoard
-        for epoch in range(start_step // trainer.steps_per_epoch, config.num_epochs):
-            t0 = time.time()
-            bar = tqdm(data.batches(train, config.batch_size, jax.random.fold_in(data_key, epoch)),
-                       total=trainer.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.num_epochs}",
-                       mininterval=2.0, leave=False, disable=None if primary else True)
+        start_step = int(state["step"])
+        data_key, step_key = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
+        first_step_seconds = None
+        with metric_writer.MetricWriter(workdir, config, active=primary) as writer:  # metrics.jsonl, TensorBoard
+            for epoch in range(start_step // trainer.steps_per_epoch, config.num_epochs):
+                t0 = time.time()
+                bar = tqdm(data.batches(train, config.batch_size, jax.random.fold_in(data_key, epoch)),
+                           total=trainer.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.num_epochs}",
+                           mininterval=2.0, leave=False, disable=None if primary else True)
 
-            def on_log(step, avg):
-                nonlocal first_step_seconds
+                def on_log(step, avg):
+                    nonlocal first_step_seconds
+                    if first_step_seconds is None:
+                        first_step_seconds = clock.since_lap()
+                    bar.set_postfix({k: f"{avg[k]:.4f}" for k in ("loss", "accuracy") if k in avg})
+                    writer.write(dict(step=step, epoch=epoch + 1, **{f"train/{k}": v for k, v in avg.items()}))
+
+                try:
+                    state, means = train_epoch(trainer, state, bar, step_key, config.log_every, on_log)
+                except FloatingPointError as e:
+                    last = mgr.latest_step()
+                    kept = (f"The last good checkpoint (step {last}) in {workdir} is intact"
+                            if last is not None else
+                            f"There is no checkpoint yet: nothing was saved in {workdir}")
+                    raise NonFiniteError(
+                        f"{e} (epoch {epoch + 1}); training stopped. {kept}: lower optim.lr or add "
+                        "optim.warmup_steps and run again" + (" to resume." if last is not None else ".")) from None
+                finally:
+                    bar.close()
                 if first_step_seconds is None:
                     first_step_seconds = clock.since_lap()
-                bar.set_postfix({k: f"{avg[k]:.4f}" for k in ("loss", "accuracy") if k in avg})
-                writer.write(dict(step=step, epoch=epoch + 1, **{f"train/{k}": v for k, v in avg.items()}))
-
-            try:
-                state, means = train_epoch(trainer, state, bar, step_key, config.log_every, on_log)
-            except FloatingPointError as e:
-                last = mgr.latest_step()
-                kept = (f"The last good checkpoint (step {last}) in {workdir} is intact"
-                        if last is not None else
-                        f"There is no checkpoint yet: nothing was saved in {workdir}")
-                raise NonFiniteError(
-                    f"{e} (epoch {epoch + 1}); training stopped. {kept}: lower optim.lr or add "
-                    "optim.warmup_steps and run again" + (" to resume." if last is not None else ".")) from None
-            finally:
-                bar.close()
-            if first_step_seconds is None:
-                first_step_seconds = clock.since_lap()
-            record = dict(step=int(state["step"]), epoch=epoch + 1, epoch_seconds=time.time() - t0,
-                          **{f"train/{k}": v for k, v in means.items()})
-            last = epoch + 1 == config.num_epochs
-            every = config.val_every_epochs
-            if len(val.labels) and (last or (every and (epoch + 1) % every == 0)):
-                ll = classifier.batched_log_likelihoods(_classifier(config, trainer.log_likelihood_fn, state),
-                                                        val.images, config.eval_batch_size)
-                record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
-            log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-            writer.write(record)
-            if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
-                checkpoint.save(mgr, int(state["step"]), eval_variables(state), _train_item(state))
+                record = dict(step=int(state["step"]), epoch=epoch + 1, epoch_seconds=time.time() - t0,
+                              **{f"train/{k}": v for k, v in means.items()})
+                last = epoch + 1 == config.num_epochs
+                every = config.val_every_epochs
+                if len(val.labels) and (last or (every and (epoch + 1) % every == 0)):
+                    ll = classifier.batched_log_likelihoods(_classifier(config, trainer.log_likelihood_fn, state),
+                                                            val.images, config.eval_batch_size)
+                    record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
+                log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+                writer.write(record)
+                if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
+                    checkpoint.save(mgr, int(state["step"]), eval_variables(state), _train_item(state))
+    finally:
+        mgr.close()
     steps = int(state["step"]) - start_step
     clock.lap("training" + (f" ({steps} steps; the first log, with compilation, after "
                             f"{first_step_seconds:.1f} s)" if steps else ""))

@@ -35,3 +35,14 @@ def test_a_bug_shows_its_traceback():
 def test_gcj_debug_shows_a_user_errors_traceback():
     r = _run('UserError("bad")', GCJ_DEBUG="1")
     assert r.returncode == 1 and "Traceback" in r.stderr and "UserError: bad" in r.stderr
+
+
+def test_an_error_ends_the_process_whatever_threads_are_left():
+    """A library's non-daemon thread (orbax's signalling threads) does not keep a failed program
+    alive: a user error or a bug ends it at once."""
+    for error, status in (('UserError("disk full")', 2), ('RuntimeError("a bug")', 1)):
+        code = PROGRAM.replace("def main(argv):", "import threading, time\ndef main(argv):\n"
+                               "    threading.Thread(target=time.sleep, args=(3600,)).start()")
+        r = subprocess.run([sys.executable, "-c", code.format(error=error)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        assert r.returncode == status, r.stderr[-2000:]

@@ -325,3 +325,23 @@ def test_cpu_devices_split_the_batch_evenly():
     assert cli.auto_cpu_devices(2, [128]) == 2 and cli.auto_cpu_devices(2, [127]) == 1
     assert cli.auto_cpu_devices(16, [128]) == 8 and cli.auto_cpu_devices(6, [100, 50]) == 5
     assert cli.auto_cpu_devices(4, []) == 4 and cli.auto_cpu_devices(1, [64]) == 1
+
+
+def test_a_failed_checkpoint_save_stops_training_with_a_message(tmp_path, monkeypatch):
+    """A save the filesystem refuses (here: no space left) stops training with one message naming
+    the step, the folder and what is kept; the checkpoint manager is closed on the way out."""
+    import orbax.checkpoint as ocp
+
+    def full(self, step, *args, **kw):
+        if step == 12:
+            raise OSError(28, "No space left on device")
+        return real(self, step, *args, **kw)
+
+    real, closed = ocp.CheckpointManager.save, []
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full)
+    monkeypatch.setattr(ocp.CheckpointManager, "close", lambda self: closed.append(self.directory))
+    with pytest.raises(checkpoint.CheckpointSaveError,
+                       match=r"could not save the checkpoint of step 12 in .*checkpoints \(OSError: .*No space left"
+                             r".*; the last good checkpoint \(step 6\) is intact"):
+        train_and_evaluate(smoke_config(), str(tmp_path / "w"))
+    assert len(closed) == 1 and gcj.load(str(tmp_path / "w")) is not None  # step 6 still loads
