@@ -335,7 +335,6 @@ def run(ctx: Context) -> dict:
     ctx.log("adversarial suite:")
     o, clf = ctx.request.options, ctx.clf
     key = jax.random.fold_in(ctx.key, 5)
-    thresholds = suite_thresholds(ctx)
     train_q = np.asarray(ops.log_marginal(ctx.ll_train))
     median_log_q = float(np.median(train_q))
     detector = dict(detector_median=median_log_q,
@@ -349,7 +348,7 @@ def run(ctx: Context) -> dict:
     labels = ctx.test.labels[idx]
     c = clf.num_classes
     targets = (labels + np.asarray(jax.random.randint(k_tgt, labels.shape, 1, c))) % c
-    thr = {k: np.asarray(v) for k, v in thresholds.items()}
+    thr = {k: np.asarray(v) for k, v in suite_thresholds(ctx).items()}
     primary = next(iter(thr), None)  # the threshold the rejection-aware attacks aim under
     starts = None
     if any(attacks.get(s.attack).needs_starts for s in specs):

@@ -54,8 +54,7 @@ def run(ctx: Context) -> dict:
     train_log_marginal = np.asarray(ops.log_marginal(ctx.ll_train))
     ll_clean, clean_labels = ctx.ll_test[chosen], ctx.test.labels[chosen]
     key, names, baseline = jax.random.fold_in(ctx.key, 6), o.corruptions or corruptions.NAMES, _baseline(ctx.request)
-    thresholds = ctx.percentile_thresholds
-    thr = {k: np.asarray(v) for k, v in thresholds.items()}
+    thr = {k: np.asarray(v) for k, v in ctx.percentile_thresholds.items()}
     clean_acc = float((ll_clean.argmax(1) == clean_labels).mean())
     h_clean = metrics.mean_posterior_entropy(ll_clean)
     q_clean = np.asarray(ops.log_marginal(jnp.asarray(ll_clean)))
