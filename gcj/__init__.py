@@ -6,7 +6,7 @@ against the contract), ``diffusion`` (SDEs and probability-flow ODE likelihoods 
 function), ``attacks`` (by name in ``attacks.ATTACKS``), ``corruptions`` and ``suites`` (the
 evaluation suites, by name in ``suites.SUITES``).
 """
-from gcj import attacks, corruptions, data, diffusion, metrics, rejection, suites
+from gcj import attacks, corruptions, data, diffusion, keys, metrics, rejection, suites
 from gcj.classifier import Classifier, check_images, create, load
 from gcj.errors import UserError
 from gcj.ops import log_marginal, log_posterior

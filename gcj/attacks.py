@@ -561,11 +561,10 @@ def square(model, x, labels, key, *, eps: float, queries: int = 5000, p_init: fl
 def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, detector_dims, threshold_weight,
         thresholds, *, targeted, max_steps, patience):
     num = x.shape[0]
-    w0 = jnp.arctanh(jnp.clip(2 * x - 1, -1 + 1e-6, 1 - 1e-6))
+    w0 = x  # the pixels themselves, Adam's steps projected back onto [0, 1]
     opt = optax.adam(lr)
 
-    def losses(w, k):
-        xa = 0.5 * (jnp.tanh(w) + 1)
+    def losses(xa, k):
         ll = fn(params, xa, k)
         l_y = ops.pick(ll, y)
         other, j = ops.best_other(ll, y)
@@ -592,7 +591,7 @@ def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, d
         since = jnp.where(active, jnp.where(improved, 0, since + 1), since)
         g = jnp.where(active[:, None, None, None], g, 0.0)
         updates, opt_state = opt.update(g, opt_state, w)
-        w = jnp.where(active[:, None, None, None], optax.apply_updates(w, updates), w)
+        w = jnp.where(active[:, None, None, None], jnp.clip(optax.apply_updates(w, updates), 0.0, 1.0), w)
         return step + 1, w, opt_state, best_w, best, since
 
     state = (0, w0, opt.init(w0), w0, jnp.full((num,), jnp.inf), jnp.zeros((num,), jnp.int32))
@@ -601,7 +600,7 @@ def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, d
     # for a deterministic likelihood), else the last one: with noisy likelihoods (dequantization)
     # the lowest loss is often a lucky draw just across the boundary, the last iterate deeper
     k_check = jax.random.fold_in(key, max_steps)
-    x_best, x_last = 0.5 * (jnp.tanh(best_w) + 1), 0.5 * (jnp.tanh(w) + 1)
+    x_best, x_last = best_w, w
     s_best = is_success(fn(params, x_best, k_check), y, targeted, thresholds)
     s_last = is_success(fn(params, x_last, k_check), y, targeted, thresholds)
     return AttackResult(jnp.where(s_best[:, None, None, None], x_best, x_last), s_best | s_last,
@@ -614,7 +613,7 @@ def cw_l2(model, x, labels, key, *, c: float = 10.0, kappa: float = 0.01, target
           threshold_weight: float = 0.0, thresholds=None) -> AttackResult:
     """Carlini–Wagner L2 on the class log-likelihoods (paper 002 §4.6; paper 000 untargeted).
 
-    x' = (tanh w + 1)/2, Adam(``lr``) on w, minimising per example
+    Adam(``lr``) on the pixels x', each step projected back onto [0, 1], minimising per example
     ‖x' − x‖² + c·max(f, −κ), f = max_{j≠t} l_j − l_t (targeted, ``labels`` = targets) or
     l_y − max_{j≠y} l_j (untargeted), plus optional detector terms:
     - paper 002 eq. 25: ``detector_weight`` · ((``detector_median`` − log q(x')) / ``detector_dims``)²,
@@ -628,6 +627,11 @@ def cw_l2(model, x, labels, key, *, c: float = 10.0, kappa: float = 0.01, target
     Per example the iterate of lowest loss is returned if it is adversarial under a fresh key,
     else the last iterate (noisy likelihoods: see the code).
     Success is judged with ``thresholds`` when given (fooled and accepted).
+
+    The paper's change of variables x' = (tanh w + 1)/2 is not used: a pixel at exactly 0 or 1
+    starts at w = ±arctanh(1 − 1e-6) ≈ ±7.25, where Adam's steps of ``lr`` need hundreds of steps
+    before the pixel moves at all, so a budget of a few hundred steps never changes a black
+    background. Projected steps move every pixel alike.
     """
     if detector_weight and detector_median is None:
         raise UserError("detector_weight needs detector_median (median log p(x) of training images)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from typing import Any
 
@@ -88,6 +89,14 @@ class Classifier:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return image_shape(self.config)
+
+    @property
+    def density_dims(self) -> int:
+        """The number of dimensions log p(x|y) is a density over, which bits/dim divide by: the
+        pixels, or the padded image where the model pads it (Glow's ``pad_to``)."""
+        if not self.family.density:
+            raise UserError(f"family {self.config.model.family!r}'s log p(x|y) is not a density of the pixels")
+        return int(getattr(build_module(self.config), "density_dims", math.prod(self.image_shape)))
 
     @property
     def family(self) -> models.Family:

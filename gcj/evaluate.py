@@ -11,7 +11,7 @@ import types
 
 import jax
 
-from gcj import classifier, data, metric_writer, rejection, stopwatch
+from gcj import classifier, data, keys, metric_writer, rejection, stopwatch
 from gcj.errors import NotFoundError, UserError
 from gcj.suites import DEFAULT_SUITES as _DEFAULT, SUITES as _REGISTRY, Context, Request
 from gcj.version import __version__, provenance
@@ -67,14 +67,14 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     clock.lap("load")
     key = jax.random.key(cfg.seed)
     test, test_indices = data.subset(data.load_dataset(cfg.data, "test"), max_test_images,
-                                jax.random.fold_in(key, 8), with_indices=True)
-    ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, jax.random.fold_in(key, 0))
+                                keys.named(key, "test", "subset"), with_indices=True)
+    ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, keys.named(key, "test", "likelihood"))
     thresholds, not_fitted = rejection.split_fitted(clf.thresholds or {}, cfg.thresholds.conformal_alpha,
                                                     cfg.data.val_size)
     ctx = Context(clf, request, test, ll_test, thresholds, not_fitted, key, log, test_indices)
     if any(s.needs_train for s in chosen):
-        ctx.train = data.subset(data.load_train_val(cfg)[0], max_images, jax.random.fold_in(key, 3))
-        ctx.ll_train = classifier.batched_log_likelihoods(clf, ctx.train.images, bs, jax.random.fold_in(key, 1))
+        ctx.train = data.subset(data.load_train_val(cfg)[0], max_images, keys.named(key, "train", "subset"))
+        ctx.ll_train = classifier.batched_log_likelihoods(clf, ctx.train.images, bs, keys.named(key, "train", "likelihood"))
     clock.lap("scoring")
     # the workdir relative to the report (or as given): no path of this machine in a report
     where = os.path.relpath(os.path.abspath(workdir), os.path.dirname(os.path.abspath(out))) if out else workdir

@@ -86,6 +86,24 @@ TESTS = dict(one_tailed=one_tailed_score, typicality=typicality_score,
              two_tailed=two_tailed_quantile_score)
 
 
+def tests_auroc(train_scores, scores_out, scores_in=None) -> dict:
+    """AUROC of each of ``TESTS`` (fitted on ``train_scores``, e.g. log p(x) of training images)
+    separating ``scores_out`` from the in-distribution reference: the training scores themselves
+    by default — paper 002 Tabs. 7–9, where a threshold's false-positive rate is the fraction of
+    training samples it flags — or ``scores_in`` (e.g. held-out test images, or the clean versions
+    of attacked ones)."""
+    ref = train_scores if scores_in is None else scores_in
+    return {n: auroc(test(train_scores, ref), test(train_scores, scores_out)) for n, test in TESTS.items()}
+
+
+def log_q_shift(train_scores, clean, changed) -> dict:
+    """How far a change moved log q (paired: ``changed[i]`` is ``clean[i]`` altered): the mean
+    shift in units of the training log q's standard deviation, and the fraction that fell."""
+    diff = np.asarray(changed, np.float64) - np.asarray(clean, np.float64)
+    return dict(mean_shift_train_sd=float(diff.mean() / np.std(np.asarray(train_scores, np.float64))),
+                fraction_fell=float(np.mean(diff < 0)))
+
+
 # ---- calibration
 
 def calibration_bins(confidence, correct, num_bins: int = 15):

@@ -1,9 +1,13 @@
 """The module graph: no import cycles among gcj's modules, and no gcj import hidden inside a
-function (the usual way to dodge a cycle)."""
+function (the usual way to dodge a cycle); the evaluation's random keys by name."""
 import ast
 import os
 
+import jax
+import numpy as np
 from conftest import ROOT
+
+from gcj import keys
 
 PACKAGE = os.path.join(ROOT, "gcj")
 
@@ -89,3 +93,30 @@ def test_the_cycle_check_finds_a_cycle():
 def test_no_gcj_import_inside_a_function():
     _, nested = _graph()
     assert nested == []
+
+
+def _numbered_keys(tree) -> list:
+    """Lines of ``fold_in(key, <int literal>)`` calls: a key numbered by hand."""
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "fold_in"
+            and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)]
+
+
+def test_evaluation_keys_are_named_not_numbered():
+    """Every key evaluate.py and the suites draw is ``gcj.keys.named``: no number to coordinate."""
+    modules = _modules()
+    found = {n: _numbered_keys(t) for n, t in modules.items()
+             if n == "gcj.evaluate" or n.startswith("gcj.suites")}
+    assert set(found) >= {"gcj.evaluate", "gcj.suites.adversarial", "gcj.suites.ood"}
+    assert {n: v for n, v in found.items() if v} == {}
+    assert _numbered_keys(ast.parse("k = jax.random.fold_in(key, 5)")) == [1]  # the check can fail
+
+
+def test_named_keys():
+    k = jax.random.key(0)
+    data = lambda key: np.asarray(jax.random.key_data(key))  # noqa: E731
+    assert np.array_equal(data(keys.named(k, "ood", "mnist5k")), data(keys.named(keys.named(k, "ood"), "mnist5k")))
+    assert np.array_equal(data(keys.named(k, "ood")), data(keys.named(k, "ood")))
+    drawn = {tuple(data(keys.named(k, n)).ravel()) for n in ("a", "b", "ood", "adversarial", "corruptions")}
+    assert len(drawn) == 5 and tuple(data(k).ravel()) not in drawn
+    assert np.array_equal(data(keys.named(k)), data(k))

@@ -139,6 +139,21 @@ def test_cw_targeted_reaches_the_target_just_past_the_boundary(data):
     assert np.all(np.asarray(u.success)) and np.all(l2(u.x, x) >= d - 1e-4) and np.all(l2(u.x, x) <= 1.35 * d)
 
 
+def test_cw_moves_a_background_pixel_at_zero():
+    """A model whose decision reads only one pixel, black (exactly 0) in every image, as MNIST's
+    backgrounds are: CW must raise that pixel past the boundary (0.3) within a small step budget,
+    and change nothing else much. (A tanh change of variables starts such a pixel at w ≈ -7.25,
+    from where 100 Adam steps of 0.01 never move it.)"""
+    x = jnp.asarray(np.random.default_rng(0).uniform(0.2, 0.8, (4, 4, 4, 1)), jnp.float32).at[:, 0, 0, 0].set(0.0)
+    fn = lambda v, key=None: jnp.stack([0.3 - v[:, 0, 0, 0], v[:, 0, 0, 0] - 0.3], 1) * 20  # noqa: E731
+    y = jnp.zeros(4, jnp.int32)
+    r = attacks.cw_l2(fn, x, 1 - y, jax.random.key(0), c=10.0, kappa=0.01, max_steps=100)
+    assert np.all(np.asarray(r.success)) and np.all(np.asarray(fn(r.x).argmax(1)) == 1)
+    moved = np.asarray(r.x - x)
+    assert np.all(moved[:, 0, 0, 0] > 0.3) and np.all(moved[:, 0, 0, 0] < 0.4), moved[:, 0, 0, 0]
+    assert np.abs(moved[:, 1:]).max() < 1e-3 and np.all(np.asarray(r.x) >= 0) and np.all(np.asarray(r.x) <= 1)
+
+
 def test_cw_detector_term_keeps_the_likelihood_at_the_median(data):
     x, y = data
     t = (y + 1) % C

@@ -34,12 +34,41 @@ def test_expected_confidence_matches_monte_carlo_and_eq_31(delta_mu):
 
 def test_expected_confidence_limits_and_transformations():
     c = explain.expected_confidence(jnp.array([0.0, 1.0, 3.0, 30.0]))
-    assert float(c[0]) == pytest.approx(0.5, abs=1e-3) and float(c[-1]) == pytest.approx(1.0, abs=1e-6)
+    assert float(c[0]) == pytest.approx(0.5, abs=1e-7) and float(c[-1]) == pytest.approx(1.0, abs=1e-6)
     assert np.all(np.diff(np.asarray(c)) > 0)
     g = jax.grad(lambda d: explain.expected_confidence(d))(2.0)  # d C̄ / dΔμ > 0
     assert np.isfinite(g) and g > 0
     v = jax.vmap(explain.expected_confidence)(jnp.array([1.0, 3.0]))
     np.testing.assert_allclose(v, jax.jit(explain.expected_confidence)(jnp.array([1.0, 3.0])), atol=1e-6)
+
+
+def test_expected_pairwise_posterior_is_the_bayes_error_without_cancellation():
+    """1 - C̄ = Φ(-Δμ/2): at Δμ = 10 it is 2.87e-7 to float32 precision (1 - C̄ computed as a
+    difference would be 0 or 1.2e-7 there)."""
+    means = jnp.array([[0.0, 0.0], [10.0, 0.0], [0.0, 2.0]])
+    p = np.asarray(explain.expected_pairwise_posterior(means))
+    assert p[0, 1] == pytest.approx(2.866515718791939e-07, rel=1e-4)
+    assert p[0, 2] == pytest.approx(0.15865525393145707, rel=1e-5) and np.all(np.diag(p) == 0.5)
+    np.testing.assert_allclose(p, p.T)
+
+
+def test_along_line_offset_and_spread():
+    """Latents drawn from N(μ_y, I): offset 1 and spread 1 for every pair; class 0 drawn at
+    μ_0 + 0.5 (μ_0 - μ_1) along the line and with sd 2 there: offset 2 (twice as far from the midpoint), spread 2 for (0, 1)."""
+    rng = np.random.default_rng(2)
+    means = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    labels = np.repeat(np.arange(3), 40_000)
+    z = means[labels] + rng.normal(size=(len(labels), 3))
+    r = explain.along_line(z, labels, means, 3)
+    off = ~np.eye(3, dtype=bool)
+    np.testing.assert_allclose(r["offset"][off], 1.0, atol=0.02)
+    np.testing.assert_allclose(r["spread"][off], 1.0, atol=0.02)
+    assert np.all(np.isnan(r["offset"][np.eye(3, dtype=bool)]))
+    z0 = z[labels == 0]
+    z[labels == 0] = np.c_[-1.0 + 2.0 * z0[:, :1], z0[:, 1:]]
+    r = explain.along_line(z, labels, means, 3)
+    assert r["offset"][0, 1] == pytest.approx(2.0, abs=0.03) and r["spread"][0, 1] == pytest.approx(2.0, abs=0.03)
+    assert r["offset"][1, 0] == pytest.approx(1.0, abs=0.02)
 
 
 def test_empirical_pairwise_posterior_of_mixture_samples_matches_the_expected_one():

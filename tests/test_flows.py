@@ -115,7 +115,8 @@ def test_layers_name_bad_input():
 from scipy import stats  # noqa: E402
 
 from conftest import ROOT, smoke_config  # noqa: E402
-from gcj import classifier  # noqa: E402
+from gcj import classifier, data  # noqa: E402
+from gcj.suites import Context, Request, clean  # noqa: E402
 from gcj.models import flow  # noqa: E402
 from gcj.train import init_state, make_optimizer, make_train_step  # noqa: E402
 
@@ -327,3 +328,26 @@ def test_ibinn_imagenet_layout_has_the_papers_parameter_count():
     assert count(p) == pytest.approx(77.5e6, rel=0.05)           # gcj: 77,648,040
     # low-rank means: D_mean·C + K·(D_rest + C) with D = 7·7·3072, D_mean = 3072, K = 128
     assert count(p["prior"]) == 3072 * 1000 + 128 * (150528 - 3072 + 1000) + 1000
+
+
+def test_a_padded_glow_counts_bits_per_dim_over_its_padded_image():
+    """pad_to 12 on 8x8 digits: the density is over 12x12 = 144 dimensions, and training's
+    bits/dim, Classifier.density_dims and the clean suite's bits/dim all divide by 144."""
+    c = smoke_config("glow_digits", **{"model.glow.pad_to": 12})
+    clf = classifier.create(c, jax.random.key(0))
+    assert clf.density_dims == 144 and math.prod(clf.image_shape) == 64
+    x = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1))
+    labels = jnp.array([0, 1, 2, 3])
+    key = jax.random.key(2)
+    ll = clf.log_likelihood_fn(clf.params, x, key)
+    module = classifier.build_module(c)
+    _, m = module.apply(clf.params, x, labels, False, rngs={"noise": key}, method="losses")
+    nll = -np.asarray(ll)[np.arange(4), np.asarray(labels)]
+    assert float(m["bits_per_dim"]) == pytest.approx(nll.mean() / (144 * np.log(2)) + 8, rel=1e-5)
+    test = data.Split((np.asarray(x) * 255).astype(np.uint8), np.asarray(labels))
+    ll_test = np.asarray(clf.log_likelihood_fn(clf.params, jnp.asarray(test.images, jnp.float32) / 255, key))
+    r = clean.run(Context(clf, Request(), test, ll_test, {}, {}, key))
+    q = np.asarray(jax.nn.logsumexp(ll_test, 1) - np.log(clf.num_classes))
+    assert r["bits_per_dim"] == pytest.approx(float(np.mean(-q / (144 * np.log(2)) + 8)), rel=1e-5)
+    with pytest.raises(ValueError, match="not a density"):
+        classifier.create(smoke_config("demo"), jax.random.key(0)).density_dims

@@ -60,11 +60,11 @@ def test_pretrained_flow_digits_matches_its_report(name):
     clf = gcj.load(path)
     report = json.load(open(os.path.join(path, "report", "report.json")))
     test = data.load_dataset(clf.config.data, "test")
-    key = jax.random.fold_in(jax.random.key(clf.config.seed), 0)
+    key = gcj.keys.named(jax.random.key(clf.config.seed), "test", "likelihood")
     ll = gcj.classifier.batched_log_likelihoods(clf, test.images, clf.config.eval_batch_size, key)
     acc = float(np.mean(ll.argmax(1) == test.labels))
     assert abs(acc - report["clean"]["accuracy"]) <= 1.5 / len(test.labels)
-    dims = int(np.prod(test.images.shape[1:]))
+    dims = clf.density_dims
     bpd = float(np.mean(gcj.diffusion.bits_per_dim(gcj.classifier.log_marginal(ll), dims)))
     assert bpd == pytest.approx(report["clean"]["bits_per_dim"], abs=0.01)
 

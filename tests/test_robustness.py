@@ -11,7 +11,7 @@ import pytest
 
 import gcj
 from conftest import smoke_config
-from gcj import corruptions, data, suites
+from gcj import corruptions, data, metrics, suites
 from gcj.evaluate import evaluate, format_tables, suite_options
 from gcj.suites import adversarial, interpolation
 from gcj.suites.corruptions import corrupted_test_set, mce
@@ -118,7 +118,14 @@ def test_attack_metrics_on_a_hand_made_case():
     assert "tests_auroc" not in r and "hit_step_cap" not in r
     t = adversarial.attack_metrics(ll_adv, ll_clean, x_adv, x, np.zeros(4, int), None, {},
                                   train_log_marginal=np.linspace(-3.0, 0.0, 50), stopped=np.array([1, 1, 0, 1], bool))
-    assert t["tests_auroc"]["one_tailed"] == pytest.approx(t["auroc_log_marginal"])  # the score is log p(x)
+    # the score is log p(x): against the clean images it is the plain AUROC on log p(x); against the
+    # training images (paper 002) the clean reference is replaced by the 50 training values
+    assert t["tests_auroc_vs_clean"]["one_tailed"] == pytest.approx(t["auroc_log_marginal"])
+    q_adv = np.logaddexp(ll_adv[:, 0], ll_adv[:, 1]) - np.log(2)
+    assert t["tests_auroc"]["one_tailed"] == pytest.approx(metrics.auroc(np.linspace(-3.0, 0.0, 50), q_adv))
+    q_clean = np.logaddexp(0.0, -9.0) - np.log(2)
+    assert t["log_q_shift"]["fraction_fell"] == 0.75 and t["log_q_shift"]["mean_shift_train_sd"] == pytest.approx(
+        np.mean(q_adv - q_clean) / np.std(np.linspace(-3.0, 0.0, 50)))
     assert set(t["tests_auroc"]) == {"one_tailed", "typicality", "two_tailed"} and t["hit_step_cap"] == 0.25
     assert r["wrong_class_confidence"] == pytest.approx(np.mean([1 / (1 + np.exp(-8)), 1 / (1 + np.exp(-2)),
                                                                  1 / (1 + np.exp(-14))]))

@@ -199,6 +199,11 @@ class GlowClassifier(nn.Module):
     def dim(self) -> int:
         return math.prod(self.padded_shape)
 
+    @property
+    def density_dims(self) -> int:
+        """What log p(x|y) is a density over: the padded image (``Classifier.density_dims``)."""
+        return self.dim
+
     def _to_flow_input(self, x, train):
         h, w, _ = self.image_shape
         ph, pw, _ = self.padded_shape

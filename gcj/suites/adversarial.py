@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcj import attacks, classifier, data, metrics, ops, rejection
+from gcj import attacks, classifier, data, keys, metrics, ops, rejection
 from gcj.errors import UserError
 from gcj.suites.base import Context, Option, Suite, figure, pct
 
@@ -164,9 +163,11 @@ def attack_metrics(ll_adv, ll_clean, x_adv, x, labels, targets, thresholds: dict
     (paper 001 Tab. 2): success AND accepted at the threshold; detection rate: rejected among the
     successes; rejection rate: rejected among all attacked inputs. Perturbations and the wrong
     class's confidence are averaged over successes; the OOD ROC-AUC scores adversarial inputs
-    against the clean ones (max_y log p(x|y)), as paper 002 Tab. 7–9, and with
-    ``train_log_marginal`` (log p(x) of training images) paper 002's three tests on log p(x)
-    (``tests_auroc``); ``corruption`` is Tabs. 7-9's per-pixel L2 (the mean over pixels of the
+    against the clean ones (max_y log p(x|y)), and with ``train_log_marginal`` (log p(x) of
+    training images) paper 002's three tests on log p(x) as Tabs. 7–9 define them: attacked images
+    against the training images (``tests_auroc``), beside them against the clean versions of the
+    attacked images (``tests_auroc_vs_clean``) and how far log p(x) moved (``log_q_shift``);
+    ``corruption`` is Tabs. 7-9's per-pixel L2 (the mean over pixels of the
     perturbation's norm over channels, successes), ``entropy`` the posterior's over all attacked
     inputs; ``stopped`` ([N] bool, CW) gives ``hit_step_cap``, the fraction its step cap stopped.
     """
@@ -193,8 +194,9 @@ def attack_metrics(ll_adv, ll_clean, x_adv, x, labels, targets, thresholds: dict
     if train_log_marginal is not None:
         clean_q = np.asarray(ops.log_marginal(jnp.asarray(ll_clean)))
         adv_q = np.asarray(ops.log_marginal(jnp.asarray(ll_adv)))
-        out["tests_auroc"] = {n: metrics.auroc(test(train_log_marginal, clean_q), test(train_log_marginal, adv_q))
-                              for n, test in metrics.TESTS.items()}
+        out["tests_auroc"] = metrics.tests_auroc(train_log_marginal, adv_q)
+        out["tests_auroc_vs_clean"] = metrics.tests_auroc(train_log_marginal, adv_q, clean_q)
+        out["log_q_shift"] = metrics.log_q_shift(train_log_marginal, clean_q, adv_q)
     if stopped is not None:
         out["hit_step_cap"] = mean(~np.asarray(stopped))
     if max_l2 > 0:  # (the budget's effect: successes at any distance)
@@ -308,7 +310,7 @@ def suite_thresholds(ctx: Context) -> dict:
     if o.bpd_thresholds and not ctx.clf.family.density:
         raise UserError(f"bits/dim thresholds need a pixel density; {ctx.clf.family.name!r}'s "
                         "log p(x|y) is not one (use the percentile thresholds)")
-    dim = int(np.prod(ctx.clf.image_shape))
+    dim = ctx.clf.density_dims if o.bpd_thresholds else 0
     for b in o.bpd_thresholds:
         out[f"bpd{b:g}"] = np.full(ctx.clf.num_classes, ops.log_p_at_bits_per_dim(float(b), dim))
     if o.attack_threshold:
@@ -334,20 +336,19 @@ def run(ctx: Context) -> dict:
     under)."""
     ctx.log("adversarial suite:")
     o, clf = ctx.request.options, ctx.clf
-    key = jax.random.fold_in(ctx.key, 5)
+    key = keys.named(ctx.key, "adversarial")
     train_q = np.asarray(ops.log_marginal(ctx.ll_train))
     median_log_q = float(np.median(train_q))
     detector = dict(detector_median=median_log_q,
                     detector_dims=int(np.prod(clf.image_shape)) if o.detector_per_dim else 1)
     specs = chosen_attacks(o)
-    k_sel, k_tgt, k_att = jax.random.split(key, 3)
-    order = np.asarray(jax.random.permutation(k_sel, len(ctx.test.labels)))
+    order = np.asarray(jax.random.permutation(keys.named(key, "images"), len(ctx.test.labels)))
     correct = ctx.ll_test.argmax(1) == ctx.test.labels
     idx = order[correct[order]][:o.attack_images]
     x = data.to_float(ctx.test.images[idx])
     labels = ctx.test.labels[idx]
     c = clf.num_classes
-    targets = (labels + np.asarray(jax.random.randint(k_tgt, labels.shape, 1, c))) % c
+    targets = (labels + np.asarray(jax.random.randint(keys.named(key, "targets"), labels.shape, 1, c))) % c
     thr = {k: np.asarray(v) for k, v in suite_thresholds(ctx).items()}
     primary = next(iter(thr), None)  # the threshold the rejection-aware attacks aim under
     starts = None
@@ -362,28 +363,28 @@ def run(ctx: Context) -> dict:
             raise UserError("the boundary attack needs an accepted, correctly classified test image of "
                             "every class")
         starts = data.to_float(ctx.test.images[best[targets]])
-    stochastic = attacks.is_stochastic(clf, x[:2], jax.random.fold_in(key, 7))
+    stochastic = attacks.is_stochastic(clf, x[:2], keys.named(key, "stochastic"))
     eot = (o.eot or 20) if stochastic else 1  # a deterministic model's draws are all the same
     results, outcomes = {}, {}
     for spec in classifier.progress(specs, "attacks"):
         n = o.black_box_images if spec.black_box else o.attack_images
         xs, ys, ts = x[:n], labels[:n], targets[:n]
         st = None if starts is None else starts[:n]
-        k = jax.random.fold_in(k_att, zlib.crc32(spec.name.encode()))
+        k = keys.named(key, "attack", spec.name)
         t0 = time.time()
         adv = [_attack(spec, clf, xs[i:i + ctx.batch_size], (ts if spec.targeted else ys)[i:i + ctx.batch_size],
                        jax.random.fold_in(k, i), thr.get(primary), eot,
                        None if st is None else st[i:i + ctx.batch_size], detector)
                for i in range(0, len(ys), ctx.batch_size)]
         x_adv = np.concatenate([np.asarray(a.x) for a in adv])
-        ll_adv = classifier.batched_log_likelihoods(clf, x_adv, ctx.batch_size, jax.random.fold_in(k, 1))
+        ll_adv = classifier.batched_log_likelihoods(clf, x_adv, ctx.batch_size, keys.named(k, "likelihood"))
         ll_clean = ctx.ll_test[idx[:n]]
         stopped = None if adv[0].stopped is None else np.concatenate([np.asarray(a.stopped) for a in adv])
         r = attack_metrics(ll_adv, ll_clean, x_adv, np.asarray(xs), ys, ts if spec.targeted else None, thr,
                            o.max_l2, train_q, stopped)
         if stochastic:
             r["adversarial_under_draws"] = float(np.mean(attacks.success_under_draws(
-                clf, x_adv, ts if spec.targeted else ys, jax.random.fold_in(k, 2), draws=o.eot_check_draws,
+                clf, x_adv, ts if spec.targeted else ys, keys.named(k, "draws"), draws=o.eot_check_draws,
                 targeted=spec.targeted)))
         r["seconds"] = time.time() - t0
         results[spec.name] = r

@@ -9,7 +9,7 @@ def run(ctx: Context) -> dict:
     ll, labels = ctx.ll_test, ctx.test.labels
     out = dict(accuracy=float(np.mean(ll.argmax(1) == labels)))
     if ctx.clf.family.density:  # log p(x|y) is a density of the (dequantized) pixels
-        dim = int(np.prod(ctx.clf.image_shape))
+        dim = ctx.clf.density_dims  # (a padded Glow: its padded image)
         out["bits_per_dim"] = float(np.mean(diffusion.bits_per_dim(np.asarray(classifier.log_marginal(ll)), dim)))
         out["bits_per_dim_given_label"] = float(np.mean(diffusion.bits_per_dim(ops.pick(ll, labels), dim)))
     return out

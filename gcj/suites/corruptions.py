@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcj import classifier, corruptions, data, metrics, ops, rejection
+from gcj import classifier, corruptions, data, keys, metrics, ops, rejection
 from gcj.errors import NotFoundError, UserError
 from gcj.suites.base import Context, Option, Request, Suite, figure, pct
 
@@ -39,7 +38,8 @@ def run(ctx: Context) -> dict:
     """Accuracy, acc-left / rejection rate, entropy, OOD ROC-AUC and mean log p(x) (paper 004 Fig.
     4) on every corruption x severity of ``corruption_images`` of the scored test images (the
     first, or a seeded random subset); paper 002's three OOD tests on log p(x), fitted on the
-    training images' (``tests_auroc``, clean vs corrupted); mCE and relative mCE (paper 002 eqs.
+    training images' (``tests_auroc``: corrupted against the training images, as paper 002 scores
+    attacked images; ``tests_auroc_vs_clean``: against the clean versions); mCE and relative mCE (paper 002 eqs.
     22-23) against ``baseline_report``: mCE = mean_c sum_s E_sc / sum_s E^base_sc, relative
     mCE = mean_c sum_s (E_sc - E_clean) / sum_s (E^base_sc - E^base_clean)."""
     ctx.log("corruption suite:")
@@ -48,12 +48,12 @@ def run(ctx: Context) -> dict:
     n = min(o.corruption_images or total, total)
     # which of the scored test images: the first n, or a seeded random n (paper 004: a random 10%)
     chosen = (np.arange(n) if o.corruption_subset == "first" else
-              np.sort(np.asarray(jax.random.permutation(jax.random.fold_in(ctx.key, 9), total))[:n]))
+              np.sort(np.asarray(jax.random.permutation(keys.named(ctx.key, "corruptions", "subset"), total))[:n]))
     # their positions in the test set (the scored ones are a random subset with max_test_images)
     indices = chosen if ctx.test_indices is None else ctx.test_indices[chosen]
     train_log_marginal = np.asarray(ops.log_marginal(ctx.ll_train))
     ll_clean, clean_labels = ctx.ll_test[chosen], ctx.test.labels[chosen]
-    key, names, baseline = jax.random.fold_in(ctx.key, 6), o.corruptions or corruptions.NAMES, _baseline(ctx.request)
+    key, names, baseline = keys.named(ctx.key, "corruptions"), o.corruptions or corruptions.NAMES, _baseline(ctx.request)
     thr = {k: np.asarray(v) for k, v in ctx.percentile_thresholds.items()}
     clean_acc = float((ll_clean.argmax(1) == clean_labels).mean())
     h_clean = metrics.mean_posterior_entropy(ll_clean)
@@ -61,8 +61,8 @@ def run(ctx: Context) -> dict:
     sets, sources = {}, set()
     for name in classifier.progress(names, "corruptions"):
         for sev in corruptions.SEVERITIES:
-            k = jax.random.fold_in(key, zlib.crc32(f"{name}_{sev}".encode()))
-            split, used = corrupted_test_set(ctx.config.data, name, sev, jax.random.fold_in(key, 0),
+            k = keys.named(key, name, str(sev), "likelihood")
+            split, used = corrupted_test_set(ctx.config.data, name, sev, keys.named(key, "images"),
                                              o.corruption_source, None, indices)
             sources.add(used)
             ll = classifier.batched_log_likelihoods(ctx.clf, split.images, ctx.batch_size, k)
@@ -70,8 +70,8 @@ def run(ctx: Context) -> dict:
             r = dict(accuracy=float((ll.argmax(1) == split.labels).mean()),
                      entropy_change=metrics.mean_posterior_entropy(ll) - h_clean,
                      auroc=metrics.auroc(ll_clean.max(1), ll.max(1)), mean_log_px=float(q.mean()))
-            r["tests_auroc"] = {n: metrics.auroc(test(train_log_marginal, q_clean), test(train_log_marginal, q))
-                                for n, test in metrics.TESTS.items()}
+            r["tests_auroc"] = metrics.tests_auroc(train_log_marginal, q)
+            r["tests_auroc_vs_clean"] = metrics.tests_auroc(train_log_marginal, q, q_clean)
             r.update({k_: rejection.rejection_metrics(ll, split.labels, t) for k_, t in thr.items()})
             for k_ in thr:
                 del r[k_]["accuracy"]
@@ -100,8 +100,9 @@ def run(ctx: Context) -> dict:
                                      entropy_change=per(n, "entropy_change"), mean_log_px=per(n, "mean_log_px"))
                              for n in names}
     for n in names:
-        out["per_corruption"][n]["tests_auroc"] = {t: float(np.mean([sets[f"{n}_{s}"]["tests_auroc"][t] for s in
-                                                                      corruptions.SEVERITIES])) for t in metrics.TESTS}
+        for field in ("tests_auroc", "tests_auroc_vs_clean"):
+            out["per_corruption"][n][field] = {t: float(np.mean([sets[f"{n}_{s}"][field][t] for s in
+                                                                 corruptions.SEVERITIES])) for t in metrics.TESTS}
     if baseline is not None:
         out.update(mce(out, baseline))
     return out

@@ -10,7 +10,8 @@ import numpy as np
 from matplotlib.patches import Ellipse
 from scipy import stats
 
-from gcj import classifier, data, explain
+from gcj import classifier, explain, keys
+from gcj.suites import ood
 from gcj.suites.base import Context, Option, Suite, figure, pct
 
 KINDS = ("confident", "ambiguous", "uncertain_distinct", "ood")
@@ -27,16 +28,6 @@ def latents(clf, images: np.ndarray, batch_size: int, key) -> tuple[np.ndarray, 
         z, means = clf.latent(x / np.float32(255) if x.dtype == np.uint8 else x, jax.random.fold_in(key, i))
         zs.append(np.asarray(z)[:n])
     return np.concatenate(zs), np.asarray(means)
-
-
-def _out_set(ctx: Context):
-    """The first --ood_dataset's images (as the ood suite subsets them) and log-likelihoods."""
-    req, cfg = ctx.request, ctx.config
-    name = req.ood_datasets[0]
-    s = data.subset(data.load(name, req.ood_split, req.data_dir), req.max_images, jax.random.fold_in(ctx.key, 4))
-    images = data.to_shape(s.images, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
-    return name, images, classifier.batched_log_likelihoods(ctx.clf, images, ctx.batch_size,
-                                                            jax.random.fold_in(ctx.key, 2))
 
 
 def pick(ll: np.ndarray, means: np.ndarray, uncertain_fraction: float = 0.05) -> dict:
@@ -66,7 +57,7 @@ def _example(kind, source, index, label, z, ll_row, means, top):
 def run(ctx: Context) -> dict:
     clf, top = ctx.clf, ctx.request.get("explain_top")
     grid = clf.latent_space.grid
-    z, means = latents(clf, ctx.test.images, ctx.batch_size, jax.random.fold_in(ctx.key, 11))
+    z, means = latents(clf, ctx.test.images, ctx.batch_size, keys.named(ctx.key, "explain", "test"))
     labels, num_classes = ctx.test.labels, clf.num_classes
     # Fig. 8 / App. B
     dist = np.asarray(explain.mean_distances(means))
@@ -81,23 +72,30 @@ def run(ctx: Context) -> dict:
                       spearman=float(stats.spearmanr(e, m)[0]) if len(e) > 2 else None,
                       mean_abs_difference=float(np.mean(np.abs(e - m))),
                       mean_ratio=float(np.mean(m) / np.mean(e)))
+    line = explain.along_line(z, labels, means, num_classes)  # why measured and expected differ
+    off = ~np.eye(num_classes, dtype=bool)
+    similarity.update(along_line_offset=np.round(line["offset"], 3).tolist(),
+                      along_line_spread=np.round(line["spread"], 3).tolist(),
+                      mean_along_line_offset=float(np.nanmean(line["offset"][off])),
+                      mean_along_line_spread=float(np.nanmean(line["spread"][off])))
     # Fig. 6
     examples = [_example(k, "test", i, labels[i], z[i], ctx.ll_test[i], means, top)
                 for k, i in pick(ctx.ll_test, means).items()]
     images = [ctx.test.images[ex["index"]] for ex in examples]
     zs = [z[ex["index"]] for ex in examples]
     if ctx.request.ood_datasets:
-        name, out_images, ll_out = _out_set(ctx)
+        name = ctx.request.ood_datasets[0]  # as the ood suite scores it
+        out_images, ll_out = ood.ood_set(ctx, name)
         post = np.exp(np.asarray(classifier.log_posterior(ll_out))).max(1)
         log_px = np.asarray(classifier.log_marginal(ll_out))
         pool = np.flatnonzero(post < 0.9)
         i = int(pool[np.argmin(log_px[pool])]) if len(pool) else int(np.argmin(log_px))
-        z_out, _ = latents(clf, out_images[i:i + 1], ctx.batch_size, jax.random.fold_in(ctx.key, 12))
+        z_out, _ = latents(clf, out_images[i:i + 1], ctx.batch_size, keys.named(ctx.key, "explain", "ood"))
         examples.append(_example("ood", name, i, None, z_out[0], ll_out[i], means, top))
         images.append(out_images[i])
         zs.append(z_out[0])
     # Fig. 7: the means constrained to a plane, fitted on training latents, judged on the test ones
-    z_train, _ = latents(clf, ctx.train.images, ctx.batch_size, jax.random.fold_in(ctx.key, 13))
+    z_train, _ = latents(clf, ctx.train.images, ctx.batch_size, keys.named(ctx.key, "explain", "train"))
     fit = jax.jit(explain.fit_plane, static_argnums=2)(z_train, ctx.train.labels, num_classes)
     plane_acc = float(np.mean(np.asarray(explain.plane_predict(z, fit)) == labels))
     # Fig. 10 and eq. 21 on (at most) 500 test images
@@ -119,6 +117,9 @@ def table(b: dict, report: dict) -> list:
     corr = "n/a" if s["pearson"] is None else f"{s['pearson']:.3f} (Spearman {s['spearman']:.3f})"
     lines = [f"explain               expected vs measured pairwise posterior over {s['pairs']} pairs: "
              f"Pearson {corr}, mean |difference| {s['mean_abs_difference']:.4f}",
+             *([f"  class latents along the line between two means: {s['mean_along_line_offset']:.2f} x half "
+                f"the distance from the midpoint, sd {s['mean_along_line_spread']:.2f} (App. B assumes 1 and 1)"]
+               if "mean_along_line_offset" in s else []),
              f"  heatmaps: sum over positions minus log q(y|x), max {b['heatmap_sum_max_error']:.1e} "
              f"nats ({b['heatmap_images']} test images)"]
     p = b["plane"]

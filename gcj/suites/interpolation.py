@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcj import classifier, data, ops, rejection
+from gcj import classifier, data, keys, ops, rejection
 from gcj.suites.base import Context, Option, Suite, figure, pct
 
 RECORDED_PAIRS = 100  # the interpolation paths whose curves a report keeps
@@ -22,20 +22,19 @@ def run(ctx: Context) -> dict:
     and those of the first ``RECORDED_PAIRS`` pairs (``log_px`` ``[pairs, t]``, ``posterior_a`` /
     ``_b``; to 0.01 nats and 1e-4), so that a paper-size run stays small.
     """
-    test, thresholds, key = ctx.test, ctx.percentile_thresholds, jax.random.fold_in(ctx.key, 7)
+    test, thresholds, key = ctx.test, ctx.percentile_thresholds, keys.named(ctx.key, "interpolation")
     num_pairs, num_t = ctx.request.options.interpolation_pairs, ctx.request.options.interpolation_steps
     thr = np.asarray(next(iter(thresholds.values()))) if thresholds else np.full(ctx.clf.num_classes, -np.inf)
     ok = (ctx.ll_test.argmax(1) == test.labels) & ~rejection.reject(ctx.ll_test, thr)
     pool = np.flatnonzero(ok)
-    k_a, k_b, k_ll = jax.random.split(key, 3)
-    a = pool[np.asarray(jax.random.randint(k_a, (4 * num_pairs,), 0, len(pool)))]
-    b = pool[np.asarray(jax.random.randint(k_b, (4 * num_pairs,), 0, len(pool)))]
+    a = pool[np.asarray(jax.random.randint(keys.named(key, "a"), (4 * num_pairs,), 0, len(pool)))]
+    b = pool[np.asarray(jax.random.randint(keys.named(key, "b"), (4 * num_pairs,), 0, len(pool)))]
     keep = test.labels[a] != test.labels[b]
     a, b = a[keep][:num_pairs], b[keep][:num_pairs]
     ts = np.linspace(0.0, 1.0, num_t)
     xa, xb = data.to_float(test.images[a]), data.to_float(test.images[b])
     path = np.asarray(ts[None, :, None, None, None] * xa[:, None] + (1 - ts[None, :, None, None, None]) * xb[:, None])
-    ll = classifier.batched_log_likelihoods(ctx.clf, path.reshape(-1, *ctx.clf.image_shape), ctx.batch_size, k_ll)
+    ll = classifier.batched_log_likelihoods(ctx.clf, path.reshape(-1, *ctx.clf.image_shape), ctx.batch_size, keys.named(key, "likelihood"))
     ll = ll.reshape(len(a), num_t, -1)
     log_px = np.asarray(ops.log_marginal(jnp.asarray(ll.reshape(-1, ll.shape[-1])))).reshape(len(a), num_t)
     post = np.exp(np.asarray(ops.log_posterior(jnp.asarray(ll.reshape(-1, ll.shape[-1]))))).reshape(ll.shape)

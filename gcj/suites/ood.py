@@ -1,9 +1,8 @@
 """Out-of-distribution detection (paper 000 Tab. 6, paper 002's tests): per OOD set, class-wise
 detection and max-class rejection at each threshold, ROC metrics of max_y log p(x|y) and of log p(x)."""
-import jax
 import numpy as np
 
-from gcj import classifier, data, metrics, rejection
+from gcj import classifier, data, keys, metrics, rejection
 from gcj.errors import UserError
 from gcj.suites.base import Context, Request, Suite, figure, pct
 from gcj.suites.rejection import not_fitted_lines
@@ -16,15 +15,23 @@ def check(request: Request) -> None:
         data.check_name(name)
 
 
+def ood_set(ctx: Context, name: str):
+    """The OOD data set ``name`` as the suites score it: its (seeded) subset of at most
+    ``max_images``, shaped as the model's input, and their log-likelihoods ``[N, C]``."""
+    req, cfg = ctx.request, ctx.config
+    key = keys.named(ctx.key, "ood", name)
+    s = data.subset(data.load(name, req.ood_split, req.data_dir), req.max_images, keys.named(key, "subset"))
+    images = data.to_shape(s.images, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
+    return images, classifier.batched_log_likelihoods(ctx.clf, images, ctx.batch_size, keys.named(key, "likelihood"))
+
+
 def run(ctx: Context) -> dict:
-    cfg, req = ctx.config, ctx.request
+    req = ctx.request
     in_max, in_marg = ctx.ll_test.max(1), np.asarray(classifier.log_marginal(ctx.ll_test))
     train_marg = np.asarray(classifier.log_marginal(ctx.ll_train))
     out = {}
     for name in req.ood_datasets:
-        s = data.subset(data.load(name, req.ood_split, req.data_dir), req.max_images, jax.random.fold_in(ctx.key, 4))
-        images = data.to_shape(s.images, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
-        ll_out = classifier.batched_log_likelihoods(ctx.clf, images, ctx.batch_size, jax.random.fold_in(ctx.key, 2))
+        images, ll_out = ood_set(ctx, name)
         out_marg = np.asarray(classifier.log_marginal(ll_out))
         r = dict(num=int(len(images)), split=req.ood_split)
         per_class = {k: rejection.class_detection_rates(ll_out, t) for k, t in ctx.thresholds.items()}
@@ -33,8 +40,7 @@ def run(ctx: Context) -> dict:
         r["rejection_rate"] = {k: float(rejection.reject(ll_out, t).mean()) for k, t in ctx.thresholds.items()}
         r.update(metrics.ood_metrics(in_max, ll_out.max(1)))  # score: max_y log p(x|y)
         r["log_marginal"] = metrics.ood_metrics(in_marg, out_marg)
-        r["tests_auroc"] = {n: metrics.auroc(test(train_marg, in_marg), test(train_marg, out_marg))
-                            for n, test in metrics.TESTS.items()}
+        r["tests_auroc"] = metrics.tests_auroc(train_marg, out_marg, in_marg)
         ctx.arrays[f"ood/{name}"] = ll_out.max(1)  # for the plot
         out[name] = r
     return out
