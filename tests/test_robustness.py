@@ -148,7 +148,8 @@ def test_bits_per_dim_thresholds_and_the_attack_threshold():
 
     def ctx(family, **options):
         o = {"bpd_thresholds": (), "attack_threshold": "", **options}
-        clf = types.SimpleNamespace(family=get(family), image_shape=(8, 8, 1), num_classes=3)
+        clf = types.SimpleNamespace(family=get(family), image_shape=(8, 8, 1), num_classes=3,
+                                    density_dims=64)
         return types.SimpleNamespace(clf=clf, request=types.SimpleNamespace(options=types.SimpleNamespace(**o)),
                                      percentile_thresholds={"p1": np.zeros(3), "p2": np.ones(3)})
     t = adversarial.suite_thresholds(ctx("glow", bpd_thresholds=(1.4, 4.0), attack_threshold="bpd4"))
@@ -220,6 +221,12 @@ def test_suites_through_evaluate_on_a_committed_model(tmp_path, monkeypatch):
     assert i["num_pairs"] == 4 and np.asarray(i["log_px"]).shape == (3, 24) == np.shape(i["posterior_b"])
     assert len(i["mean_log_px"]) == 24 and np.all(np.isfinite(i["mean_posterior_a"]))
     assert np.all(np.add(i["mean_posterior_a"], i["mean_posterior_b"]) <= 1 + 1e-5)
+    # paper 001's rule by default: a path is rejected somewhere iff log p(x) falls below every test
+    # image's there (3 of the 4 paths' curves are kept: the fourth may go either way)
+    assert i["rule"] == "paper" and i["paper_rule"]["threshold_bits_per_dim"] > 0
+    kept = int(np.sum(np.all(np.asarray(i["log_px"]) >= i["paper_rule"]["threshold_log_px"] - 0.005, 1)))
+    assert kept <= 4 * i["fraction_never_rejected"] <= kept + 1
+    assert 0 <= i["fraction_never_rejected_percentile"] <= 1
     assert '"t": [0.0, ' in out.read_text()  # a list of numbers on one line
     assert report["nll_gap"]["fraction_true_more_likely"] == pytest.approx(report["clean"]["accuracy"])
     assert json.loads(out.read_text())["corruptions"]["mean_accuracy"] == c["mean_accuracy"]
@@ -298,7 +305,8 @@ def test_a_suite_is_a_plug_in(monkeypatch, tmp_path):
                       max_images=50, options=dict(interpolation_pairs=2, toy_size=5), log=lambda *_: None)
     assert report["toy"] == dict(n=report["num_test"], train=50, size=5) and report["num_train_scored"] == 50
     assert report["options"] == {"toy": {"max_images": 50, "toy_size": 5},
-                                 "interpolation": {"interpolation_pairs": 2, "interpolation_steps": 24}}
+                                 "interpolation": {"interpolation_pairs": 2, "interpolation_steps": 24,
+                                                   "interpolation_rule": "paper"}}
     assert report["config"]["model"]["family"] == "ibinn" and report["gcj_version"] == gcj.__version__
     assert f"toy suite saw {report['num_test']} test images" in format_tables(report)
     assert json.loads(out.read_text())["toy"] == report["toy"]
