@@ -1,10 +1,13 @@
-"""Cross-check: gcj's PGD and APGD L∞ against foolbox 3.3.4's LinfPGD and FMN at the same budgets.
+"""Cross-check: gcj's PGD and APGD L∞ against foolbox 3.3.4's LinfPGD and FMN at the same budgets,
+and (``--cw``) gcj's CW L2 against foolbox's.
 
     pip install foolbox==3.3.4   # not a gcj requirement
     python bench/foolbox_crosscheck.py --workdir pretrained/glow_digits_base --num_images 200 \
         --out bench/results/foolbox_crosscheck_glow_digits_base.json
     python bench/foolbox_crosscheck.py --workdir pretrained/sdim_fashion_mnist --num_images 100 --eps 8 \
         --apgd --out bench/results/foolbox_crosscheck_sdim_fashion_mnist.json
+    python bench/foolbox_crosscheck.py --workdir pretrained/glow_digits_base --num_images 50 --cw \
+        --out bench/results/foolbox_cw_glow_digits_base.json
 
 All attack the same correctly classified test images through the class log-likelihoods as logits
 (foolbox's cross-entropy = gcj's "ce" loss). PGD: 40 steps of eps/30 (foolbox's default relative
@@ -39,6 +42,12 @@ def main():
     p.add_argument("--apgd", action="store_true", help="also foolbox FMN and gcj's APGD-CE / DLR / T")
     p.add_argument("--fmn_steps", type=int, default=100)
     p.add_argument("--apgd_steps", type=int, default=100)
+    p.add_argument("--cw", action="store_true",
+                   help="instead: CW L2 (untargeted, kappa 0) against foolbox's, with its binary search over c")
+    p.add_argument("--cw_steps", type=int, default=1000, help="gcj's CW step cap (per c)")
+    p.add_argument("--cw_c", default="1,10,100", help="gcj's c values (per image the smallest L2 that fools)")
+    p.add_argument("--foolbox_cw_steps", type=int, default=10000)
+    p.add_argument("--foolbox_cw_search", type=int, default=9, help="foolbox's binary search steps over c")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     import foolbox as fb
@@ -54,7 +63,9 @@ def main():
     def logits(v):  # deterministic noise key: the same function for both libraries
         return clf.log_likelihood_fn(clf.params, v, key)
 
-    fmodel = fb.JAXModel(logits, bounds=(0, 1))
+    fmodel = fb.JAXModel(jax.jit(logits), bounds=(0, 1))
+    if args.cw:
+        return cw(args, fb, fmodel, logits, x, y, key, len(idx))
     rows = []
     for e in [float(v) for v in args.eps.split(",")]:
         eps = e / 255
@@ -105,6 +116,57 @@ def main():
             max(r[f"gcj_{k}_success"] for k in ("apgd_ce", "apgd_dlr", "apgd_t"))
             >= max(r["foolbox_pgd_success"], r["foolbox_fmn_success"]) for r in rows))
     print(json.dumps({k: v for k, v in result.items() if k.endswith("foolbox")}))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+def cw(args, fb, fmodel, logits, x, y, key, num):
+    """CW L2, untargeted at kappa 0: foolbox 3.3.4's (Adam on tanh-space, ``--foolbox_cw_steps``
+    per c, ``--foolbox_cw_search`` binary-search steps over c from 1e-3, abort early) against gcj's
+    (projected Adam on the pixels, each c of ``--cw_c``; per image the smallest L2 that fools).
+    Success = misclassified; L2 over the successes. Also each attack's mean change of the pixels
+    at exactly 0 or 1 (the background), which a tanh-space CW on a short budget never moves."""
+    y_np = np.asarray(y)
+    edge = (np.asarray(x) == 0) | (np.asarray(x) == 1)
+
+    def summary(x_adv, seconds):
+        ok = np.asarray(logits(jnp.asarray(x_adv)).argmax(1)) != y_np
+        l2 = np.sqrt(np.sum((np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)) ** 2, axis=(1, 2, 3)))
+        change = np.abs(np.asarray(x_adv) - np.asarray(x))
+        return dict(success=float(ok.mean()), median_l2=float(np.median(l2[ok])) if ok.any() else None,
+                    mean_l2=float(l2[ok].mean()) if ok.any() else None,
+                    mean_change_at_0_or_1=float(change[edge].mean()), mean_change_elsewhere=float(change[~edge].mean()),
+                    seconds=seconds), ok, l2
+
+    t0 = time.time()
+    attack = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=args.foolbox_cw_search, steps=args.foolbox_cw_steps,
+                                              stepsize=0.01, confidence=0, initial_const=1e-3, abort_early=True)
+    raw, _, _ = attack(fmodel, x, y, epsilons=None)
+    fool, _, _ = summary(raw, time.time() - t0)
+    print(json.dumps(dict(foolbox=fool)))
+    per_c, best = {}, None
+    for c in [float(v) for v in args.cw_c.split(",")]:
+        t0 = time.time()
+        r = attacks.cw_l2(lambda v, k: logits(v), x, y, jax.random.fold_in(key, int(c)), c=c, kappa=0.0,
+                          targeted=False, max_steps=args.cw_steps)
+        r.x.block_until_ready()
+        per_c[f"{c:g}"], ok, l2 = summary(r.x, time.time() - t0)
+        print(json.dumps({f"gcj_c{c:g}": per_c[f"{c:g}"]}))
+        l2 = np.where(ok, l2, np.inf)
+        best = (l2, np.asarray(r.x)) if best is None else (np.minimum(best[0], l2),
+                                                           np.where((l2 < best[0])[:, None, None, None], r.x, best[1]))
+    gcj_best, _, _ = summary(best[1], sum(v["seconds"] for v in per_c.values()))
+    ratio = (gcj_best["median_l2"] / fool["median_l2"]) if gcj_best["median_l2"] and fool["median_l2"] else None
+    result = dict(workdir=args.workdir, num_images=num, foolbox=fb.__version__,
+                  foolbox_settings=dict(steps=args.foolbox_cw_steps, binary_search_steps=args.foolbox_cw_search,
+                                        stepsize=0.01, confidence=0, initial_const=1e-3, abort_early=True),
+                  gcj_settings=dict(c=args.cw_c, max_steps=args.cw_steps, kappa=0.0, lr=0.01, patience=20),
+                  foolbox_cw=fool, gcj_cw_per_c=per_c, gcj_cw_best_of_c=gcj_best,
+                  median_l2_ratio_gcj_to_foolbox=ratio,
+                  within_5_percent_and_success_no_lower=bool(ratio is not None and ratio <= 1.05
+                                                             and gcj_best["success"] >= fool["success"]))
+    print(json.dumps({k: result[k] for k in ("median_l2_ratio_gcj_to_foolbox", "within_5_percent_and_success_no_lower")}))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)

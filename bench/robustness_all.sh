@@ -12,7 +12,7 @@
 #   nohup bash bench/robustness_all.sh > workdirs/robustness.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
+source bench/lib.sh
 SUITES=clean,adversarial,corruptions,interpolation,nll_gap
 ATTACKS=fgsm_linf_8,pgd_linf_4_ce,pgd_linf_4_margin,pgd_linf_6_ce,pgd_linf_6_margin,pgd_linf_8_ce,pgd_linf_8_margin,\
 pgd_linf_unbounded,pgd_l2_0.5,pgd_l2_2,pgd_linf_8_rejection,pgd_linf_unbounded_rejection,cw_l2_kappa0.01,cw_l2_kappa1,\
@@ -22,7 +22,7 @@ cw_l2_untargeted_c1000,boundary,boundary_untargeted,local_search
 run() {  # name, extra flags...
   local name=$1; shift
   local out=pretrained/$name/report/robustness.json
-  if [ -f "$out" ]; then echo "skip $name (done)"; return; fi
+  if ! stale "$out"; then echo "skip $name (done)"; return; fi
   echo "== $name $(date +%T)"
   $PY evaluate.py --workdir pretrained/$name --suites "$SUITES" --out "$out.tmp" --attacks "$ATTACKS" --eot 1 "$@" \
     > pretrained/$name/report/robustness.txt

@@ -9,13 +9,13 @@
 #   nohup bash bench/worst_case_all.sh > workdirs/worst_case.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
+source bench/lib.sh
 EOT=${EOT:-5}
 mkdir -p bench/results/worst_case
 run() {  # name, extra flags...
   local name=$1; shift
   local out=bench/results/worst_case/$name.json
-  if [ -f "$out" ]; then echo "skip $name (done)"; return; fi
+  if ! stale "$out"; then echo "skip $name (done)"; return; fi
   echo "== $name $(date +%T)"
   $PY evaluate.py --workdir pretrained/$name --suites clean,adversarial --attacks autoattack --noplots \
     --out "$out.tmp" --eot "$EOT" --cw_steps 100 "$@" > "bench/results/worst_case/$name.txt"

@@ -17,8 +17,9 @@ Losses (``loss=``), maximised; ``l = log p(x|y)``, ``y`` the label (untargeted) 
   min(margin, l_j - delta_j) with j the best other class (targeted: the target). Positive means
   fooled AND accepted: the adaptive attack a rejection defense must face.
 
-``thresholds`` (per-class log-likelihood thresholds ``[C]``) make success mean "fooled and
-accepted" (``max_y l_y >= delta_argmax``); without them success means fooled.
+``thresholds`` make success mean "fooled and accepted": per-class log-likelihood thresholds ``[C]``
+(``max_y l_y >= delta_argmax``, paper 000) or one threshold ``[]`` on log p(x) (paper 001; then
+l_j - delta_j above reads log p(x) - T: ``ops.acceptance_margin``); without them success means fooled.
 """
 
 from __future__ import annotations
@@ -72,21 +73,17 @@ def _check(x, labels, num_classes=None):
 
 
 def _thresholds(thresholds, num_classes: int | None = None):
-    """``[C]`` float array, or a [1] of -inf (accept everything) when None."""
+    """``[C]`` per-class thresholds or one ``[]`` on log p(x) (``ops.acceptance_margin``), as
+    float32; None: -inf (accept everything)."""
     if thresholds is None:
-        return jnp.full((1,), -jnp.inf)
+        return jnp.float32(-jnp.inf)
     t = jnp.asarray(thresholds, jnp.float32)
-    if t.ndim != 1 or (num_classes is not None and t.shape[0] != num_classes):
-        raise UserError(f"thresholds must be [C] per-class log-likelihoods, got shape {t.shape}")
+    if t.ndim > 1 or (t.ndim == 1 and num_classes is not None and t.shape[0] != num_classes):
+        raise UserError(f"thresholds must be [C] per-class log-likelihoods or one log p(x), got shape {t.shape}")
     return t
 
 
 # ------------------------------------------------------------------------------------ losses
-
-def _delta(thresholds, idx):
-    """delta_idx, broadcasting the accept-all [1] threshold."""
-    return thresholds[jnp.minimum(idx, thresholds.shape[0] - 1)]
-
 
 def attack_loss(ll, y, kind: str = "margin", targeted: bool = False, thresholds=None, source=None):
     """Per-example loss ``[B]`` to maximise (module docstring), from log-likelihoods ``[B, C]``;
@@ -107,8 +104,8 @@ def attack_loss(ll, y, kind: str = "margin", targeted: bool = False, thresholds=
         return l_y - other if targeted else other - l_y
     if kind == "rejection":
         if targeted:
-            return jnp.minimum(l_y - other, l_y - _delta(thresholds, y))
-        return jnp.minimum(other - l_y, other - _delta(thresholds, j))
+            return jnp.minimum(l_y - other, ops.acceptance_margin(ll, thresholds, y))
+        return jnp.minimum(other - l_y, ops.acceptance_margin(ll, thresholds, j))
     raise UserError(f"unknown attack loss {kind!r}; known: {', '.join(LOSSES)}")
 
 
@@ -129,9 +126,9 @@ def dlr(ll, y, target=None):
 
 
 def accepted(ll, thresholds=None):
-    """``[B]`` bool: max_y l_y >= delta_argmax (always True without thresholds)."""
+    """``[B]`` bool: inside the acceptance region (``ops.rejected``; always True without thresholds)."""
     thresholds = _thresholds(thresholds)
-    return ~ops.rejected(ll, jnp.broadcast_to(thresholds, ll.shape[1:]))
+    return ~ops.rejected(ll, thresholds)
 
 
 def is_success(ll, y, targeted: bool = False, thresholds=None):
@@ -573,7 +570,7 @@ def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, d
         log_q = jax.nn.logsumexp(ll, axis=1) - jnp.log(ll.shape[1])  # log p(x), uniform prior
         per = per + detector_weight * ((detector_median - log_q) / detector_dims) ** 2
         moved_to = y if targeted else j
-        per = per + threshold_weight * jnp.maximum(0.0, _delta(thresholds, moved_to) - ops.pick(ll, moved_to))
+        per = per + threshold_weight * jnp.maximum(0.0, -ops.acceptance_margin(ll, thresholds, moved_to))
         return per.sum(), per
 
     grad_fn = jax.grad(losses, has_aux=True)

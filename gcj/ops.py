@@ -37,13 +37,25 @@ def best_other(ll, y) -> tuple[jax.Array, jax.Array]:
     return masked.max(1), masked.argmax(1)
 
 
+def acceptance_margin(ll, thresholds, idx) -> jax.Array:
+    """How far inside its acceptance region an input is, for class ``idx`` ``[B]`` (negative:
+    rejected). ``thresholds`` ``[C]``, one per class (paper 000): log p(x|idx) - delta_idx; one
+    number ``[]``, on the marginal (paper 001: a bits/dim threshold on p(x)): log p(x) - T, the
+    same for every class. (A threshold of -inf accepts everything.)"""
+    xp = _xp(ll, thresholds, idx)
+    ll, t = xp.asarray(ll), xp.asarray(thresholds)
+    if t.ndim == 0:
+        return (log_marginal(ll) if xp is jnp else np.asarray(log_marginal(jnp.asarray(ll)))) - t
+    return pick(ll, idx) - t[idx]
+
+
 def rejected(ll, thresholds) -> jax.Array:
-    """Classification with rejection (paper 000): ``[B]`` True where max_y log p(x|y) is below the
-    predicted class's threshold delta_{argmax_y}. ``thresholds``: ``[C]``."""
+    """Classification with rejection: ``[B]`` True where the prediction argmax_y log p(x|y) is
+    outside its acceptance region (``acceptance_margin``): per-class thresholds ``[C]`` (paper 000,
+    max_y log p(x|y) below delta_{argmax_y}) or one threshold ``[]`` on log p(x) (paper 001)."""
     xp = _xp(ll, thresholds)
     ll = xp.asarray(ll)
-    pred = ll.argmax(1)
-    return pick(ll, pred) < xp.asarray(thresholds)[pred]
+    return acceptance_margin(ll, thresholds, ll.argmax(1)) < 0
 
 
 def gaussian_log_prob(u, log_std=0.0) -> jax.Array:

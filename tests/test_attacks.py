@@ -119,6 +119,14 @@ def test_rejection_aware_pgd_ends_accepted(data):
     plain = attacks.pgd(gauss, x, y, jax.random.key(7), eps=1.0, steps=200, step_size=0.01, loss="margin",
                         random_start=False)
     assert not np.all(np.asarray(attacks.accepted(gauss(plain.x), thr)))  # the plain attack is caught
+    # paper 001's detector: one threshold on log p(x); the same attack ends above it, the plain one not
+    t = np.float32(np.percentile(np.asarray(jax.nn.logsumexp(gauss(x), 1) - np.log(C)), 50))
+    r = attacks.pgd(gauss, x, y, jax.random.key(7), eps=1.0, steps=200, step_size=0.01, loss="rejection",
+                    thresholds=t, random_start=False)
+    log_px = np.asarray(jax.nn.logsumexp(gauss(r.x), 1)) - np.log(C)
+    assert np.all(np.asarray(r.success)) and np.all(log_px >= t)
+    assert np.all(np.asarray(gauss(r.x).argmax(1)) != np.asarray(y))
+    assert not np.all(np.asarray(attacks.accepted(gauss(plain.x), t)))
 
 
 def test_cw_targeted_reaches_the_target_just_past_the_boundary(data):

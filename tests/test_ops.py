@@ -35,6 +35,19 @@ def test_definitions_on_numpy_stay_numpy():
         assert isinstance(v, np.ndarray)
 
 
+def test_one_threshold_acts_on_log_p_x():
+    """A threshold [] is paper 001's, on the marginal log p(x) = logsumexp_y log p(x|y) - log C; a
+    [C] one is paper 000's, on the predicted class's log p(x|y) (numpy and jitted alike)."""
+    log_px = np.log(np.exp(LL).mean(1))  # -1.9, -2.0, -1.3 roughly
+    t = np.float32(np.sort(log_px)[:2].mean())  # exactly one image below it
+    np.testing.assert_allclose(ops.acceptance_margin(LL, t, Y), log_px - t, atol=1e-6)
+    np.testing.assert_array_equal(ops.rejected(LL, t), log_px < t)
+    assert ops.rejected(LL, t).sum() == 1 and isinstance(ops.rejected(LL, t), np.ndarray)
+    np.testing.assert_array_equal(jax.jit(ops.rejected)(jnp.asarray(LL), jnp.float32(t)), log_px < t)
+    np.testing.assert_array_equal(ops.rejected(LL, np.float32(-np.inf)), [False] * 3)
+    np.testing.assert_allclose(ops.acceptance_margin(LL, np.array([-0.5, -2.0, -1.0]), Y), [-0.5, -4.5, -0.5])
+
+
 def test_jit_vmap_grad_agree_with_numpy():
     ll, y = jnp.asarray(LL), jnp.asarray(Y)
     np.testing.assert_allclose(jax.jit(ops.pick)(ll, y), ops.pick(LL, Y))

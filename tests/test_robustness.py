@@ -139,7 +139,7 @@ def test_attack_metrics_on_a_hand_made_case():
 
 
 def test_bits_per_dim_thresholds_and_the_attack_threshold():
-    """bpd thresholds (paper 001) sit beside the percentile ones, are the same for every class, and
+    """bpd thresholds (paper 001) sit beside the percentile ones, are one threshold on log p(x), and
     the chosen one comes first; a family without a pixel density refuses them."""
     import types
 
@@ -147,14 +147,22 @@ def test_bits_per_dim_thresholds_and_the_attack_threshold():
     from gcj.suites import adversarial
 
     def ctx(family, **options):
-        o = {"bpd_thresholds": (), "attack_threshold": "", **options}
+        ll_test = options.pop("ll_test", None)
+        o = {"bpd_thresholds": (), "attack_threshold": "", "max_test_bpd_threshold": False, **options}
         clf = types.SimpleNamespace(family=get(family), image_shape=(8, 8, 1), num_classes=3,
                                     density_dims=64)
         return types.SimpleNamespace(clf=clf, request=types.SimpleNamespace(options=types.SimpleNamespace(**o)),
-                                     percentile_thresholds={"p1": np.zeros(3), "p2": np.ones(3)})
+                                     percentile_thresholds={"p1": np.zeros(3), "p2": np.ones(3)}, ll_test=ll_test)
     t = adversarial.suite_thresholds(ctx("glow", bpd_thresholds=(1.4, 4.0), attack_threshold="bpd4"))
     assert list(t) == ["bpd4", "p1", "p2", "bpd1.4"]
-    np.testing.assert_allclose(t["bpd1.4"], -(1.4 - 8) * 64 * np.log(2.0))
+    # paper 001's: one number, on log p(x)
+    assert np.shape(t["bpd1.4"]) == () and t["bpd1.4"] == pytest.approx(-(1.4 - 8) * 64 * np.log(2.0), rel=1e-6)
+    ll_test = np.array([[-10.0, -30.0, -30.0], [-50.0, -20.0, -50.0]])
+    t = adversarial.suite_thresholds(ctx("glow", max_test_bpd_threshold=True, attack_threshold="bpd_test_max",
+                                         ll_test=ll_test))
+    assert list(t) == ["bpd_test_max", "p1", "p2"]  # at the least likely test image: all accepted
+    assert t["bpd_test_max"] == pytest.approx(np.log(np.exp(ll_test[1]).mean()), rel=1e-6)
+    assert not np.any(gcj.rejection.reject(ll_test, t["bpd_test_max"]))
     assert list(adversarial.suite_thresholds(ctx("glow"))) == ["p1", "p2"]
     with pytest.raises(ValueError, match="none of p1, p2"):
         adversarial.suite_thresholds(ctx("glow", attack_threshold="p5"))
