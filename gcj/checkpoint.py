@@ -7,8 +7,10 @@ overwritten), ``restore_latest`` falls back to the newest readable one with a wa
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
+import weakref
 
 import jax
 import numpy as np
@@ -23,10 +25,13 @@ class UnreadableCheckpointError(UserError):
     """No checkpoint of a workdir (or not the one asked for) can be read."""
 
 
-def manager(workdir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
-    """The workdir's checkpoint manager (keeps the ``max_to_keep`` latest steps)."""
+def manager(workdir: str, max_to_keep: int = 2, training: bool = False) -> ocp.CheckpointManager:
+    """The workdir's checkpoint manager (keeps the ``max_to_keep`` latest steps). ``training``: the
+    run that holds the workdir, which removes what a failed save left half-written (never done by
+    a reader: it could be a save in progress)."""
     path = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep))
+    return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, cleanup_tmp_directories=training))
 
 
 class CheckpointSaveError(UserError):
@@ -34,19 +39,43 @@ class CheckpointSaveError(UserError):
     writing the same workdir)."""
 
 
+_pending: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # manager -> the step being written
+
+
 def save(mgr: ocp.CheckpointManager, step: int, variables, train_state) -> None:
-    """Saves variables and ``train_state`` (optimizer state, counters) at ``step``; blocks. A save
-    that fails is a ``CheckpointSaveError`` naming the step, the folder and the last good step."""
+    """Starts saving variables and ``train_state`` (optimizer state, counters) at ``step`` and
+    returns: orbax writes them in the background while training goes on (from copies, so the next
+    step may reuse the arrays' buffers). The previous save is awaited first. A save that fails,
+    this one or the one before, is a ``CheckpointSaveError`` naming the step, the folder and the
+    last good step; ``wait`` awaits the last one."""
+    wait(mgr)
+    variables, train_state = jax.tree_util.tree_map(lambda a: a.copy() if isinstance(a, jax.Array) else a,
+                                                    (variables, train_state))
     try:
         mgr.save(step, args=ocp.args.Composite(variables=ocp.args.StandardSave(variables),
                                                train=ocp.args.StandardSave(train_state)))
-        mgr.wait_until_finished()
     except Exception as e:  # noqa: BLE001 - orbax and the filesystem raise many types
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        last = [s for s in mgr.all_steps() if s != step]
-        kept = f"the last good checkpoint (step {max(last)}) is intact" if last else "no checkpoint was saved before"
-        raise CheckpointSaveError(f"could not save the checkpoint of step {step} in {mgr.directory} "
-                                  f"({type(e).__name__}: {first}); {kept}") from e
+        raise _save_error(mgr, step, e) from e
+    _pending[mgr] = step
+
+
+def wait(mgr: ocp.CheckpointManager) -> None:
+    """Awaits the save in progress, if any; its failure is a ``CheckpointSaveError``."""
+    step = _pending.pop(mgr, None)
+    try:
+        mgr.wait_until_finished()
+    except Exception as e:  # noqa: BLE001
+        raise _save_error(mgr, step, e) from e
+
+
+def _save_error(mgr, step, e: BaseException) -> CheckpointSaveError:
+    text = str(e).strip()
+    full = isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space left on device" in text
+    first = (text.splitlines() or [""])[0][:240]
+    last = [s for s in mgr.all_steps() if s != step]
+    kept = f"the last good checkpoint (step {max(last)}) is intact" if last else "no checkpoint was saved before"
+    return CheckpointSaveError(f"could not save the checkpoint of step {step} in {mgr.directory}"
+                               f"{': no space left on device' if full else ''} ({type(e).__name__}: {first}); {kept}")
 
 
 def on_this_mesh(target):
@@ -56,18 +85,66 @@ def on_this_mesh(target):
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), target)
 
 
+class CheckpointMismatchError(UserError):
+    """A readable checkpoint that holds another model than this run's (another config): never set
+    aside as unreadable, never skipped for an older one."""
+
+
+class CheckpointReadError(UserError):
+    """A checkpoint that could not be read for a reason other than its files: memory, permissions,
+    an I/O error. Reported as itself: a good checkpoint is never set aside for it."""
+
+
 def restore(mgr: ocp.CheckpointManager, step: int, variables_target, train_target=None):
     """Restores ``(variables, train_state)`` at ``step`` onto this run's devices (``on_this_mesh``);
-    ``train_state`` is None if not asked."""
+    ``train_state`` is None if not asked.
+
+    Only corruption is ``UnreadableCheckpointError`` (its files cannot be read or decoded); a
+    checkpoint of another model is ``CheckpointMismatchError`` (the first difference named) and a
+    failure of the machine (memory, permissions, I/O) ``CheckpointReadError``."""
     items = dict(variables=ocp.args.StandardRestore(on_this_mesh(variables_target)))
     if train_target is not None:
         items["train"] = ocp.args.StandardRestore(on_this_mesh(train_target))
     try:
         out = mgr.restore(step, args=ocp.args.Composite(**items))
-    except Exception as e:  # orbax raises many types for corrupt or mismatched files
-        raise UnreadableCheckpointError(f"unreadable checkpoint at step {step} in {mgr.directory}: "
-                                        f"{type(e).__name__}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - orbax raises many types for corrupt or mismatched files
+        where = f"checkpoint at step {step} in {mgr.directory}"
+        if isinstance(e, MemoryError) or (isinstance(e, OSError) and not isinstance(e, FileNotFoundError)):
+            raise CheckpointReadError(f"could not read the {where}: {type(e).__name__}: {e}") from e
+        difference = _difference(mgr, step, variables_target)  # (unreadable metadata: corruption)
+        if difference:
+            raise CheckpointMismatchError(f"the {where} holds another model than this config's ({difference}): "
+                                          "train it with the config in its config.json, or use a new workdir") from e
+        raise UnreadableCheckpointError(f"unreadable {where}: {type(e).__name__}: {e}") from e
     return out["variables"], out.get("train") if train_target is not None else None
+
+
+def _shapes(tree) -> dict:
+    return {jax.tree_util.keystr(p): (tuple(v.shape), np.dtype(v.dtype).name)
+            for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _difference(mgr, step: int, variables_target) -> str | None:
+    """The first difference between the model variables saved at ``step`` and ``variables_target``
+    (None: the same names, shapes and dtypes). Metadata that cannot be read is corruption."""
+    path = os.path.join(str(mgr.directory), str(step), "variables")
+    try:
+        meta = ocp.StandardCheckpointer().metadata(path)
+        saved = _shapes(getattr(meta, "item_metadata", meta))
+        if not saved:  # (orbax returns empty metadata for a file it cannot parse)
+            raise ValueError(f"no array metadata in {path}")
+    except Exception as e:  # noqa: BLE001
+        raise UnreadableCheckpointError(f"unreadable checkpoint at step {step} in {mgr.directory}: "
+                                        f"its metadata: {type(e).__name__}: {e}") from e
+    want = _shapes(variables_target)
+    for name in sorted(set(saved) | set(want)):
+        if name not in want:
+            return f"{name} is saved but not in this model"
+        if name not in saved:
+            return f"{name} of this model is not saved"
+        if saved[name] != want[name]:
+            return f"{name} is saved as {saved[name][0]} {saved[name][1]}, this model has {want[name][0]} {want[name][1]}"
+    return None
 
 
 def restore_latest(mgr: ocp.CheckpointManager, variables_target, train_target=None):

@@ -1,7 +1,8 @@
 """What train.py and evaluate.py share: a user's mistake (``gcj.UserError``: a missing workdir, an
 unknown config key, suite or dataset, a flag a suite needs, an unreadable checkpoint, a non-finite
 loss) ends the program with one line that names it and exit status 2; any other exception is a bug
-and shows its traceback. ``GCJ_DEBUG=1`` shows the traceback of a user error too."""
+and shows its traceback (status 1). Training stopped by SIGTERM (``gcj.errors.Preempted``) says
+where it saved and exits 143. ``GCJ_DEBUG=1`` shows the traceback of a user error too."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from jax.experimental import multihost_utils
 
 from gcj import config as config_lib
 from gcj import migration, models
-from gcj.errors import ConfigKeyError, LostProcessError, UserError
+from gcj.errors import ConfigKeyError, LostProcessError, Preempted, UserError
 
 # What ml_collections raises for an unknown key in a --config.<key>=value override (the only code
 # that runs while the flags are parsed, besides the config file's own)
@@ -131,6 +132,8 @@ def run(main, flags_module: str | None = None) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+        if not os.environ.get("GCJ_DEBUG"):  # gcj reports what orbax's threads fail at, in one line
+            logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
         try:
             return main(argv)
         except Exception as e:
@@ -140,6 +143,9 @@ def run(main, flags_module: str | None = None) -> None:
                                        "from the last checkpoint"), argv)
             if isinstance(e, UserError):
                 _fail(e, argv)
+            if isinstance(e, Preempted):  # stopped as asked, its checkpoint saved: not an error
+                sys.stderr.write(f"{os.path.basename(argv[0]) if argv else 'gcj'}: {e}\n")
+                _exit(Preempted.EXIT_STATUS)
             # a bug: its traceback, then out at once (threads a library left running or other
             # processes would keep the interpreter from ending)
             traceback.print_exc()

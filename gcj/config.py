@@ -42,6 +42,7 @@ def base_config(family: str = "sdim") -> ml_collections.ConfigDict:
     c.eval_batch_size = 500
     c.log_every = 50
     c.checkpoint_every_epochs = 1
+    c.checkpoint_every_steps = 0  # also every n steps, inside an epoch (0: only at epoch ends)
     c.val_every_epochs = 1      # validation accuracy every n epochs (0: only after the last)
     c.thresholds = dict(percentiles=(1.0, 2.0), conformal_alpha=0.01)
     return c

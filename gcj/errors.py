@@ -27,6 +27,13 @@ class NonFiniteError(UserError, FloatingPointError):
     """A NaN or infinite loss or log-likelihood: training stops, evaluation refuses to go on."""
 
 
+class Preempted(Exception):  # noqa: N818 - not an error: the run stopped as asked
+    """Training was asked to stop (SIGTERM, as schedulers send before preempting a job): it saved a
+    checkpoint at the step it reached. ``train.py`` exits with ``EXIT_STATUS`` (128 + SIGTERM);
+    running the same command again resumes from that step."""
+    EXIT_STATUS = 143
+
+
 class LostProcessError(UserError):
     """A process of a multi-process run stopped (killed, preempted, its host lost): the others end
     too; restarting all of them resumes from the last checkpoint."""

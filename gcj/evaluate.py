@@ -11,7 +11,7 @@ import types
 
 import jax
 
-from gcj import classifier, data, keys, metric_writer, rejection, stopwatch
+from gcj import checkpoint, classifier, data, keys, lock, metric_writer, rejection, stopwatch
 from gcj.errors import NotFoundError, UserError
 from gcj.suites import DEFAULT_SUITES as _DEFAULT, SUITES as _REGISTRY, Context, Request
 from gcj.version import __version__, provenance
@@ -58,6 +58,10 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     for suite in chosen:  # refused before any work
         suite.check(request)
     clf = classifier.load(workdir, overrides=overrides)
+    training = lock.holder(workdir)
+    if training and lock.alive(training):  # (orbax lists only complete checkpoints)
+        log(f"{workdir} is still being trained by {lock.describe(training)}: evaluating its newest complete "
+            f"checkpoint, step {checkpoint.manager(workdir).latest_step()}")
     for suite in chosen:
         suite.check_model(clf)
     if clf.thresholds is None and any(s.needs_thresholds for s in chosen):

@@ -16,13 +16,19 @@ from PIL import Image
 from tensorboardX.summary import hparams
 
 from gcj import config as config_lib
+from gcj.errors import UserError
+
+
+class MetricWriteError(UserError):
+    """metrics.jsonl or the TensorBoard file could not be written (a full disk, a removed folder)."""
 
 
 class MetricWriter:
     """Training records of a workdir: ``write(record)`` appends ``record`` (with ``step``) to
     metrics.jsonl and its numbers as TensorBoard scalars at that step; ``config`` (if given) is
     recorded as the run's hparams. ``active=False`` (the other processes of a multi-process run):
-    writes nothing. A context manager: closed on exit."""
+    writes nothing. A context manager: closed on exit. A write the filesystem refuses is a
+    ``MetricWriteError``; on the way out of another error, closing adds none of its own."""
 
     def __init__(self, workdir: str, config: ml_collections.ConfigDict | None = None, active: bool = True):
         self.active = active
@@ -40,8 +46,11 @@ class MetricWriter:
     def write(self, record: dict) -> None:
         if not self.active:
             return
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
+        try:
+            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.flush()
+        except OSError as e:
+            raise MetricWriteError(f"could not write {self._jsonl.name}: {e.strerror or e}") from e
         for tag, value in record.items():
             if tag not in ("step", "epoch") and isinstance(value, numbers.Real) and not isinstance(value, bool):
                 self.board.add_scalar(tag, float(value), record["step"])
@@ -49,14 +58,22 @@ class MetricWriter:
     def close(self) -> None:
         if not self.active:
             return
-        self._jsonl.close()
-        self.board.close()
+        try:
+            self._jsonl.close()
+            self.board.close()
+        except OSError as e:
+            raise MetricWriteError(f"could not finish writing the metrics in {os.path.dirname(self._jsonl.name)}: "
+                                   f"{e.strerror or e}") from e
 
     def __enter__(self) -> MetricWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, error, tb) -> None:
+        try:
+            self.close()
+        except MetricWriteError:
+            if error is None:  # (else the error on its way out is the one to report)
+                raise
 
 
 def write_images(directory: str, images: dict) -> None:

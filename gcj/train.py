@@ -6,8 +6,12 @@ Workdir: ``config.json``, ``metrics.jsonl`` (and the same as TensorBoard event f
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -19,9 +23,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from gcj import checkpoint, classifier, data, metric_writer, models, rejection, stopwatch
+from gcj import checkpoint, classifier, data, lock, metric_writer, models, rejection, stopwatch
 from gcj import config as config_lib
-from gcj.errors import NonFiniteError, UserError
+from gcj.errors import NonFiniteError, Preempted, UserError
 
 
 def log(text: str) -> None:
@@ -210,12 +214,15 @@ def restore(mgr, state: dict, workdir: str) -> dict:
     return state
 
 
-def train_epoch(trainer: Trainer, state: dict, batches, step_key, log_every: int, on_log) -> tuple[dict, dict]:
+def train_epoch(trainer: Trainer, state: dict, batches, step_key, log_every: int, on_log,
+                save_every: int = 0, save=None, stop=lambda: False) -> tuple[dict, dict]:
     """One pass over ``batches``: returns the state and the epoch's mean metrics.
 
     Metrics stay on the device and are fetched only every ``log_every`` steps (a fetch waits for
     the device) and at the end; ``on_log(step, running means)`` is called at each fetch. A
     non-finite loss raises ``FloatingPointError`` naming its first step, at the next fetch.
+    ``save(state)`` every ``save_every`` steps (after a fetch: a checkpoint is never of a
+    non-finite run); the pass ends early, after the step in progress, once ``stop()`` is true.
     """
     sums, count, first_bad = None, 0, jnp.zeros((), jnp.int32)
     start = int(state["step"])
@@ -233,6 +240,11 @@ def train_epoch(trainer: Trainer, state: dict, batches, step_key, log_every: int
         first_bad = jnp.where((first_bad == 0) & ~jnp.isfinite(metrics["loss"]), start + count, first_bad)
         if (start + count) % log_every == 0:
             on_log(start + count, fetch())
+        if save_every and save is not None and (start + count) % save_every == 0:
+            fetch()
+            save(state)
+        if stop():
+            break
     return state, (fetch() if count else {})
 
 
@@ -246,30 +258,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     """
     os.makedirs(workdir, exist_ok=True)
     primary = jax.process_index() == 0  # (a multi-process run: every process trains, the first writes)
+    with lock.hold(workdir, active=primary):  # one run per workdir
+        return _train_and_evaluate(config, workdir, base_fn, primary)
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """A flag set by SIGTERM (what schedulers send before preempting a job) while the block runs,
+    instead of the default of dying at once; nothing changes off the main thread."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield asked
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: asked.set())
+    try:
+        yield asked
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classifier.Classifier:
     base = load_base(config, base_fn)
     config = models.get(config.model.family).prepare(config, base)  # a copy if it changes
-    if primary:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config_lib.to_json(config))
 
     clock = stopwatch.Stopwatch()
     train, val = data.load_train_val(config)
     clock.lap("data")
     key = jax.random.key(config.seed)
     trainer, state = create_state(config, train, key, base_fn, base)
-    mgr = checkpoint.manager(workdir)
+    mgr = checkpoint.manager(workdir, training=True)
     try:  # the manager's threads closed on every path out of training
         state = jax.device_put(restore(mgr, state, workdir), trainer.replicated)
+        if primary:  # (after the restore: a checkpoint of another config leaves the workdir as it was)
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config_lib.to_json(config))
         clock.lap("build")
 
         start_step = int(state["step"])
         data_key, step_key = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
         first_step_seconds = None
-        with metric_writer.MetricWriter(workdir, config, active=primary) as writer:  # metrics.jsonl, TensorBoard
-            for epoch in range(start_step // trainer.steps_per_epoch, config.num_epochs):
+        spe = trainer.steps_per_epoch
+
+        def save(s):  # asynchronous: training goes on while it is written (checkpoint.save)
+            checkpoint.save(mgr, int(s["step"]), eval_variables(s), _train_item(s))
+
+        with metric_writer.MetricWriter(workdir, config, active=primary) as writer, \
+                _stop_on_sigterm() as asked:  # metrics.jsonl, TensorBoard
+            for epoch in range(start_step // spe, config.num_epochs):
                 t0 = time.time()
-                bar = tqdm(data.batches(train, config.batch_size, jax.random.fold_in(data_key, epoch)),
-                           total=trainer.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.num_epochs}",
+                done = int(state["step"]) - epoch * spe  # > 0: resumed inside this epoch
+                batches = itertools.islice(data.batches(train, config.batch_size, jax.random.fold_in(data_key, epoch)),
+                                           done, None)
+                bar = tqdm(batches, total=spe - done, desc=f"epoch {epoch + 1}/{config.num_epochs}",
                            mininterval=2.0, leave=False, disable=None if primary else True)
 
                 def on_log(step, avg):
@@ -280,7 +320,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     writer.write(dict(step=step, epoch=epoch + 1, **{f"train/{k}": v for k, v in avg.items()}))
 
                 try:
-                    state, means = train_epoch(trainer, state, bar, step_key, config.log_every, on_log)
+                    state, means = train_epoch(trainer, state, bar, step_key, config.log_every, on_log,
+                                               config.checkpoint_every_steps, save, asked.is_set)
                 except FloatingPointError as e:
                     last = mgr.latest_step()
                     kept = (f"The last good checkpoint (step {last}) in {workdir} is intact"
@@ -291,6 +332,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         "optim.warmup_steps and run again" + (" to resume." if last is not None else ".")) from None
                 finally:
                     bar.close()
+                if asked.is_set() and int(state["step"]) < (epoch + 1) * spe:  # preempted mid-epoch
+                    step = int(state["step"])
+                    if mgr.latest_step() != step:
+                        save(state)
+                    checkpoint.wait(mgr)
+                    raise Preempted(f"stopped by SIGTERM at step {step} (epoch {epoch + 1}): checkpoint saved in "
+                                    f"{workdir}; run the same command to resume from it")
                 if first_step_seconds is None:
                     first_step_seconds = clock.since_lap()
                 record = dict(step=int(state["step"]), epoch=epoch + 1, epoch_seconds=time.time() - t0,
@@ -303,8 +351,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
                 log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
                 writer.write(record)
-                if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
-                    checkpoint.save(mgr, int(state["step"]), eval_variables(state), _train_item(state))
+                if ((epoch + 1) % config.checkpoint_every_epochs == 0 or last or asked.is_set()) \
+                        and mgr.latest_step() != int(state["step"]):
+                    save(state)
+                if asked.is_set() and not last:
+                    checkpoint.wait(mgr)
+                    raise Preempted(f"stopped by SIGTERM at step {int(state['step'])} (end of epoch {epoch + 1}): "
+                                    f"checkpoint saved in {workdir}; run the same command to resume from it")
+            checkpoint.wait(mgr)  # the last save written before the thresholds are fitted
     finally:
         mgr.close()
     steps = int(state["step"]) - start_step

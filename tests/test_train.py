@@ -341,7 +341,7 @@ def test_a_failed_checkpoint_save_stops_training_with_a_message(tmp_path, monkey
     monkeypatch.setattr(ocp.CheckpointManager, "save", full)
     monkeypatch.setattr(ocp.CheckpointManager, "close", lambda self: closed.append(self.directory))
     with pytest.raises(checkpoint.CheckpointSaveError,
-                       match=r"could not save the checkpoint of step 12 in .*checkpoints \(OSError: .*No space left"
+                       match=r"could not save the checkpoint of step 12 in .*checkpoints: no space left on device \(OSError: .*No space left"
                              r".*; the last good checkpoint \(step 6\) is intact"):
         train_and_evaluate(smoke_config(), str(tmp_path / "w"))
     assert len(closed) == 1 and gcj.load(str(tmp_path / "w")) is not None  # step 6 still loads

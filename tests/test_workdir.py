@@ -1,0 +1,193 @@
+"""What a training job on a cluster meets: two runs on one workdir, a stale lock, SIGTERM (preemption)
+mid-epoch, a checkpoint of another model, a full disk."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import gcj
+from conftest import ROOT, smoke_config
+from gcj import checkpoint, lock, metric_writer
+from gcj.errors import Preempted
+from gcj.evaluate import evaluate
+from gcj.train import train_and_evaluate
+
+TRAIN = [sys.executable, "train.py", "--config", "configs/demo.py:smoke"]
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _write_lock(workdir, **record):
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, lock.NAME), "w") as f:
+        json.dump(dict(dict(host=socket.gethostname(), since=time.time()), **record), f)
+
+
+@pytest.mark.slow
+def test_two_runs_started_at_once_on_one_workdir(tmp_path):
+    """One trains; the other refuses at once with one line naming the holder, and exits 2."""
+    w = str(tmp_path / "w")
+    runs = [subprocess.Popen([*TRAIN, "--workdir", w, "--cpu_devices", "1"], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    out = [(p.wait(timeout=600), p.stderr.read()) for p in runs]
+    assert sorted(rc for rc, _ in out) == [0, 2], out
+    err = next(e for rc, e in out if rc == 2)
+    assert "is being trained by pid" in err and socket.gethostname() in err and "one run per workdir" in err
+    assert err.count("\n") == 1, err
+    assert not os.path.exists(os.path.join(w, lock.NAME))  # released by the run that held it
+    with open(os.path.join(w, "metrics.jsonl")) as f:  # written by one run only
+        assert sum(1 for r in map(json.loads, f) if "epoch_seconds" in r) == 2
+
+
+def test_a_lock_is_taken_over_only_from_a_process_that_is_gone(tmp_path):
+    w = str(tmp_path / "w")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _write_lock(w, pid=sleeper.pid)
+        with pytest.raises(lock.WorkdirLockedError, match=f"is being trained by pid {sleeper.pid} on "):
+            lock.acquire(w)
+        _write_lock(w, pid=_dead_pid(), host="another-host")  # cannot be checked from here: refused
+        with pytest.raises(lock.WorkdirLockedError, match="on another-host"):
+            lock.acquire(w)
+    finally:
+        sleeper.kill()
+    dead = _dead_pid()
+    _write_lock(w, pid=dead)
+    with pytest.warns(UserWarning, match=f"took over the lock .* left by pid {dead} .* no longer running"):
+        with lock.hold(w) as path:
+            assert lock.holder(w)["pid"] == os.getpid() and path.endswith(lock.NAME)
+    assert lock.holder(w) is None and os.listdir(w) == []  # released, no stale copy left
+
+
+def test_evaluate_on_a_workdir_in_training_uses_its_newest_complete_checkpoint(trained_workdir, tmp_path):
+    workdir = str(tmp_path / "w")
+    shutil.copytree(trained_workdir[0], workdir)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lines = []
+    try:
+        _write_lock(workdir, pid=sleeper.pid)
+        os.makedirs(os.path.join(workdir, "checkpoints", "99.orbax-checkpoint-tmp-1"))  # a save in progress
+        report = evaluate(workdir, ("clean",), log=lines.append)
+    finally:
+        sleeper.kill()
+    said = [line for line in lines if "still being trained" in line]
+    assert len(said) == 1 and f"by pid {sleeper.pid}" in said[0] and "newest complete checkpoint, step 12" in said[0]
+    assert report["clean"]["accuracy"] == pytest.approx(evaluate(trained_workdir[0], ("clean",),
+                                                                 log=lambda *_: None)["clean"]["accuracy"])
+
+
+def test_sigterm_mid_epoch_saves_that_step_and_a_rerun_ends_bit_identical(tmp_path, monkeypatch):
+    """SIGTERM inside epoch 1 (6 steps an epoch; here when step 4 is logged, as a scheduler might
+    send it then): the step is finished and saved (beside the checkpoint every 3 steps), then a
+    rerun resumes from it and ends with the parameters of an uninterrupted run."""
+    cfg = smoke_config(checkpoint_every_steps=3)
+    straight = train_and_evaluate(cfg, str(tmp_path / "straight"))
+    w = str(tmp_path / "w")
+    write = metric_writer.MetricWriter.write
+
+    def write_then_sigterm(self, record):
+        write(self, record)
+        if record.get("step") == 4 and "epoch_seconds" not in record:
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(metric_writer.MetricWriter, "write", write_then_sigterm)
+    with pytest.raises(Preempted, match=r"stopped by SIGTERM at step 4 \(epoch 1\): checkpoint saved in"):
+        train_and_evaluate(cfg, w)
+    monkeypatch.undo()
+    assert sorted(checkpoint.manager(w).all_steps()) == [3, 4]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the training's only
+    assert not os.path.exists(os.path.join(w, lock.NAME))
+    resumed = train_and_evaluate(cfg, w)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, straight.params, resumed.params)
+    assert sorted(checkpoint.manager(w).all_steps())[-1] == 12
+
+
+@pytest.mark.slow
+def test_train_py_exits_143_on_sigterm_and_says_where_to_resume(tmp_path):
+    w = str(tmp_path / "w")
+    p = subprocess.Popen([*TRAIN, "--workdir", w, "--cpu_devices", "1", "--config.num_epochs=50"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path = os.path.join(w, "metrics.jsonl")
+    deadline = time.time() + 300
+    while time.time() < deadline and not (os.path.exists(path) and os.path.getsize(path)):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    rc, err = p.wait(timeout=120), p.stderr.read()
+    assert rc == 143, err[-2000:]
+    assert "train.py: stopped by SIGTERM at step" in err and "run the same command to resume" in err
+    assert checkpoint.manager(w).latest_step() is not None and gcj.load(w) is not None
+
+
+def test_a_checkpoint_of_another_model_is_named_not_set_aside(trained_workdir, tmp_path):
+    """Resuming with another width: the difference is named; no checkpoint is moved or skipped,
+    and the workdir's config.json is still the one its checkpoints were saved with."""
+    workdir = str(tmp_path / "w")
+    shutil.copytree(trained_workdir[0], workdir)
+    before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    config_before = open(os.path.join(workdir, "config.json")).read()
+    with pytest.raises(checkpoint.CheckpointMismatchError, match=r"holds another model than this config's \(.* is "
+                                                                 r"saved as \(.*\) float32, this model has"):
+        train_and_evaluate(smoke_config(**{"model.sdim.rep_dim": 16}), workdir)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+    assert open(os.path.join(workdir, "config.json")).read() == config_before
+    assert gcj.load(workdir) is not None
+
+
+def test_a_failure_that_is_not_corruption_is_reported_as_itself(trained_workdir, monkeypatch):
+    """An I/O error or lack of memory while reading is not an unreadable checkpoint: no fallback."""
+    import orbax.checkpoint as ocp
+
+    for error in (OSError(5, "Input/output error"), MemoryError("out of memory")):
+        def fail(self, *args, error=error, **kw):
+            raise error
+        monkeypatch.setattr(ocp.CheckpointManager, "restore", fail)
+        with pytest.raises(checkpoint.CheckpointReadError, match=f"could not read the checkpoint at step 12 .*"
+                                                                 f"{type(error).__name__}"):
+            gcj.load(trained_workdir[0])
+
+
+def _tmpfs(path, size: str) -> str | None:
+    """Mounts a tmpfs of ``size`` at ``path``; why not, if it cannot."""
+    if os.geteuid() != 0:
+        return "mounting a small filesystem needs root"
+    os.makedirs(path)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path], capture_output=True, text=True)
+    return None if r.returncode == 0 else f"mount -t tmpfs failed: {r.stderr.strip()}"
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    """A workdir on a 1 MB filesystem (room for one checkpoint of the smoke model, not two):
+    training stops with one line that says the disk is full (orbax's threads print tracebacks of
+    their own before it); the last good checkpoint loads, and the next run removes the half-written
+    one (never taken as the newest: orbax lists complete checkpoints only)."""
+    mnt = str(tmp_path / "small")
+    why = _tmpfs(mnt, "1m")
+    if why:
+        pytest.skip(why)
+    try:
+        w = os.path.join(mnt, "w")
+        r = subprocess.run([*TRAIN, "--workdir", w, "--cpu_devices", "1", "--config.num_epochs=30"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 2 and r.stderr.count("train.py: error:") == 1, r.stderr[-3000:]
+        assert last.startswith("train.py: error: could not save the checkpoint of step 12 in ") and \
+            "no space left on device" in last and "the last good checkpoint (step 6) is intact" in last
+        assert checkpoint.manager(w).all_steps() == [6]
+        clf = gcj.load(w)
+        assert np.all(np.isfinite(clf.class_log_likelihoods(np.zeros((1, 32, 32, 1), np.float32))))
+        checkpoint.manager(w, training=True).close()  # what the next run does first
+        assert os.listdir(os.path.join(w, "checkpoints")) == ["6"]
+    finally:
+        subprocess.run(["umount", mnt], capture_output=True)
