@@ -289,9 +289,28 @@ def build_module(config: ml_collections.ConfigDict, base_fn=None):
     return family.build(config, base_fn)
 
 
+PRECISIONS = ("highest", "high", "default", "float32", "tensorfloat32", "bfloat16")
+
+
+def precision(config: ml_collections.ConfigDict):
+    """``jax.default_matmul_precision(config.precision)``: the context every likelihood and
+    training step of ``config`` is traced in."""
+    if config.precision not in PRECISIONS:
+        raise UserError(f"unknown precision {config.precision!r}; use one of {', '.join(PRECISIONS)}")
+    return jax.default_matmul_precision(config.precision)
+
+
 def make_log_likelihood_fn(module, config: ml_collections.ConfigDict) -> LogLikelihoodFn:
-    """The contract of a family: ``(variables, x, key) -> [B, C]`` in inference mode."""
-    return models.get(config.model.family).log_likelihood_fn(module, config)
+    """The contract of a family: ``(variables, x, key) -> [B, C]`` in inference mode, its matrix
+    products at ``config.precision``."""
+    fn = models.get(config.model.family).log_likelihood_fn(module, config)
+    with precision(config):  # (checked now, not at the first call)
+        pass
+
+    def log_likelihood_fn(variables, x, key):
+        with precision(config):
+            return fn(variables, x, key)
+    return log_likelihood_fn
 
 
 def init_variables(config: ml_collections.ConfigDict, key: jax.Array, base_fn=None,

@@ -43,6 +43,10 @@ def base_config(family: str = "sdim") -> ml_collections.ConfigDict:
     c.log_every = 50
     c.checkpoint_every_epochs = 1
     c.checkpoint_every_steps = 0  # also every n steps, inside an epoch (0: only at epoch ends)
+    # matmul / convolution precision of training and of every likelihood (jax.default_matmul_precision):
+    # 'highest' is float32 throughout; 'default' lets a GPU use TF32 and a TPU bf16 passes (faster;
+    # the ODE likelihoods' rtol 1e-5, the flows' log-determinants and the thresholds then move)
+    c.precision = "highest"
     c.val_every_epochs = 1      # validation accuracy every n epochs (0: only after the last)
     c.thresholds = dict(percentiles=(1.0, 2.0), conformal_alpha=0.01)
     return c

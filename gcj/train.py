@@ -184,7 +184,13 @@ def create_state(config, train: data.Split, key, base_fn=None, base=None) -> tup
 
     mesh = Mesh(np.asarray(jax.devices()), ("data",))
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    step_fn = jax.jit(make_train_step(module, tx, config.data, config.optim.ema_decay), donate_argnums=0,
+    train_step = make_train_step(module, tx, config.data, config.optim.ema_decay)
+
+    def step_at_precision(*args):  # (config.precision: traced in its context)
+        with classifier.precision(config):
+            return train_step(*args)
+
+    step_fn = jax.jit(step_at_precision, donate_argnums=0,
                       in_shardings=(replicated, sharded, sharded, replicated),
                       out_shardings=(replicated, replicated))
 

@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 import gcj
 from conftest import ROOT, load_config
+from gcj import classifier
 from gcj import config as config_lib
 from gcj import migration
 from gcj import models
@@ -37,10 +40,16 @@ def test_every_config_holds_its_family_block_only_and_round_trips():
 @pytest.mark.parametrize("name", sorted(OLD))
 def test_a_gcj_0_2_config_json_migrates_to_todays_config(name):
     """gcj 0.2.0 wrote one schema for all families; each configs/<name>.py[:smoke] as it wrote it
-    migrates to exactly what the same file gives today."""
+    migrates to exactly what the same file gives today, but for the keys added since, which take
+    the value under which gcj behaves as 0.2.0 did (``migration.ADDED``)."""
     old = dict(OLD[name], gcj_version="0.2.0")
     file, _, arg = name.partition(":")
-    assert _flat(migration.from_json(json.dumps(old))) == _flat(load_config(file, arg or None))
+    migrated, today = _flat(migration.from_json(json.dumps(old))), _flat(load_config(file, arg or None))
+    for key, (since, value) in migration.ADDED.items():
+        if migration._older("0.2.0", since) and key in today:
+            assert migrated.pop(key) == value
+            today.pop(key)
+    assert migrated == today
 
 
 def test_pretrained_configs_without_a_version_migrate():
@@ -128,3 +137,19 @@ def test_a_family_without_its_block_is_named():
     c.model.family = "disc"  # an SDIM config switched to disc: it has no model.disc block
     with pytest.raises(ValueError, match=r"no model\.disc block \(it has model\.sdim\).*configs/disc_\*\.py"):
         gcj.classifier.build_module(c)
+
+
+def test_precision_is_set_for_likelihoods_and_checked():
+    """``config.precision`` is the matmul precision the likelihood is traced at (seen in its
+    jaxpr): 'highest' by default, JAX's own with 'default'; an unknown name is refused."""
+    c = load_config("demo", "smoke")
+    x = jnp.zeros((2, 32, 32, 1))
+
+    def traced(precision):
+        c.precision = precision
+        clf = classifier.create(c, jax.random.key(0))
+        return str(jax.make_jaxpr(clf.log_likelihood_fn)(clf.params, x, jax.random.key(1)))
+    assert c.precision == "highest" and "Precision.HIGHEST" in traced("highest")
+    assert "Precision.HIGHEST" not in traced("default")
+    with pytest.raises(ValueError, match="unknown precision 'fastest'"):
+        traced("fastest")
