@@ -59,3 +59,14 @@ def test_paper_size_model_takes_one_step(name):
         assert np.mean(moved) > 0.75
     else:
         assert all(moved)  # every parameter received an update
+
+
+def test_paper_001_glows_have_the_papers_architecture():
+    """App. B: 4 levels of 12 steps with 128 channels (MNIST), of 16 steps with 256 (CIFAR-10);
+    the counts are those of bench/results/param_counts_flows.md."""
+    for name, steps, width, total in (("glow_mnist", 12, 128, 1_484_008), ("glow_cifar10", 16, 256, 9_464_480)):
+        c = _get(name)
+        g = c.model.glow
+        assert (g.levels, g.steps, g.width, g.pad_to) == (4, steps, width, 32)
+        v = jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))
+        assert sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(v["params"])) == total
