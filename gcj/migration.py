@@ -30,6 +30,7 @@ ADDED = {
     "model.score.ode.adjoint": ("0.4.0", "recursive"),  # discretise-then-optimise gradients
     "checkpoint_every_steps": ("0.6.0", 0),   # checkpoints at epoch ends only
     "precision": ("0.6.0", "default"),        # JAX's default matmul precision (on CPU: float32 alike)
+    "model.score.elbo_draws": ("0.6.0", 64),  # (the bound came with it: nothing older used it)
 }
 BLOCKS_SINCE = "0.3.0"  # the first gcj with per-family blocks
 # the families whose keys already sat in a block of their own name before BLOCKS_SINCE

@@ -105,3 +105,29 @@ def test_score_continuous_adjoint_runs_with_lax_convolutions():
     x = jax.random.uniform(jax.random.key(1), (1, 8, 8, 1))
     g = jax.jit(jax.grad(lambda v: clf.log_likelihood_fn(clf.params, v, key, classes=jnp.array([[2]])).sum()))(x)
     assert g.shape == x.shape and bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
+
+
+def test_score_class_bounds_share_the_image_and_the_draws():
+    """``score.class_bounds``: ``[B, C]`` nats on [0, 1]^D like the ODE likelihoods, for the same
+    dequantized image; a class subset is the matching columns (the classes of an image share
+    the draws); more draws, a smaller spread between keys."""
+    import jax.numpy as jnp  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    import gcj  # noqa: PLC0415
+    from conftest import smoke_config  # noqa: PLC0415
+    from gcj.models import score  # noqa: PLC0415
+
+    c = smoke_config("score_digits")
+    clf = gcj.create(c, jax.random.key(0))
+    module, ode = gcj.classifier.build_module(c), c.model.score.ode
+    x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1))
+    f = jax.jit(lambda v, k, n, cls=None: score.class_bounds(module, ode, clf.params, v, k, n, cls),
+                static_argnums=2)
+    b = f(x, jax.random.key(2), 8)
+    assert b.shape == (2, 10) and np.all(np.isfinite(b))
+    classes = jnp.array([[3, 0], [9, 9]])
+    np.testing.assert_allclose(f(x, jax.random.key(2), 8, classes), jnp.take_along_axis(b, classes, 1),
+                               rtol=1e-5, atol=1e-3)
+    spread = lambda n: np.std([np.asarray(f(x, jax.random.key(k), n))[0, 0] for k in range(6)])  # noqa: E731
+    assert spread(64) < spread(4)

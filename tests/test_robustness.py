@@ -360,3 +360,20 @@ def test_a_new_attack_is_a_function_and_a_registry_line(monkeypatch, trained_wor
     assert 0.0 <= r["success_rate"] <= 1.0 and "linf 8/255" in report["adversarial"]["worst_case"]
     with pytest.raises(ValueError, match="unknown attack 'nois'"):
         attacks.get("nois")
+
+
+def test_a_sanity_check_says_what_it_found():
+    """A failed check states the failure, not the claim it tested."""
+    res = lambda acc, s=1.0: dict(accuracy=acc, success_rate=s, undetected_success_rate={"p1": s})  # noqa: E731
+    rising = {"pgd_linf_4_ce": res(0.10), "pgd_linf_6_ce": res(0.11), "pgd_linf_8_ce": res(0.08),
+              "pgd_linf_unbounded": res(0.0), "local_search": res(0.5, 0.9)}
+    lines = adversarial.sanity_checks(rising)
+    assert "WARNING: PGD L∞ (ce) accuracy does not fall monotonically with eps: 10.0%, 11.0%, 8.0%" in lines[0]
+    assert "black-box local_search success 90.0% <= white-box unbounded PGD 100.0%" in lines[-1]
+    rising["local_search"] = res(0.0, 1.0)
+    rising["pgd_linf_unbounded"] = res(0.0, 0.5)
+    lines = adversarial.sanity_checks(rising)
+    assert lines[-1] == "WARNING: black-box local_search success 100.0% > white-box unbounded PGD 50.0%"
+    falling = {k: res(a) for k, a in (("pgd_linf_4_ce", 0.2), ("pgd_linf_6_ce", 0.1), ("pgd_linf_8_ce", 0.1))}
+    assert adversarial.sanity_checks(falling) == [
+        "ok: PGD L∞ (ce) accuracy falls monotonically with eps: 20.0% >= 10.0% >= 10.0%"]

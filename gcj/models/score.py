@@ -240,6 +240,24 @@ def class_likelihoods(module: ScoreModel, ode: Any, variables, x, key,
     return res._replace(logp=res.logp + to_unit, probe_logp=res.probe_logp + to_unit)
 
 
+def class_bounds(module: ScoreModel, ode: Any, variables, x, key, num_draws: int, classes=None) -> jax.Array:
+    """The variational bound on log p(v|y) (``diffusion.elbo``) of ``x`` [B, H, W, C] in [0, 1]
+    under every class (or ``classes`` [B, K]): ``[B, C]`` nats, for the same dequantized image
+    ``v`` as ``class_likelihoods`` with the same ``key`` (on [0, 1]^D, bits/dim alike). Every
+    class of an image shares the ``num_draws`` (t, noise) draws: class differences are not draw
+    noise. No ODE: ``num_draws`` network evaluations per (image, class)."""
+    xc, _ = ode_inputs(ode, x, key)
+    b, shape = x.shape[0], x.shape[1:]
+    if classes is None:
+        classes = jnp.broadcast_to(jnp.arange(module.num_classes), (b, module.num_classes))
+    classes = jnp.asarray(classes)
+    k = classes.shape[1]
+    res = diffusion.elbo(lambda v, t, y: module.apply(variables, v, t, y, method="score"), module.sde,
+                         jnp.broadcast_to(xc[:, None], (b, k, *shape)).reshape(b * k, *shape),
+                         jax.random.fold_in(key, 1), num_draws=num_draws, eps=ode.eps, cond=classes.reshape(-1))
+    return res.bound.reshape(b, k) + math.prod(shape) * math.log(2.0)  # density on [-1, 1] -> on [0, 1]
+
+
 def make_log_likelihood_fn(module: ScoreModel, ode: Any):
     """The contract ``(variables, x [B,H,W,C] in [0,1], key) -> log p(v|y) [B, C]`` in nats
     (see ``class_likelihoods``); with ``classes=[B, K]`` only those classes, ``[B, K]``
@@ -264,7 +282,8 @@ def config() -> dict:
                  dequantize=True,   # the likelihood of the dequantized image (training batches
                                     # are dequantized by config.data.dequantize)
                  checkpoints=None,  # backward-pass solver states of the 'recursive' adjoint
-                 adjoint="recursive"))  # or 'backsolve' (diffusion.make_adjoint)
+                 adjoint="recursive"),  # or 'backsolve' (diffusion.make_adjoint)
+        elbo_draws=64)  # (t, noise) draws of the variational bound (class_bounds; no ODE)
 
 
 def build(cfg: Any, num_classes: int, channels: int) -> ScoreModel:

@@ -2,6 +2,7 @@
 python evaluate.py --workdir <dir> --suites clean,rejection,ood,calibration --ood_dataset mnist5k --out report.json
 python evaluate.py --workdir <dir> --suites clean,adversarial,corruptions,interpolation,nll_gap --out report.json
 """
+import os
 import sys
 
 import jax
@@ -21,7 +22,8 @@ flags.DEFINE_integer("max_images", None, "Score at most this many training / OOD
                      "random subset; the test set is always whole). For expensive likelihoods.")
 flags.DEFINE_integer("max_test_images", None, "Use a seeded random subset of this many test images "
                      "(default: all). For expensive likelihoods.")
-flags.DEFINE_string("out", None, "JSON report path; PNG plots are written beside it.")
+flags.DEFINE_string("out", None, "JSON report path; PNG plots are written beside it (default: "
+                    "<workdir>/evaluation/report.json).")
 flags.DEFINE_multi_string("set", [], "key=value: a config setting changed for this evaluation, e.g. "
                           "--set model.score.ode.num_probes=10 (paper 004's OOD probes); repeatable.")
 flags.DEFINE_integer("cpu_devices", 0, "On the CPU: JAX devices the batches are sharded over (0: one per "
@@ -61,13 +63,17 @@ def _main(argv):
                         cli.launch(sys.argv))
     options = {o.name: tuple(map(o.item, f[o.name].value)) if isinstance(o.default, tuple)
                else f[o.name].value for s in SUITES.values() for o in s.options}
-    report = evaluate(f.workdir, f.suites, f.ood_dataset, f.out, f.ood_split, f.data_dir,
+    suites, out = list(f.suites), f.out or os.path.join(f.workdir, "evaluation", "report.json")
+    if "ood" in suites and not f.ood_dataset and not f["suites"].present:  # the defaults just run
+        suites.remove("ood")
+        if jax.process_index() == 0:
+            print("(the ood suite needs --ood_dataset, e.g. mnist5k: left out)")
+    report = evaluate(f.workdir, suites, f.ood_dataset, out, f.ood_split, f.data_dir,
                       max_images=f.max_images, options=options, max_test_images=f.max_test_images,
                       plots=f.plots, overrides=_overrides(f.set))
     if jax.process_index() == 0:  # (every process computes the report; the first writes and prints it)
         print(format_tables(report))
-        if f.out:
-            print(f"report: {f.out}")
+        print(f"report: {out}")
 
 
 def _overrides(items) -> dict:

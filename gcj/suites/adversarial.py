@@ -261,8 +261,10 @@ def sanity_checks(results: dict, threshold: str = "p1", outcomes: dict | None = 
         accs = [results[f"pgd_linf_{e}_{loss}"]["accuracy"] for e in LINF_EPS if f"pgd_linf_{e}_{loss}" in results]
         if len(accs) > 1:
             ok = all(a >= b - 1e-9 for a, b in zip(accs, accs[1:]))
-            lines.append(f"{'ok' if ok else 'WARNING'}: PGD L∞ ({loss}) accuracy falls monotonically with eps: "
-                         + " >= ".join(f"{100 * a:.1f}%" for a in accs))
+            shown = (" >= " if ok else ", ").join(f"{100 * a:.1f}%" for a in accs)
+            lines.append(f"ok: PGD L∞ ({loss}) accuracy falls monotonically with eps: {shown}" if ok else
+                         f"WARNING: PGD L∞ ({loss}) accuracy does not fall monotonically with eps: {shown} "
+                         "(a rise with eps: gradient masking?)")
     if "pgd_linf_unbounded" in results:
         s = results["pgd_linf_unbounded"]["success_rate"]
         lines.append(f"{'ok' if s >= 0.99 else 'WARNING'}: unbounded PGD success {100 * s:.1f}% (expect ~100%)")
@@ -271,13 +273,15 @@ def sanity_checks(results: dict, threshold: str = "p1", outcomes: dict | None = 
     for n in ("local_search",):
         if n in results and white is not None:
             s = results[n]["success_rate"]
-            lines.append(f"{'ok' if s <= white + 1e-9 else 'WARNING'}: black-box {n} success {100 * s:.1f}% "
-                         f"<= white-box unbounded PGD {100 * white:.1f}%")
+            ok = s <= white + 1e-9
+            lines.append(f"{'ok' if ok else 'WARNING'}: black-box {n} success {100 * s:.1f}% "
+                         f"{'<=' if ok else '>'} white-box unbounded PGD {100 * white:.1f}%")
     if "boundary" in results and "pgd_linf_unbounded_rejection" in results:
         b = results["boundary"]["undetected_success_rate"].get(threshold, float("nan"))
         w = results["pgd_linf_unbounded_rejection"]["undetected_success_rate"].get(threshold, float("nan"))
-        lines.append(f"{'ok' if not b > w + 1e-9 else 'WARNING'}: black-box boundary undetected success "
-                     f"{100 * b:.1f}% <= rejection-aware PGD {100 * w:.1f}% ({threshold})")
+        ok = not b > w + 1e-9
+        lines.append(f"{'ok' if ok else 'WARNING'}: black-box boundary undetected success "
+                     f"{100 * b:.1f}% {'<=' if ok else '>'} rejection-aware PGD {100 * w:.1f}% ({threshold})")
     for name, o in (outcomes or {}).items():  # Square (gradient-free) against the gradient attacks
         if not name.startswith("square_"):
             continue

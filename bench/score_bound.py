@@ -1,0 +1,77 @@
+"""The score family's variational bound (``gcj.diffusion.elbo`` via ``gcj.models.score.class_bounds``)
+against its exact ODE likelihoods, on the same test images, dequantization and key: the gap in
+bits/dim (all classes, and the exact winner's), the bound's own accuracy, how often its argmax is
+the exact one, where the exact winner ranks under the bound, and the seconds of each (jitted,
+after a warm-up batch).
+
+    .venv/bin/python bench/score_bound.py --workdir pretrained/sbgc_digits --num_images 40 \\
+        --out bench/results/score_bound_sbgc_digits.json
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import gcj  # noqa: E402
+from gcj import data  # noqa: E402
+from gcj.models import score  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--workdir", default="pretrained/sbgc_digits")
+    p.add_argument("--num_images", type=int, default=40)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--draws", default="16,64,256", help="bound draws per (image, class)")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    clf = gcj.load(args.workdir)
+    module, ode = gcj.classifier.build_module(clf.config), clf.config.model.score.ode
+    test = data.load_dataset(clf.config.data, "test")
+    x_all, y_all = data.to_float(test.images[:args.num_images]), test.labels[:args.num_images]
+    dim = math.prod(x_all.shape[1:])
+    key = jax.random.key(0)
+    exact_fn = jax.jit(clf.log_likelihood_fn)
+
+    def run(fn):
+        out, seconds = [], 0.0
+        fn(jnp.asarray(x_all[:args.batch]), key).block_until_ready()  # compiled
+        for i in range(0, len(y_all), args.batch):
+            t0 = time.time()
+            out.append(np.asarray(fn(jnp.asarray(x_all[i:i + args.batch]), jax.random.fold_in(key, i))))
+            seconds += time.time() - t0
+        return np.concatenate(out), seconds
+
+    exact, exact_s = run(lambda x, k: exact_fn(clf.params, x, k))
+    win = exact.argmax(1)
+    result = dict(workdir=args.workdir, num_images=int(len(y_all)), num_probes=int(ode.num_probes),
+                  exact=dict(accuracy=float(np.mean(win == y_all)), seconds_per_image=exact_s / len(y_all)),
+                  bound={})
+    for n in map(int, args.draws.split(",")):
+        bound, s = run(jax.jit(lambda x, k, n=n: score.class_bounds(module, ode, clf.params, x, k, n)))
+        gap = (exact - bound) / (dim * math.log(2))  # bits/dim, > 0: the bound below
+        rank = (bound > bound[np.arange(len(win)), win][:, None]).sum(1)  # 0: the exact winner is first
+        result["bound"][str(n)] = dict(
+            accuracy=float(np.mean(bound.argmax(1) == y_all)),
+            argmax_agrees_with_exact=float(np.mean(bound.argmax(1) == win)),
+            exact_winner_rank=np.bincount(rank, minlength=clf.num_classes).tolist(),
+            gap_bits_per_dim_all_classes=float(gap.mean()),
+            gap_bits_per_dim_exact_winner=float(gap[np.arange(len(win)), win].mean()),
+            gap_bits_per_dim_exact_winner_sd=float(gap[np.arange(len(win)), win].std()),
+            seconds_per_image=s / len(y_all), speedup_vs_exact=exact_s / s)
+        print(json.dumps({n: result["bound"][str(n)]}))
+    print(json.dumps(result["exact"]))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
