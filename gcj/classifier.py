@@ -307,9 +307,10 @@ def make_log_likelihood_fn(module, config: ml_collections.ConfigDict) -> LogLike
     with precision(config):  # (checked now, not at the first call)
         pass
 
-    def log_likelihood_fn(variables, x, key):
+    @functools.wraps(fn)  # (keeps what the family's function declares, e.g. ``takes_classes``)
+    def log_likelihood_fn(variables, x, key, **kw):
         with precision(config):
-            return fn(variables, x, key)
+            return fn(variables, x, key, **kw)
     return log_likelihood_fn
 
 

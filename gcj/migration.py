@@ -31,6 +31,8 @@ ADDED = {
     "checkpoint_every_steps": ("0.6.0", 0),   # checkpoints at epoch ends only
     "precision": ("0.6.0", "default"),        # JAX's default matmul precision (on CPU: float32 alike)
     "model.score.elbo_draws": ("0.6.0", 64),  # (the bound came with it: nothing older used it)
+    "model.score.classify": ("0.6.0", "exact"),  # every class by the ODE
+    "model.score.adaptive_top": ("0.6.0", 2),  # (unused with 'exact')
 }
 BLOCKS_SINCE = "0.3.0"  # the first gcj with per-family blocks
 # the families whose keys already sat in a block of their own name before BLOCKS_SINCE

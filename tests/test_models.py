@@ -131,3 +131,35 @@ def test_score_class_bounds_share_the_image_and_the_draws():
                                rtol=1e-5, atol=1e-3)
     spread = lambda n: np.std([np.asarray(f(x, jax.random.key(k), n))[0, 0] for k in range(6)])  # noqa: E731
     assert spread(64) < spread(4)
+
+
+def test_score_adaptive_classification_solves_the_best_ranked_classes_exactly():
+    """``model.score.classify='adaptive'``: the ``adaptive_top`` classes best by the bound hold the
+    exact ODE values (the same key: the same image and probes), the others their bounds; with
+    every class solved it is the exact classifier."""
+    import jax.numpy as jnp  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    import gcj  # noqa: PLC0415
+    from conftest import smoke_config  # noqa: PLC0415
+    from gcj.models import score  # noqa: PLC0415
+
+    c = smoke_config("score_digits", **{"model.score.elbo_draws": 8})
+    exact = gcj.create(c, jax.random.key(0))
+    x, key = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1)), jax.random.key(2)
+    ll = np.asarray(jax.jit(exact.log_likelihood_fn)(exact.params, x, key))
+    module, ode = gcj.classifier.build_module(c), c.model.score.ode
+    mixed, solved = jax.jit(lambda v, k: score.adaptive_likelihoods(module, ode, exact.params, v, k, 8, 2))(x, key)
+    bounds = np.asarray(score.class_bounds(module, ode, exact.params, x, key, 8))
+    solved = np.asarray(solved)
+    top2 = np.argsort(-bounds, 1)[:, :2]
+    assert solved.sum(1).tolist() == [2, 2] and np.all(solved[np.arange(2)[:, None], top2])
+    np.testing.assert_allclose(np.asarray(mixed)[solved], ll[solved], rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(np.asarray(mixed)[~solved], bounds[~solved], rtol=1e-5, atol=1e-3)
+    c.unlock()
+    c.model.score.update(dict(classify="adaptive", adaptive_top=10))
+    everything = gcj.Classifier(c, exact.params, gcj.classifier.make_log_likelihood_fn(module, c))
+    np.testing.assert_allclose(everything.log_likelihood_fn(exact.params, x, key), ll, rtol=1e-4, atol=1e-2)
+    c.model.score.classify = "guess"
+    with pytest.raises(ValueError, match="unknown model.score.classify 'guess'"):
+        gcj.classifier.make_log_likelihood_fn(module, c)

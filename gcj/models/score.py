@@ -258,11 +258,38 @@ def class_bounds(module: ScoreModel, ode: Any, variables, x, key, num_draws: int
     return res.bound.reshape(b, k) + math.prod(shape) * math.log(2.0)  # density on [-1, 1] -> on [0, 1]
 
 
-def make_log_likelihood_fn(module: ScoreModel, ode: Any):
+def adaptive_likelihoods(module: ScoreModel, ode: Any, variables, x, key, num_draws: int, top: int):
+    """Classification with few exact solves: every class ranked by its variational bound
+    (``class_bounds``, ``num_draws`` draws), then the ``top`` best solved exactly
+    (``class_likelihoods``, the same key: the same dequantized image and probes). Returns
+    ``(ll [B, C], exact [B, C] bool)``: the exact log p(v|y) where ``exact``, the bound (below the
+    exact value, on average) elsewhere, so the argmax and the winner's log-likelihood are those
+    of the exact solves whenever the exact winner ranks among the ``top`` by the bound
+    (``bench/score_bound.py`` measures how often)."""
+    bounds = class_bounds(module, ode, variables, x, key, num_draws)
+    chosen = jnp.argsort(-bounds, axis=1)[:, :top]
+    solved = class_likelihoods(module, ode, variables, x, key, chosen).logp
+    rows = jnp.arange(x.shape[0])[:, None]
+    return bounds.at[rows, chosen].set(solved), jnp.zeros(bounds.shape, bool).at[rows, chosen].set(True)
+
+
+CLASSIFY = ("exact", "adaptive")
+
+
+def make_log_likelihood_fn(module: ScoreModel, ode: Any, classify: str = "exact", elbo_draws: int = 64,
+                           adaptive_top: int = 2):
     """The contract ``(variables, x [B,H,W,C] in [0,1], key) -> log p(v|y) [B, C]`` in nats
-    (see ``class_likelihoods``); with ``classes=[B, K]`` only those classes, ``[B, K]``
-    (``takes_classes``: the attacks use it to differentiate only the classes their loss needs)."""
+    (see ``class_likelihoods``); with ``classes=[B, K]`` only those classes, ``[B, K]``, exactly
+    (``takes_classes``: the attacks use it to differentiate only the classes their loss needs).
+    ``classify``: ``exact``, every class solved; ``adaptive``, ``adaptive_likelihoods`` (the
+    ``adaptive_top`` classes best by the bound solved, bounds for the others)."""
+    if classify not in CLASSIFY:
+        raise UserError(f"unknown model.score.classify {classify!r}; use one of {', '.join(CLASSIFY)}")
+
     def log_likelihood_fn(variables, x, key, classes=None):
+        if classify == "adaptive" and classes is None:
+            return adaptive_likelihoods(module, ode, variables, x, key, elbo_draws,
+                                        min(adaptive_top, module.num_classes))[0]
         return class_likelihoods(module, ode, variables, x, key, classes).logp
     log_likelihood_fn.takes_classes = True
     return log_likelihood_fn
@@ -283,7 +310,9 @@ def config() -> dict:
                                     # are dequantized by config.data.dequantize)
                  checkpoints=None,  # backward-pass solver states of the 'recursive' adjoint
                  adjoint="recursive"),  # or 'backsolve' (diffusion.make_adjoint)
-        elbo_draws=64)  # (t, noise) draws of the variational bound (class_bounds; no ODE)
+        elbo_draws=64,  # (t, noise) draws of the variational bound (class_bounds; no ODE)
+        classify="exact",  # 'exact': every class by the ODE; 'adaptive': ranked by the bound, the
+        adaptive_top=2)    # adaptive_top best solved exactly (adaptive_likelihoods)
 
 
 def build(cfg: Any, num_classes: int, channels: int) -> ScoreModel:
@@ -300,4 +329,6 @@ def build(cfg: Any, num_classes: int, channels: int) -> ScoreModel:
 
 FAMILY = family.Family(
     "score", config, lambda c, base_fn: build(c.model.score, c.data.num_classes, c.data.channels),
-    lambda module, c: make_log_likelihood_fn(module, c.model.score.ode), density=True)
+    lambda module, c: make_log_likelihood_fn(module, c.model.score.ode, c.model.score.classify,
+                                             c.model.score.elbo_draws, c.model.score.adaptive_top),
+    density=True)
