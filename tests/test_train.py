@@ -256,12 +256,12 @@ def test_evaluate_cli_writes_report_and_plots(trained_workdir, tmp_path):
     bad = _run(["evaluate.py", "--workdir", trained_workdir[0], "--suites", "clean,attacks"])
     assert bad.returncode != 0 and bad.stderr.startswith("evaluate.py: error: unknown suites ['attacks']")
     # no flag but the workdir: the default suites run (ood, which needs a data set, left out) and
-    # the report goes to <workdir>/evaluation/
+    # the report goes to <workdir>/report/
     w = _copy(trained_workdir[0], tmp_path)
     r = _run(["evaluate.py", "--workdir", w, "--noplots"])
     assert r.returncode == 0 and "ood suite needs --ood_dataset" in r.stdout, r.stderr[-3000:]
-    assert f"report: {os.path.join(w, 'evaluation', 'report.json')}" in r.stdout
-    rep = json.load(open(os.path.join(w, "evaluation", "report.json")))
+    assert f"report: {os.path.join(w, 'report', 'report.json')}" in r.stdout
+    rep = json.load(open(os.path.join(w, "report", "report.json")))
     assert {"clean", "rejection", "calibration"} <= set(rep) and "ood" not in rep
     bad = _run(["evaluate.py", "--workdir", w, "--suites", "ood"])  # asked for by name: needs its flag
     assert bad.returncode == 2 and "needs at least one --ood_dataset" in bad.stderr

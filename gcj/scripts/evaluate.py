@@ -23,7 +23,7 @@ flags.DEFINE_integer("max_images", None, "Score at most this many training / OOD
 flags.DEFINE_integer("max_test_images", None, "Use a seeded random subset of this many test images "
                      "(default: all). For expensive likelihoods.")
 flags.DEFINE_string("out", None, "JSON report path; PNG plots are written beside it (default: "
-                    "<workdir>/evaluation/report.json).")
+                    "<workdir>/report/report.json).")
 flags.DEFINE_multi_string("set", [], "key=value: a config setting changed for this evaluation, e.g. "
                           "--set model.score.ode.num_probes=10 (paper 004's OOD probes); repeatable.")
 flags.DEFINE_integer("cpu_devices", 0, "On the CPU: JAX devices the batches are sharded over (0: one per "
@@ -63,7 +63,7 @@ def _main(argv):
                         cli.launch(sys.argv))
     options = {o.name: tuple(map(o.item, f[o.name].value)) if isinstance(o.default, tuple)
                else f[o.name].value for s in SUITES.values() for o in s.options}
-    suites, out = list(f.suites), f.out or os.path.join(f.workdir, "evaluation", "report.json")
+    suites, out = list(f.suites), f.out or os.path.join(f.workdir, "report", "report.json")
     if "ood" in suites and not f.ood_dataset and not f["suites"].present:  # the defaults just run
         suites.remove("ood")
         if jax.process_index() == 0:
