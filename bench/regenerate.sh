@@ -39,4 +39,5 @@ if stale $out; then
     --attacks fgsm_linf_8 --attack_images 20 --max_test_images 60 --max_images 40 \
     --interpolation_pairs 5 --out $out > pretrained/sbgc_digits/report/robustness.txt
 fi
+$PY bench/pretrained_index.py --write  # pretrained/README.md's table
 echo "done $(date +%T)"

@@ -107,36 +107,13 @@ def test_score_continuous_adjoint_runs_with_lax_convolutions():
     assert g.shape == x.shape and bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
 
 
-def test_score_class_bounds_share_the_image_and_the_draws():
+
+def test_score_bounds_and_adaptive_classification():
     """``score.class_bounds``: ``[B, C]`` nats on [0, 1]^D like the ODE likelihoods, for the same
-    dequantized image; a class subset is the matching columns (the classes of an image share
-    the draws); more draws, a smaller spread between keys."""
-    import jax.numpy as jnp  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
-
-    import gcj  # noqa: PLC0415
-    from conftest import smoke_config  # noqa: PLC0415
-    from gcj.models import score  # noqa: PLC0415
-
-    c = smoke_config("score_digits")
-    clf = gcj.create(c, jax.random.key(0))
-    module, ode = gcj.classifier.build_module(c), c.model.score.ode
-    x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1))
-    f = jax.jit(lambda v, k, n, cls=None: score.class_bounds(module, ode, clf.params, v, k, n, cls),
-                static_argnums=2)
-    b = f(x, jax.random.key(2), 8)
-    assert b.shape == (2, 10) and np.all(np.isfinite(b))
-    classes = jnp.array([[3, 0], [9, 9]])
-    np.testing.assert_allclose(f(x, jax.random.key(2), 8, classes), jnp.take_along_axis(b, classes, 1),
-                               rtol=1e-5, atol=1e-3)
-    spread = lambda n: np.std([np.asarray(f(x, jax.random.key(k), n))[0, 0] for k in range(6)])  # noqa: E731
-    assert spread(64) < spread(4)
-
-
-def test_score_adaptive_classification_solves_the_best_ranked_classes_exactly():
-    """``model.score.classify='adaptive'``: the ``adaptive_top`` classes best by the bound hold the
-    exact ODE values (the same key: the same image and probes), the others their bounds; with
-    every class solved it is the exact classifier."""
+    dequantized image; a class subset is the matching columns (an image's classes share the
+    draws); more draws, a smaller spread between keys. ``model.score.classify='adaptive'``: the
+    ``adaptive_top`` classes best by the bound hold the exact ODE values (the same key: the same
+    image and probes), the others their bounds; with every class solved it is the exact classifier."""
     import jax.numpy as jnp  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
@@ -146,11 +123,20 @@ def test_score_adaptive_classification_solves_the_best_ranked_classes_exactly():
 
     c = smoke_config("score_digits", **{"model.score.elbo_draws": 8})
     exact = gcj.create(c, jax.random.key(0))
-    x, key = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1)), jax.random.key(2)
-    ll = np.asarray(jax.jit(exact.log_likelihood_fn)(exact.params, x, key))
     module, ode = gcj.classifier.build_module(c), c.model.score.ode
+    x, key = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1)), jax.random.key(2)
+    f = jax.jit(lambda v, k, n, cls=None: score.class_bounds(module, ode, exact.params, v, k, n, cls),
+                static_argnums=2)
+    bounds = np.asarray(f(x, key, 8))
+    assert bounds.shape == (2, 10) and np.all(np.isfinite(bounds))
+    classes = jnp.array([[3, 0], [9, 9]])
+    np.testing.assert_allclose(f(x, key, 8, classes), np.take_along_axis(bounds, np.asarray(classes), 1),
+                               rtol=1e-5, atol=1e-3)
+    spread = lambda n: np.std([np.asarray(f(x, jax.random.key(k), n))[0, 0] for k in range(6)])  # noqa: E731
+    assert spread(64) < spread(4)
+    # adaptive
+    ll = np.asarray(jax.jit(exact.log_likelihood_fn)(exact.params, x, key))
     mixed, solved = jax.jit(lambda v, k: score.adaptive_likelihoods(module, ode, exact.params, v, k, 8, 2))(x, key)
-    bounds = np.asarray(score.class_bounds(module, ode, exact.params, x, key, 8))
     solved = np.asarray(solved)
     top2 = np.argsort(-bounds, 1)[:, :2]
     assert solved.sum(1).tolist() == [2, 2] and np.all(solved[np.arange(2)[:, None], top2])

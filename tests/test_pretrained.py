@@ -81,3 +81,18 @@ def test_loaded_flow_samples_are_classified_as_their_class():
     z, _ = clf.forward(x[:4])
     back = clf.inverse(z)
     assert float(np.max(np.abs(back - x[:4]))) <= 1 / 256 + 1e-4  # the dequantization only
+
+
+def test_pretrained_readme_lists_every_model_from_its_own_files():
+    """pretrained/README.md's table is bench/pretrained_index.py's, generated from each committed
+    model's config.json, metrics.jsonl and report.json: every model listed, no number by hand."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pretrained_index", os.path.join(ROOT, "bench", "pretrained_index.py"))
+    index = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(index)
+    readme = open(os.path.join(ROOT, "pretrained", "README.md")).read()
+    listed = readme[readme.index(index.START) + len(index.START):readme.index(index.END)].strip()
+    assert listed == index.table().strip()
+    models = [n for n in os.listdir(os.path.join(ROOT, "pretrained")) if os.path.isdir(os.path.join(ROOT, "pretrained", n))]
+    assert len(models) >= 17 and all(f"| `{n}` |" in listed for n in models)
