@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import warnings
 import weakref
 
@@ -30,8 +31,11 @@ def manager(workdir: str, max_to_keep: int = 2, training: bool = False) -> ocp.C
     run that holds the workdir, which removes what a failed save left half-written (never done by
     a reader: it could be a save in progress)."""
     path = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, cleanup_tmp_directories=training))
+    if training and jax.process_index() == 0 and os.path.isdir(path):
+        for name in os.listdir(path):  # what a failed save left (orbax writes into "*.orbax-checkpoint-tmp*")
+            if ".orbax-checkpoint-tmp" in name:
+                shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+    return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep))
 
 
 class CheckpointSaveError(UserError):

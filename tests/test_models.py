@@ -111,7 +111,7 @@ def test_score_continuous_adjoint_runs_with_lax_convolutions():
 def test_score_bounds_and_adaptive_classification():
     """``score.class_bounds``: ``[B, C]`` nats on [0, 1]^D like the ODE likelihoods, for the same
     dequantized image; a class subset is the matching columns (an image's classes share the
-    draws); more draws, a smaller spread between keys. ``model.score.classify='adaptive'``: the
+    draws). ``model.score.classify='adaptive'``: the
     ``adaptive_top`` classes best by the bound hold the exact ODE values (the same key: the same
     image and probes), the others their bounds; with every class solved it is the exact classifier."""
     import jax.numpy as jnp  # noqa: PLC0415
@@ -132,8 +132,6 @@ def test_score_bounds_and_adaptive_classification():
     classes = jnp.array([[3, 0], [9, 9]])
     np.testing.assert_allclose(f(x, key, 8, classes), np.take_along_axis(bounds, np.asarray(classes), 1),
                                rtol=1e-5, atol=1e-3)
-    spread = lambda n: np.std([np.asarray(f(x, jax.random.key(k), n))[0, 0] for k in range(6)])  # noqa: E731
-    assert spread(64) < spread(4)
     # adaptive
     ll = np.asarray(jax.jit(exact.log_likelihood_fn)(exact.params, x, key))
     mixed, solved = jax.jit(lambda v, k: score.adaptive_likelihoods(module, ode, exact.params, v, k, 8, 2))(x, key)
