@@ -304,8 +304,7 @@ def make_log_likelihood_fn(module, config: ml_collections.ConfigDict) -> LogLike
     """The contract of a family: ``(variables, x, key) -> [B, C]`` in inference mode, its matrix
     products at ``config.precision``."""
     fn = models.get(config.model.family).log_likelihood_fn(module, config)
-    with precision(config):  # (checked now, not at the first call)
-        pass
+    precision(config)  # (an unknown name refused now, not at the first call)
 
     @functools.wraps(fn)  # (keeps what the family's function declares, e.g. ``takes_classes``)
     def log_likelihood_fn(variables, x, key, **kw):

@@ -308,6 +308,13 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
         def save(s):  # asynchronous: training goes on while it is written (checkpoint.save)
             checkpoint.save(mgr, int(s["step"]), eval_variables(s), _train_item(s))
 
+        def stop_preempted(s, where: str):  # SIGTERM: the step reached saved and written, then out
+            if mgr.latest_step() != int(s["step"]):
+                save(s)
+            checkpoint.wait(mgr)
+            raise Preempted(f"stopped by SIGTERM at step {int(s['step'])} ({where}): checkpoint saved in "
+                            f"{workdir}; run the same command to resume from it")
+
         with metric_writer.MetricWriter(workdir, config, active=primary) as writer, \
                 _stop_on_sigterm() as asked:  # metrics.jsonl, TensorBoard
             for epoch in range(start_step // spe, config.num_epochs):
@@ -339,12 +346,7 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                 finally:
                     bar.close()
                 if asked.is_set() and int(state["step"]) < (epoch + 1) * spe:  # preempted mid-epoch
-                    step = int(state["step"])
-                    if mgr.latest_step() != step:
-                        save(state)
-                    checkpoint.wait(mgr)
-                    raise Preempted(f"stopped by SIGTERM at step {step} (epoch {epoch + 1}): checkpoint saved in "
-                                    f"{workdir}; run the same command to resume from it")
+                    stop_preempted(state, f"epoch {epoch + 1}")
                 if first_step_seconds is None:
                     first_step_seconds = clock.since_lap()
                 record = dict(step=int(state["step"]), epoch=epoch + 1, epoch_seconds=time.time() - t0,
@@ -357,13 +359,10 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                     record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
                 log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
                 writer.write(record)
-                if ((epoch + 1) % config.checkpoint_every_epochs == 0 or last or asked.is_set()) \
-                        and mgr.latest_step() != int(state["step"]):
-                    save(state)
                 if asked.is_set() and not last:
-                    checkpoint.wait(mgr)
-                    raise Preempted(f"stopped by SIGTERM at step {int(state['step'])} (end of epoch {epoch + 1}): "
-                                    f"checkpoint saved in {workdir}; run the same command to resume from it")
+                    stop_preempted(state, f"end of epoch {epoch + 1}")
+                if ((epoch + 1) % config.checkpoint_every_epochs == 0 or last) and mgr.latest_step() != int(state["step"]):
+                    save(state)
             checkpoint.wait(mgr)  # the last save written before the thresholds are fitted
     finally:
         mgr.close()
