@@ -2,9 +2,11 @@
 against its exact ODE likelihoods, on the same test images, dequantization and key: the gap in
 bits/dim (all classes, and the exact winner's), the bound's own accuracy, how often its argmax is
 the exact one, where the exact winner ranks under the bound, and the seconds of each (jitted,
-after a warm-up batch).
+after a warm-up batch). Then ``classify='adaptive'`` against the exact classifier: predictions,
+the winner's log-likelihood (judged within the ODE's own reproducibility: the largest difference
+between the exact winner and the same pair solved again alone) and the rejections.
 
-    .venv/bin/python bench/score_bound.py --workdir pretrained/sbgc_digits --num_images 40 \\
+    .venv/bin/python bench/score_bound.py --workdir pretrained/sbgc_digits --num_images 100 --draws 64 \\
         --out bench/results/score_bound_sbgc_digits.json
 """
 import argparse
@@ -69,11 +71,21 @@ def main():
             gap_bits_per_dim_exact_winner_sd=float(gap[np.arange(len(win)), win].std()),
             seconds_per_image=s / len(y_all), speedup_vs_exact=exact_s / s)
         print(json.dumps({n: result["bound"][str(n)]}))
+    # the ODE's own reproducibility: the exact winner solved again alone (same key: the same image
+    # and probes); only the batch shape differs, which moves the adaptive steps, so this spread is
+    # the tolerance any re-solve of the same (image, class) carries
+    again, _ = run(jax.jit(lambda x, k: score.class_likelihoods(
+        module, ode, clf.params, x, k, exact_fn(clf.params, x, k).argmax(1)[:, None]).logp))
+    noise = np.abs(again[:, 0] - exact.max(1))
+    tol = float(noise.max())
+    result["exact"]["resolve_abs_diff_nats"] = dict(median=float(np.median(noise)), max=tol)
     # classify='adaptive': the same images and keys; what must equal exact's
     adaptive, s = run(jax.jit(lambda x, k: score.adaptive_likelihoods(module, ode, clf.params, x, k,
                                                                       args.adaptive_draws, args.adaptive_top)[0]))
+    diff = np.abs(adaptive.max(1) - exact.max(1))
+    close = exact.max(1, keepdims=True) - exact <= 2 * tol  # runner-up within the solver's spread
     same = dict(prediction=adaptive.argmax(1) == win,
-                winner_log_likelihood=np.isclose(adaptive.max(1), exact.max(1), rtol=0, atol=1e-3))
+                winner_log_likelihood=diff <= tol)  # within the exact solve's own spread
     for name, t in (clf.thresholds or {}).items():
         if name.startswith("p"):
             same[f"rejection_{name}"] = gcj.rejection.reject(adaptive, np.asarray(t)) == gcj.rejection.reject(
@@ -81,6 +93,8 @@ def main():
     result["adaptive"] = dict(top=args.adaptive_top, draws=args.adaptive_draws, seconds_per_image=s / len(y_all),
                               speedup_vs_exact=exact_s / s, accuracy=float(np.mean(adaptive.argmax(1) == y_all)),
                               agreement={k: float(v.mean()) for k, v in same.items()},
+                              winner_abs_diff_nats=dict(median=float(np.median(diff)), max=float(diff.max())),
+                              disagreements_with_a_tie=int(np.sum(~same["prediction"] & (close.sum(1) > 1))),
                               all_agree=float(np.mean(np.all(np.stack(list(same.values())), 0))))
     print(json.dumps(dict(adaptive=result["adaptive"])))
     print(json.dumps(result["exact"]))
