@@ -26,6 +26,11 @@ class UnreadableCheckpointError(UserError):
     """No checkpoint of a workdir (or not the one asked for) can be read."""
 
 
+class VariablesOnlyError(UserError):
+    """Training asked to resume from a checkpoint that holds the model variables only (a released
+    model, as under ``pretrained/``: ``bench/package.sh`` leaves out the optimizer state)."""
+
+
 def manager(workdir: str, max_to_keep: int = 2, training: bool = False) -> ocp.CheckpointManager:
     """The workdir's checkpoint manager (keeps the ``max_to_keep`` latest steps). ``training``: the
     run that holds the workdir, which removes what a failed save left half-written (never done by
@@ -107,6 +112,11 @@ def restore(mgr: ocp.CheckpointManager, step: int, variables_target, train_targe
     checkpoint of another model is ``CheckpointMismatchError`` (the first difference named) and a
     failure of the machine (memory, permissions, I/O) ``CheckpointReadError``."""
     items = dict(variables=ocp.args.StandardRestore(on_this_mesh(variables_target)))
+    if train_target is not None and not os.path.isdir(os.path.join(str(mgr.directory), str(step), "train")):
+        raise VariablesOnlyError(
+            f"the checkpoint at step {step} in {mgr.directory} holds the model variables only (a released "
+            "model, without its optimizer state), so training cannot resume from it: gcj.load and evaluate.py "
+            "read it as it is; to train, use a new workdir (the config is in its config.json)")
     if train_target is not None:
         items["train"] = ocp.args.StandardRestore(on_this_mesh(train_target))
     try:

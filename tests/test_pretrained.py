@@ -96,3 +96,17 @@ def test_pretrained_readme_lists_every_model_from_its_own_files():
     assert listed == index.table().strip()
     models = [n for n in os.listdir(os.path.join(ROOT, "pretrained")) if os.path.isdir(os.path.join(ROOT, "pretrained", n))]
     assert len(models) >= 17 and all(f"| `{n}` |" in listed for n in models)
+
+
+def test_pretrained_holds_model_variables_only_and_stays_small():
+    """Each committed checkpoint is the model variables alone (no optimizer state: ``bench/package.sh``),
+    and all of ``pretrained/`` stays under 30 MB."""
+    root = os.path.join(ROOT, "pretrained")
+    for name in sorted(os.listdir(root)):
+        steps = os.path.join(root, name, "checkpoints")
+        if os.path.isdir(steps):
+            for step in os.listdir(steps):
+                assert sorted(d for d in os.listdir(os.path.join(steps, step))
+                              if os.path.isdir(os.path.join(steps, step, d))) == ["variables"], (name, step)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
+    assert size < 30e6, f"pretrained/ is {size / 1e6:.1f} MB"

@@ -143,6 +143,21 @@ def test_a_checkpoint_of_another_model_is_named_not_set_aside(trained_workdir, t
     assert gcj.load(workdir) is not None
 
 
+def test_a_released_checkpoint_loads_but_does_not_resume(trained_workdir, tmp_path):
+    """A workdir whose checkpoints hold the model variables only (``bench/package.sh``, as under
+    ``pretrained/``): ``gcj.load`` reads it; training says why it cannot resume, touching nothing."""
+    workdir = str(tmp_path / "w")
+    shutil.copytree(trained_workdir[0], workdir)
+    for step in os.listdir(os.path.join(workdir, "checkpoints")):
+        shutil.rmtree(os.path.join(workdir, "checkpoints", step, "train"))
+    before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    assert gcj.load(workdir) is not None
+    with pytest.raises(checkpoint.VariablesOnlyError, match=r"at step 12 in .* holds the model variables only .* "
+                                                            r"training cannot resume from it"):
+        train_and_evaluate(smoke_config(), workdir)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+
+
 def test_a_failure_that_is_not_corruption_is_reported_as_itself(trained_workdir, monkeypatch):
     """An I/O error or lack of memory while reading is not an unreadable checkpoint: no fallback."""
     import orbax.checkpoint as ocp
