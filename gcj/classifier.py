@@ -303,14 +303,29 @@ def precision(config: ml_collections.ConfigDict):
 def make_log_likelihood_fn(module, config: ml_collections.ConfigDict) -> LogLikelihoodFn:
     """The contract of a family: ``(variables, x, key) -> [B, C]`` in inference mode, its matrix
     products at ``config.precision``."""
-    fn = models.get(config.model.family).log_likelihood_fn(module, config)
-    precision(config)  # (an unknown name refused now, not at the first call)
+    return at_precision(models.get(config.model.family).log_likelihood_fn(module, config), config)
+
+
+def at_precision(fn: LogLikelihoodFn, config: ml_collections.ConfigDict) -> LogLikelihoodFn:
+    """``fn`` with its matrix products at ``config.precision`` (an unknown name refused now)."""
+    precision(config)
 
     @functools.wraps(fn)  # (keeps what the family's function declares, e.g. ``takes_classes``)
     def log_likelihood_fn(variables, x, key, **kw):
         with precision(config):
             return fn(variables, x, key, **kw)
     return log_likelihood_fn
+
+
+def surrogate(clf: Classifier, name: str) -> Classifier:
+    """``clf`` with its family's surrogate ``name`` (``Family.surrogates``, e.g. the score
+    family's 'elbo') in place of its log-likelihood function, at the same precision: what an
+    attack may ascend instead of the exact (costly) one. Judge its results with ``clf``."""
+    made = clf.family.surrogates.get(name)
+    if made is None:
+        known = ", ".join(clf.family.surrogates) or "none"
+        raise UserError(f"family {clf.config.model.family!r} has no attack surrogate {name!r} (it has: {known})")
+    return clf.replace(log_likelihood_fn=at_precision(made(build_module(clf.config), clf.config), clf.config))
 
 
 def init_variables(config: ml_collections.ConfigDict, key: jax.Array, base_fn=None,

@@ -133,6 +133,11 @@ def test_score_bounds_and_adaptive_classification():
     classes = jnp.array([[3, 0], [9, 9]])
     np.testing.assert_allclose(f(x, key, 8, classes), np.take_along_axis(bounds, np.asarray(classes), 1),
                                rtol=1e-5, atol=1e-3)
+    # the attack surrogate 'elbo': the bound with the contract's signature, differentiable in x
+    sur = gcj.classifier.surrogate(exact, "elbo")
+    np.testing.assert_allclose(jax.jit(sur.log_likelihood_fn)(exact.params, x, key), bounds, rtol=1e-5, atol=1e-3)
+    g = jax.grad(lambda v: sur.log_likelihood_fn(exact.params, v, key, classes=classes).sum())(x)
+    assert g.shape == x.shape and np.all(np.isfinite(g)) and np.any(g != 0)
     # adaptive
     ll = np.asarray(jax.jit(exact.log_likelihood_fn)(exact.params, x, key))
     mixed, solved = jax.jit(lambda v, k: score.adaptive_likelihoods(module, ode, exact.params, v, k, 8, 2))(x, key)

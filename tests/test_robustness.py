@@ -362,6 +362,40 @@ def test_a_new_attack_is_a_function_and_a_registry_line(monkeypatch, trained_wor
         attacks.get("nois")
 
 
+def test_attacks_through_a_surrogate_are_judged_by_the_model(monkeypatch, trained_workdir):
+    """``--attack_surrogate``: the attacks are handed the family's surrogate of log p(x|y) (here a
+    made-up one, the model's log-likelihoods negated, so that the two disagree on every image);
+    their images are judged by the model itself, the surrogate's verdict kept beside."""
+    from gcj import attacks, models
+
+    seen = []
+
+    def unchanged(model, x, labels, key, *, thresholds=None):
+        ll = model.log_likelihood_fn(model.params, x, key)
+        seen.append(np.asarray(ll))
+        return attacks.AttackResult(x, attacks.is_success(ll, labels))
+
+    monkeypatch.setitem(attacks.ATTACKS, "unchanged", attacks.Attack(unchanged))
+    specs = adversarial.default_attacks
+    monkeypatch.setattr(adversarial, "default_attacks", lambda **kw: specs(**kw) + [
+        adversarial.AttackSpec("unchanged", "unchanged", ())])
+    negated = lambda module, c: lambda variables, x, key: -module.apply(variables, x)
+    monkeypatch.setitem(models.get("sdim").surrogates, "negated", negated)
+    report = evaluate(trained_workdir[0], ("adversarial",), max_images=64, log=lambda *_: None,
+                      options=dict(attacks=("unchanged",), attack_images=5, attack_surrogate="negated"))
+    a = report["adversarial"]
+    clf = gcj.load(trained_workdir[0])
+    assert a["attack_surrogate"] == "negated" and a["attacks"]["unchanged"]["num"] == 5
+    assert np.concatenate(seen).shape == (5, clf.num_classes)
+    # the clean images, correctly classified by the model: no success judged by it; the negated
+    # surrogate calls every one of them misclassified
+    assert a["attacks"]["unchanged"]["success_rate"] == 0.0
+    assert a["attacks"]["unchanged"]["success_rate_attack_draw"] == 1.0
+    with pytest.raises(gcj.UserError, match="family 'sdim' has no attack surrogate 'elbo' \\(it has: negated\\)"):
+        evaluate(trained_workdir[0], ("adversarial",), max_images=64, log=lambda *_: None,
+                 options=dict(attacks=("unchanged",), attack_images=5, attack_surrogate="elbo"))
+
+
 def test_a_sanity_check_says_what_it_found():
     """A failed check states the failure, not the claim it tested."""
     res = lambda acc, s=1.0: dict(accuracy=acc, success_rate=s, undetected_success_rate={"p1": s})  # noqa: E731

@@ -96,6 +96,10 @@ class Family:
     # module -> (variables, x) -> [B, H, W, C], the features before the network's final pooling
     # (paper 002 Fig. 4's effective receptive field; ``Classifier.features``); None: not exposed
     features: Callable[[Any], Callable] | None = None
+    # name -> (module, config) -> a cheaper stand-in of ``log_likelihood_fn`` with its signature,
+    # that attacks may ascend instead (``classifier.surrogate``; their success is still judged by
+    # the family's own log p(x|y)): the score family's 'elbo', its variational bound
+    surrogates: dict = dataclasses.field(default_factory=dict)
 
 
 def sown_features(module) -> Callable:

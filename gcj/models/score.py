@@ -299,6 +299,15 @@ def make_log_likelihood_fn(module: ScoreModel, ode: Any, classify: str = "exact"
     return log_likelihood_fn
 
 
+def make_bound_fn(module: ScoreModel, ode: Any, elbo_draws: int):
+    """The variational bound (``class_bounds``, ``elbo_draws`` draws) with the contract's
+    signature, ``classes=`` included: the score family's attack surrogate 'elbo'."""
+    def bound_fn(variables, x, key, classes=None):
+        return class_bounds(module, ode, variables, x, key, elbo_draws, classes)
+    bound_fn.takes_classes = True
+    return bound_fn
+
+
 def config() -> dict:
     """``config.model.score`` (paper 004): the DDPM++ network, the SDE and training weighting,
     the likelihood ODE."""
@@ -335,4 +344,5 @@ FAMILY = family.Family(
     "score", config, lambda c, base_fn: build(c.model.score, c.data.num_classes, c.data.channels),
     lambda module, c: make_log_likelihood_fn(module, c.model.score.ode, c.model.score.classify,
                                              c.model.score.elbo_draws, c.model.score.adaptive_top),
-    density=True)
+    density=True,
+    surrogates=dict(elbo=lambda module, c: make_bound_fn(module, c.model.score.ode, c.model.score.elbo_draws)))
