@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gcj  # noqa: E402
 from gcj import data  # noqa: E402
 from gcj.models import score  # noqa: E402
+from likelihood_speed import reference  # noqa: E402
 
 
 def main():
@@ -34,6 +35,8 @@ def main():
     p.add_argument("--draws", default="16,64,256", help="bound draws per (image, class)")
     p.add_argument("--adaptive_top", type=int, default=2, help="classify='adaptive': classes solved exactly")
     p.add_argument("--adaptive_draws", type=int, default=64)
+    p.add_argument("--score_flow", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the score_flow method on the first batch")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     clf = gcj.load(args.workdir)
@@ -66,6 +69,10 @@ def main():
             accuracy=float(np.mean(bound.argmax(1) == y_all)),
             argmax_agrees_with_exact=float(np.mean(bound.argmax(1) == win)),
             exact_winner_rank=np.bincount(rank, minlength=clf.num_classes).tolist(),
+            # classify='adaptive' with adaptive_top = k keeps the exact prediction iff rank < k
+            prediction_kept_by_top_k=(np.cumsum(np.bincount(rank, minlength=clf.num_classes)) / len(rank)).tolist(),
+            smallest_top_k_keeping_995=int(np.argmax(np.cumsum(np.bincount(rank, minlength=clf.num_classes))
+                                                     >= 0.995 * len(rank)) + 1),
             gap_bits_per_dim_all_classes=float(gap.mean()),
             gap_bits_per_dim_exact_winner=float(gap[np.arange(len(win)), win].mean()),
             gap_bits_per_dim_exact_winner_sd=float(gap[np.arange(len(win)), win].std()),
@@ -97,6 +104,27 @@ def main():
                               disagreements_with_a_tie=int(np.sum(~same["prediction"] & (close.sum(1) > 1))),
                               all_agree=float(np.mean(np.all(np.stack(list(same.values())), 0))))
     print(json.dumps(dict(adaptive=result["adaptive"])))
+    # the score_flow method (SciPy RK45 on the host, one class at a time: bench/likelihood_speed.py)
+    # on exact's first batch, with its dequantization and probe (key fold_in(key, 0)); network
+    # evaluations per image (summed over classes) beside exact's on the same images
+    if args.score_flow:
+        x_ref, k0 = jnp.asarray(x_all[:args.batch]), jax.random.fold_in(key, 0)
+        xc, probes = score.ode_inputs(ode, x_ref, k0)
+        t0 = time.time()
+        ll_ref, nfe_ref = reference(module, clf.params, xc, probes, ode, clf.num_classes)
+        ref_s = time.time() - t0
+        nfe = np.asarray(jax.jit(lambda x, k: score.class_likelihoods(module, ode, clf.params, x, k).nfe)(x_ref, k0))
+        per_class = float(nfe.mean())
+        result["score_flow"] = dict(
+            num_images=len(x_ref), seconds_per_image=ref_s / len(x_ref),
+            network_evaluations_per_image=int(nfe_ref),  # (each evaluation covers the whole batch)
+            prediction_agrees_with_exact=float(np.mean(ll_ref.argmax(1) == exact[:len(x_ref)].argmax(1))))
+        result["exact"]["network_evaluations_per_image"] = float(nfe.sum(1).mean())
+        result["adaptive"]["network_evaluations_per_image"] = (  # the bound's draws, then top exact solves
+            args.adaptive_draws * clf.num_classes + args.adaptive_top * per_class)
+        for name in ("exact", "adaptive"):
+            result[name]["speedup_vs_score_flow"] = result["score_flow"]["seconds_per_image"] / result[name]["seconds_per_image"]
+        print(json.dumps(dict(score_flow=result["score_flow"])))
     print(json.dumps(result["exact"]))
     if args.out:
         with open(args.out, "w") as f:
