@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
@@ -230,13 +231,23 @@ def host_local(tree):
         lambda a: a.addressable_data(0) if isinstance(a, jax.Array) and not a.is_fully_addressable else a, tree)
 
 
+def replicate(tree, sharding: NamedSharding):
+    """``tree``'s arrays replicated over ``sharding``'s mesh; several processes build the global
+    arrays from their own (equal) copies, as no backend copies between hosts."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree_util.tree_map(lambda a: jax.make_array_from_callback(
+        np.shape(a), sharding, lambda index, a=np.asarray(a): a[index]), host_local(tree))
+
+
 def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int,
                           key: jax.Array | None = None) -> np.ndarray:
     """``[N, C]`` log-likelihoods of uint8 images (or float ones in [0, 1]), batched (the last batch
-    padded: one compile). Each batch is split over this process's devices (the data-parallel mesh of
-    training; ``batch_size`` rounded up to a multiple of their number), and the next batch is sent
-    while the devices work on the current one. Batch ``i`` (from 0) gets the key
-    ``fold_in(key, i * batch_size)``."""
+    padded: one compile). Each batch is split over every device of every process (the data-parallel
+    mesh of training; ``batch_size`` rounded up to a multiple of their number): each process sends
+    its own part and every process gets all ``N`` rows back, the same as one process would compute.
+    The next batch is sent while the devices work on the current one. Batch ``i`` (from 0) gets the
+    key ``fold_in(key, i * batch_size)``."""
     if images.dtype == np.uint8 and tuple(images.shape[1:]) == clf.image_shape:
         uint8 = True
     elif images.dtype != np.uint8:
@@ -245,23 +256,30 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
     else:
         raise UserError(f"expected images [N, {', '.join(map(str, clf.image_shape))}], "
                         f"got {images.dtype} {images.shape}")
-    devices = tuple(jax.local_devices())
+    devices = tuple(jax.devices())  # (several processes: all of theirs, one mesh)
     fn, sharded, replicated = _sharded(clf.log_likelihood_fn, uint8, devices)
     key = jax.random.key(0) if key is None else key
-    params = jax.device_put(host_local(clf.params), replicated)
+    params = replicate(clf.params, replicated)
     size = -(-min(batch_size, max(len(images), 1)) // len(devices)) * len(devices)  # padded batch
+    per, me = size // jax.process_count(), jax.process_index()
+
+    def fetch(pending):  # every process gets the whole batch
+        ll, n = pending
+        return np.asarray(multihost_utils.process_allgather(ll, tiled=True) if jax.process_count() > 1 else ll)[:n]
+
     out, pending = [], None
     for i in progress(range(0, len(images), batch_size), "scoring", len(images) > batch_size):
         chunk = images[i:i + batch_size]
         n = len(chunk)
         if n < size:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, 0)])
-        ll = fn(params, jax.device_put(chunk, sharded), jax.random.fold_in(key, i))  # dispatched
+        x = jax.make_array_from_process_local_data(sharded, chunk[me * per:(me + 1) * per], chunk.shape)
+        ll = fn(params, x, jax.random.fold_in(key, i))  # dispatched
         if pending is not None:  # fetch the previous batch while this one runs
-            out.append(np.asarray(pending[0])[:pending[1]])
+            out.append(fetch(pending))
         pending = (ll, n)
     if pending is not None:
-        out.append(np.asarray(pending[0])[:pending[1]])
+        out.append(fetch(pending))
     ll = np.concatenate(out) if out else np.zeros((0, clf.num_classes), np.float32)
     if not np.all(np.isfinite(ll)):
         raise NonFiniteError(f"{np.sum(~np.isfinite(ll))} non-finite class log-likelihoods")
