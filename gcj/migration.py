@@ -33,6 +33,8 @@ ADDED = {
     "model.score.elbo_draws": ("0.6.0", 64),  # (the bound came with it: nothing older used it)
     "model.score.classify": ("0.6.0", "exact"),  # every class by the ODE
     "model.score.adaptive_top": ("0.6.0", 2),  # (unused with 'exact')
+    "model.sdim.loss_scale": ("0.6.0", "per_dim"),  # NLL and margin on log p / d
+    "model.sdim_logit.loss_scale": ("0.6.0", "per_dim"),
 }
 BLOCKS_SINCE = "0.3.0"  # the first gcj with per-family blocks
 # the families whose keys already sat in a block of their own name before BLOCKS_SINCE

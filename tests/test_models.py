@@ -1,10 +1,14 @@
 """Paper parameter counts (via jax.eval_shape, no FLOPs) and the architecture's arithmetic."""
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
+import gcj
+from conftest import smoke_config
 from gcj import classifier
-from gcj.recipes import paper_config
 from gcj.models.sdim import count_params
+from gcj.recipes import paper_config
 
 
 def _params(family, dataset):
@@ -46,6 +50,26 @@ def test_sdim_is_encoder_plus_gaussians_plus_critic():
     d, c = 64, 10
     assert count_params(p["encoder"]) == _resnet_count(1, 16, 1, d)
     assert count_params(p["conditionals"]) == 2 * c * d
+
+
+def test_sdim_loss_scale_is_log_p_over_d_or_log_p():
+    """``loss_scale``: the NLL and margin losses on log p / d ('per_dim') or on log p ('total'):
+    the NLL scales by d, and the margin loss with K·d by d² (max(l_c + Kd − l_y, 0)² = d² max(l_c/d
+    + K − l_y/d, 0)²)."""
+    c = smoke_config("demo")
+    d, k = c.model.sdim.rep_dim, c.model.sdim.margin
+    module = gcj.classifier.build_module(c)
+    variables = gcj.classifier.init_variables(c, jax.random.key(0))
+    x, y = jax.random.uniform(jax.random.key(1), (4, *gcj.models.family.image_shape(c))), jnp.arange(4) % 10
+    run = lambda m: m.apply(variables, x, y, train=False, method="losses")[1]
+    per_dim = run(module)
+    total = run(module.clone(loss_scale="total", margin=k * d))
+    np.testing.assert_allclose(total["nll"], d * per_dim["nll"], rtol=1e-5)
+    np.testing.assert_allclose(total["margin"], d * d * per_dim["margin"], rtol=1e-4)
+    c.unlock()
+    c.model.sdim.loss_scale = "nats"
+    with pytest.raises(gcj.UserError, match="unknown loss_scale 'nats'"):
+        gcj.classifier.build_module(c)
 
 
 def test_sdim_logit_extra_parameters():

@@ -159,7 +159,9 @@ class SDIM(nn.Module):
     """Supervised Deep InfoMax: encoder + local-MI critic + class-conditional Gaussians.
 
     ``__call__`` returns log p(z|y) [B, C] of the representation z = E(x), in nats (not per dim).
-    The losses use the per-dimension value log p / d as the reference code does.
+    The NLL and margin losses act on log p / d (``loss_scale='per_dim'``: the reference code's
+    form, the margin K per dimension) or on log p itself (``'total'``: paper 000 as written, K in
+    nats).
     """
     encoder: nn.Module
     num_classes: int
@@ -171,6 +173,7 @@ class SDIM(nn.Module):
     gamma: float = 1.0
     margin: float = 5.0
     min_log_std: float | None = None
+    loss_scale: str = "per_dim"
 
     def setup(self):
         self.critic = Critic(self.mi_units)
@@ -184,9 +187,9 @@ class SDIM(nn.Module):
         z, local = self.encoder(x, train)
         ll = self.conditionals(z)
         mi = jnp.mean(losses.mi_lower_bound(self.critic(z, local, train), self.mi_bound))
-        ll_per_dim = ll / self.rep_dim
-        nll = jnp.mean(losses.nll_loss(ll_per_dim, labels))
-        lm = jnp.mean(losses.margin_loss(ll_per_dim, labels, self.margin))
+        scaled = ll / self.rep_dim if self.loss_scale == "per_dim" else ll
+        nll = jnp.mean(losses.nll_loss(scaled, labels))
+        lm = jnp.mean(losses.margin_loss(scaled, labels, self.margin))
         loss = -self.alpha * mi + self.beta * nll + self.gamma * lm
         accuracy = jnp.mean(jnp.argmax(ll, axis=1) == labels)
         return loss, dict(loss=loss, accuracy=accuracy, mi=mi, nll=nll, margin=lm)
@@ -217,6 +220,7 @@ def sdim_config() -> dict:
     ResNet10), a d-dimensional representation, the MI critic and the class-conditional Gaussians."""
     return dict(width=16, blocks=1, rep_dim=64, mi_units=256, mi_bound="jsd",
                 alpha=1.0, beta=1.0, gamma=1.0, margin=5.0,  # the loss weights, the margin
+                loss_scale="per_dim",  # NLL and margin on log p / d ('per_dim') or log p ('total')
                 min_std=0.0)  # > 0 clamps the class std from below
 
 
@@ -230,7 +234,7 @@ def sdim_logit_config() -> dict:
     of a frozen discriminative base (a train.py workdir, or a function given in Python)."""
     return dict(rep_dim=10,  # paper 003: d = the number of classes
                 mi_units=256, mi_bound="jsd", alpha=0.6, beta=0.2, gamma=0.2, margin=10.0,
-                min_std=0.02,
+                loss_scale="per_dim", min_std=0.02,
                 hidden=256,  # logit-encoder MLP width
                 base=dict(family="disc", width=16, blocks=1),  # the frozen base's model
                 base_workdir="")  # train.py workdir of the frozen base
@@ -238,8 +242,10 @@ def sdim_logit_config() -> dict:
 
 def _sdim(cfg, num_classes, encoder):
     min_log_std = math.log(cfg.min_std) if cfg.min_std > 0 else None
+    if cfg.loss_scale not in ("per_dim", "total"):
+        raise UserError(f"unknown loss_scale {cfg.loss_scale!r} of SDIM's losses; use 'per_dim' or 'total'")
     return SDIM(encoder, num_classes, cfg.rep_dim, cfg.mi_units, cfg.mi_bound, cfg.alpha, cfg.beta,
-                cfg.gamma, cfg.margin, min_log_std)
+                cfg.gamma, cfg.margin, min_log_std, cfg.loss_scale)
 
 
 def build_sdim(cfg: Any, num_classes: int) -> nn.Module:
