@@ -49,6 +49,9 @@ def base_config(family: str = "sdim") -> ml_collections.ConfigDict:
     c.precision = "highest"
     c.val_every_epochs = 1      # validation accuracy every n epochs (0: only after the last)
     c.thresholds = dict(percentiles=(1.0, 2.0), conformal_alpha=0.01)
+    # training and validation images scored at most for validation and the thresholds (a seeded
+    # subset; 0: all), for likelihoods that cost seconds per image (the score family's ODE)
+    c.max_scored_images = 0
     return c
 
 

@@ -23,7 +23,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from gcj import checkpoint, classifier, data, lock, metric_writer, models, rejection, stopwatch
+from gcj import checkpoint, classifier, data, keys, lock, metric_writer, models, rejection, stopwatch
 from gcj import config as config_lib
 from gcj.errors import NonFiniteError, Preempted, UserError
 
@@ -71,10 +71,10 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epo
     if cfg.grad_clip:
         tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
     def group(path, _):
-        keys = [getattr(k, "key", None) for k in path]
-        if frozen(tuple(keys)):
+        names = [getattr(k, "key", None) for k in path]
+        if frozen(tuple(names)):
             return "frozen"
-        return "prior" if cfg.prior_lr_factor and keys[:1] == ["prior"] else "train"
+        return "prior" if cfg.prior_lr_factor and names[:1] == ["prior"] else "train"
 
     transforms = {"train": tx, "frozen": optax.set_to_zero()}
     if cfg.prior_lr_factor:  # IB-INN: the class means by plain SGD at a multiple of the lr
@@ -354,9 +354,10 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                 last = epoch + 1 == config.num_epochs
                 every = config.val_every_epochs
                 if len(val.labels) and (last or (every and (epoch + 1) % every == 0)):
+                    scored = scored_subset(val, config, "val")
                     ll = classifier.batched_log_likelihoods(_classifier(config, trainer.log_likelihood_fn, state),
-                                                            val.images, config.eval_batch_size)
-                    record["val/accuracy"] = float(np.mean(ll.argmax(1) == val.labels))
+                                                            scored.images, config.eval_batch_size)
+                    record["val/accuracy"] = float(np.mean(ll.argmax(1) == scored.labels))
                 log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
                 writer.write(record)
                 if asked.is_set() and not last:
@@ -384,8 +385,16 @@ def _classifier(config, log_likelihood_fn, state) -> classifier.Classifier:
     return classifier.Classifier(config, eval_variables(state), log_likelihood_fn)
 
 
+def scored_subset(split: data.Split, config, name: str) -> data.Split:
+    """The images of ``split`` that validation or the thresholds score: all, or a seeded subset of
+    ``config.max_scored_images``."""
+    return data.subset(split, config.max_scored_images or None, keys.named(jax.random.key(config.seed), "scored", name))
+
+
 def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Split, config) -> dict:
-    """Percentile thresholds on un-augmented training images; conformal ones on the validation split."""
+    """Percentile thresholds on un-augmented training images; conformal ones on the validation split
+    (each at most ``config.max_scored_images``: ``scored_subset``)."""
+    train, val = scored_subset(train, config, "train"), scored_subset(val, config, "val")
     out = {}
     if config.thresholds.percentiles:
         ll = classifier.batched_log_likelihoods(clf, train.images, config.eval_batch_size)

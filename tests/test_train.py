@@ -12,9 +12,9 @@ import pytest
 
 import gcj
 from conftest import ROOT, smoke_config
-from gcj import checkpoint, cli
+from gcj import checkpoint, cli, data, rejection
 from gcj.evaluate import evaluate
-from gcj.train import Trainer, train_and_evaluate, train_epoch
+from gcj.train import Trainer, fit_thresholds, scored_subset, train_and_evaluate, train_epoch
 
 X = np.random.default_rng(0).uniform(size=(4, 32, 32, 1)).astype(np.float32)
 
@@ -355,3 +355,19 @@ def test_a_failed_checkpoint_save_stops_training_with_a_message(tmp_path, monkey
                              r".*; the last good checkpoint \(step 6\) is intact"):
         train_and_evaluate(smoke_config(), str(tmp_path / "w"))
     assert len(closed) == 1 and gcj.load(str(tmp_path / "w")) is not None  # step 6 still loads
+
+
+def test_max_scored_images_fits_the_thresholds_on_a_seeded_subset(trained_workdir):
+    """``max_scored_images``: the thresholds come from that many training (and validation) images,
+    the same seeded ones every time; 0 scores them all."""
+    clf = gcj.load(trained_workdir[0])
+    config = clf.config.as_configdict()
+    trn, val = data.load_train_val(config)
+    config.max_scored_images = 40
+    few = scored_subset(trn, config, "train")
+    assert len(few.labels) == 40 and np.array_equal(few.images, scored_subset(trn, config, "train").images)
+    fitted = fit_thresholds(clf, trn, val, config)
+    ll = gcj.classifier.batched_log_likelihoods(clf, few.images, 64)
+    np.testing.assert_allclose(fitted["p1"], rejection.percentile_thresholds(ll, few.labels, 1.0), rtol=1e-5, atol=1e-4)
+    config.max_scored_images = 0
+    assert len(scored_subset(trn, config, "train").labels) == len(trn.labels)
