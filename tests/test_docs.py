@@ -15,7 +15,7 @@ DOCS = os.path.join(ROOT, "docs")
 def _patterns(page: str) -> list[list[str]]:
     """The first column of a page's key tables, each split into its parts (``<name>``: any one)."""
     with open(os.path.join(DOCS, page)) as f:
-        keys = re.findall(r"^\| `([^`]+)` \|", f.read(), re.M)
+        keys = re.findall(r"^\| `([^`-][^`]*)` \|", f.read(), re.M)  # (not the options' `--flag` rows)
     return [re.split(r"\.(?![^<]*>)", k) for k in keys]
 
 
@@ -73,8 +73,10 @@ def test_the_key_tables_fail_on_an_undocumented_key():
 
 
 def test_every_suite_and_attack_has_its_section():
-    for name in suites.SUITES:
-        assert os.path.isfile(os.path.join(DOCS, "suites", f"{name}.md")), name
+    for name, suite in suites.SUITES.items():
+        with open(os.path.join(DOCS, "suites", f"{name}.md")) as f:
+            page = f.read()
+        assert not [o.name for o in suite.options if f"| `--{o.name}` |" not in page], name
     with open(os.path.join(DOCS, "attacks.md")) as f:
         sections = set(re.findall(r"^## `(\w+)`", f.read(), re.M))
     assert sections == set(attacks.ATTACKS)
