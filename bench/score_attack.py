@@ -60,7 +60,7 @@ def main():
     clf = gcj.load(args.workdir)
     test = data.load_dataset(clf.config.data, "test")
     key = jax.random.key(args.seed)
-    order = np.asarray(jax.random.permutation(key, len(test.labels)))[:4 * args.num_images]
+    order = np.asarray(jax.random.permutation(key, len(test.labels)))[:args.num_images + args.num_images // 5 + 4]
     x_all = data.to_float(test.images[order])
     t0 = time.time()
     ll = np.asarray(clf.class_log_likelihoods(x_all, jax.random.fold_in(key, 1)))

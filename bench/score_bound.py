@@ -2,11 +2,13 @@
 against its exact ODE likelihoods, on the same test images, dequantization and key: the gap in
 bits/dim (all classes, and the exact winner's), the bound's own accuracy, how often its argmax is
 the exact one, where the exact winner ranks under the bound, and the seconds of each (jitted,
-after a warm-up batch). Then ``classify='adaptive'`` against the exact classifier: predictions,
+after a warm-up batch). Then ``classify='adaptive'`` against the exact classifier, its margin fitted on
+``--calibration_images`` validation images (held out from training; the ``--margin_quantile`` of how far below the best
+bound the exact winner's bound lies), every class allowed: predictions,
 the winner's log-likelihood (judged within the ODE's own reproducibility: the largest difference
 between the exact winner and the same pair solved again alone) and the rejections.
 
-    .venv/bin/python bench/score_bound.py --workdir pretrained/sbgc_digits --num_images 100 --draws 64 \\
+    .venv/bin/python bench/score_bound.py --workdir pretrained/sbgc_digits --num_images 360 --draws 64 \\
         --out bench/results/score_bound_sbgc_digits.json
 """
 import argparse
@@ -35,6 +37,9 @@ def main():
     p.add_argument("--draws", default="16,64,256", help="bound draws per (image, class)")
     p.add_argument("--adaptive_top", type=int, default=2, help="classify='adaptive': classes solved exactly")
     p.add_argument("--adaptive_draws", type=int, default=64)
+    p.add_argument("--calibration_images", type=int, default=200,
+                   help="validation images the adaptive margin is fitted on (0: no margin, --adaptive_top classes)")
+    p.add_argument("--margin_quantile", type=float, default=0.995)
     p.add_argument("--score_flow", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the score_flow method on the first batch")
     p.add_argument("--out", default=None)
@@ -47,14 +52,29 @@ def main():
     key = jax.random.key(0)
     exact_fn = jax.jit(clf.log_likelihood_fn)
 
-    def run(fn):
+    def run(fn, images=x_all):
         out, seconds = [], 0.0
-        fn(jnp.asarray(x_all[:args.batch]), key).block_until_ready()  # compiled
-        for i in range(0, len(y_all), args.batch):
+        fn(jnp.asarray(images[:args.batch]), key).block_until_ready()  # compiled
+        for i in range(0, len(images), args.batch):
             t0 = time.time()
-            out.append(np.asarray(fn(jnp.asarray(x_all[i:i + args.batch]), jax.random.fold_in(key, i))))
+            out.append(np.asarray(fn(jnp.asarray(images[i:i + args.batch]), jax.random.fold_in(key, i))))
             seconds += time.time() - t0
         return np.concatenate(out), seconds
+
+    # the adaptive margin, fitted on validation images: the --margin_quantile of how far below the
+    # best bound the exact winner's bound lies (the smallest margin that keeps that share of decisions)
+    bound_fn = jax.jit(lambda x, k: score.class_bounds(module, ode, clf.params, x, k, args.adaptive_draws))
+    margin, calibration = None, None
+    if args.calibration_images:
+        _, val = data.load_train_val(clf.config)  # held out from training, as the conformal thresholds
+        x_cal = data.to_float(val.images[:args.calibration_images])
+        exact_cal, _ = run(lambda x, k: exact_fn(clf.params, x, k), x_cal)
+        bound_cal, _ = run(bound_fn, x_cal)
+        lag = bound_cal.max(1) - bound_cal[np.arange(len(x_cal)), exact_cal.argmax(1)]
+        margin = float(np.quantile(lag, args.margin_quantile))
+        calibration = dict(validation_images=len(x_cal), quantile=args.margin_quantile, margin_nats=margin,
+                           lag_quantiles_nats={str(q): float(np.quantile(lag, q)) for q in (0.5, 0.9, 0.99, 1.0)})
+        print(json.dumps(dict(calibration=calibration)))
 
     exact, exact_s = run(lambda x, k: exact_fn(clf.params, x, k))
     win = exact.argmax(1)
@@ -87,8 +107,13 @@ def main():
     tol = float(noise.max())
     result["exact"]["resolve_abs_diff_nats"] = dict(median=float(np.median(noise)), max=tol)
     # classify='adaptive': the same images and keys; what must equal exact's
-    adaptive, s = run(jax.jit(lambda x, k: score.adaptive_likelihoods(module, ode, clf.params, x, k,
-                                                                      args.adaptive_draws, args.adaptive_top)[0]))
+    top = clf.num_classes if margin is not None else args.adaptive_top
+
+    def adaptive_fn(x, k):
+        ll, solved = score.adaptive_likelihoods(module, ode, clf.params, x, k, args.adaptive_draws, top, margin)
+        return jnp.concatenate([ll, solved.astype(ll.dtype)], 1)
+    both, s = run(jax.jit(adaptive_fn))
+    adaptive, solved = both[:, :clf.num_classes], both[:, clf.num_classes:] > 0.5
     diff = np.abs(adaptive.max(1) - exact.max(1))
     close = exact.max(1, keepdims=True) - exact <= 2 * tol  # runner-up within the solver's spread
     same = dict(prediction=adaptive.argmax(1) == win,
@@ -97,7 +122,10 @@ def main():
         if name.startswith("p"):
             same[f"rejection_{name}"] = gcj.rejection.reject(adaptive, np.asarray(t)) == gcj.rejection.reject(
                 exact, np.asarray(t))
-    result["adaptive"] = dict(top=args.adaptive_top, draws=args.adaptive_draws, seconds_per_image=s / len(y_all),
+    result["adaptive"] = dict(top=top, margin_nats=margin, calibration=calibration, draws=args.adaptive_draws,
+                              classes_solved_mean=float(solved.sum(1).mean()),
+                              classes_solved_counts=np.bincount(solved.sum(1), minlength=clf.num_classes + 1).tolist(),
+                              seconds_per_image=s / len(y_all),
                               speedup_vs_exact=exact_s / s, accuracy=float(np.mean(adaptive.argmax(1) == y_all)),
                               agreement={k: float(v.mean()) for k, v in same.items()},
                               winner_abs_diff_nats=dict(median=float(np.median(diff)), max=float(diff.max())),
@@ -120,8 +148,8 @@ def main():
             network_evaluations_per_image=int(nfe_ref),  # (each evaluation covers the whole batch)
             prediction_agrees_with_exact=float(np.mean(ll_ref.argmax(1) == exact[:len(x_ref)].argmax(1))))
         result["exact"]["network_evaluations_per_image"] = float(nfe.sum(1).mean())
-        result["adaptive"]["network_evaluations_per_image"] = (  # the bound's draws, then top exact solves
-            args.adaptive_draws * clf.num_classes + args.adaptive_top * per_class)
+        result["adaptive"]["network_evaluations_per_image"] = (  # the bound's draws, then the exact solves
+            args.adaptive_draws * clf.num_classes + result["adaptive"]["classes_solved_mean"] * per_class)
         for name in ("exact", "adaptive"):
             result[name]["speedup_vs_score_flow"] = result["score_flow"]["seconds_per_image"] / result[name]["seconds_per_image"]
         print(json.dumps(dict(score_flow=result["score_flow"])))

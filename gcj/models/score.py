@@ -258,42 +258,60 @@ def class_bounds(module: ScoreModel, ode: Any, variables, x, key, num_draws: int
     return res.bound.reshape(b, k) + math.prod(shape) * math.log(2.0)  # density on [-1, 1] -> on [0, 1]
 
 
-def adaptive_likelihoods(module: ScoreModel, ode: Any, variables, x, key, num_draws: int, top: int):
+def adaptive_likelihoods(module: ScoreModel, ode: Any, variables, x, key, num_draws: int, top: int,
+                         margin: float | None = None):
     """Classification with few exact solves: every class ranked by its variational bound
-    (``class_bounds``, ``num_draws`` draws), then the ``top`` best solved exactly
-    (``class_likelihoods``, the same key: the same dequantized image and probes). Returns
-    ``(ll [B, C], exact [B, C] bool)``: the exact log p(v|y) where ``exact``; elsewhere the bound,
-    capped just below the lowest solved value, so an unsolved class never outranks a solved one
-    (a bound is below the exact value only on average). The argmax and the winner's
-    log-likelihood are therefore always those of an exact solve, and those of the all-class
-    exact classifier whenever its winner ranks among the ``top`` by the bound
+    (``class_bounds``, ``num_draws`` draws), then the best solved exactly (``class_likelihoods``,
+    the same key: the same dequantized image and probes): the ``top`` best, or with ``margin``
+    (nats) those whose bound lies within ``margin`` of the image's best bound, at least one and at
+    most ``top`` — each image its own number, the rest of the batch's solves skipped once no image
+    needs them. Returns ``(ll [B, C], exact [B, C] bool)``: the exact log p(v|y) where ``exact``;
+    elsewhere the bound, capped just below the lowest solved value, so an unsolved class never
+    outranks a solved one (a bound is below the exact value only on average). The argmax and the
+    winner's log-likelihood are therefore always those of an exact solve, and those of the
+    all-class exact classifier whenever its winner is among the classes solved
     (``bench/score_bound.py`` measures how often)."""
     bounds = class_bounds(module, ode, variables, x, key, num_draws)
-    chosen = jnp.argsort(-bounds, axis=1)[:, :top]
-    solved = class_likelihoods(module, ode, variables, x, key, chosen).logp
-    below = jnp.nextafter(jax.lax.stop_gradient(solved.min(axis=1, keepdims=True)), -jnp.inf)
-    rows = jnp.arange(x.shape[0])[:, None]
-    return (jnp.minimum(bounds, below).at[rows, chosen].set(solved),
-            jnp.zeros(bounds.shape, bool).at[rows, chosen].set(True))
+    order = jnp.argsort(-bounds, axis=1)[:, :top]                      # [B, top] best first
+    if margin is None:
+        wanted = jnp.full(x.shape[0], top)
+    else:  # the classes within margin of the best bound (the best itself always)
+        near = bounds >= bounds.max(axis=1, keepdims=True) - margin
+        wanted = jnp.clip(near.sum(axis=1), 1, top)
+    rows = jnp.arange(x.shape[0])
+
+    def solve(carry, j):  # the j-th best class of every image, while some image wants it
+        ll, solved = carry
+        value = jax.lax.cond(j < wanted.max(), lambda: class_likelihoods(
+            module, ode, variables, x, key, order[:, j][:, None]).logp[:, 0], lambda: jnp.zeros(x.shape[0]))
+        use = j < wanted
+        ll = ll.at[rows, order[:, j]].set(jnp.where(use, value, ll[rows, order[:, j]]))
+        return (ll, solved.at[rows, order[:, j]].set(use | solved[rows, order[:, j]])), None
+
+    (ll, solved), _ = jax.lax.scan(solve, (bounds, jnp.zeros(bounds.shape, bool)), jnp.arange(top))
+    lowest = jnp.min(jnp.where(solved, ll, jnp.inf), axis=1, keepdims=True)
+    below = jnp.nextafter(jax.lax.stop_gradient(lowest), -jnp.inf)
+    return jnp.where(solved, ll, jnp.minimum(bounds, below)), solved
 
 
 CLASSIFY = ("exact", "adaptive")
 
 
 def make_log_likelihood_fn(module: ScoreModel, ode: Any, classify: str = "exact", elbo_draws: int = 64,
-                           adaptive_top: int = 2):
+                           adaptive_top: int = 2, adaptive_margin: float | None = None):
     """The contract ``(variables, x [B,H,W,C] in [0,1], key) -> log p(v|y) [B, C]`` in nats
     (see ``class_likelihoods``); with ``classes=[B, K]`` only those classes, ``[B, K]``, exactly
     (``takes_classes``: the attacks use it to differentiate only the classes their loss needs).
     ``classify``: ``exact``, every class solved; ``adaptive``, ``adaptive_likelihoods`` (the
-    ``adaptive_top`` classes best by the bound solved, bounds for the others)."""
+    classes best by the bound solved, at most ``adaptive_top``, with ``adaptive_margin`` those
+    within that many nats of the best bound; bounds for the others)."""
     if classify not in CLASSIFY:
         raise UserError(f"unknown model.score.classify {classify!r}; use one of {', '.join(CLASSIFY)}")
 
     def log_likelihood_fn(variables, x, key, classes=None):
         if classify == "adaptive" and classes is None:
             return adaptive_likelihoods(module, ode, variables, x, key, elbo_draws,
-                                        min(adaptive_top, module.num_classes))[0]
+                                        min(adaptive_top, module.num_classes), adaptive_margin)[0]
         return class_likelihoods(module, ode, variables, x, key, classes).logp
     log_likelihood_fn.takes_classes = True
     return log_likelihood_fn
@@ -325,7 +343,8 @@ def config() -> dict:
                  adjoint="recursive"),  # or 'backsolve' (diffusion.make_adjoint)
         elbo_draws=64,  # (t, noise) draws of the variational bound (class_bounds; no ODE)
         classify="exact",  # 'exact': every class by the ODE; 'adaptive': ranked by the bound, the
-        adaptive_top=2)    # adaptive_top best solved exactly (adaptive_likelihoods)
+        adaptive_top=2,    # adaptive_top best solved exactly (adaptive_likelihoods), or with
+        adaptive_margin=None)  # a margin (nats) those within it of the best bound, at most adaptive_top
 
 
 def build(cfg: Any, num_classes: int, channels: int) -> ScoreModel:
@@ -343,6 +362,7 @@ def build(cfg: Any, num_classes: int, channels: int) -> ScoreModel:
 FAMILY = family.Family(
     "score", config, lambda c, base_fn: build(c.model.score, c.data.num_classes, c.data.channels),
     lambda module, c: make_log_likelihood_fn(module, c.model.score.ode, c.model.score.classify,
-                                             c.model.score.elbo_draws, c.model.score.adaptive_top),
+                                             c.model.score.elbo_draws, c.model.score.adaptive_top,
+                                             c.model.score.adaptive_margin),
     density=True,
     surrogates=dict(elbo=lambda module, c: make_bound_fn(module, c.model.score.ode, c.model.score.elbo_draws)))
