@@ -362,6 +362,7 @@ def test_a_new_attack_is_a_function_and_a_registry_line(monkeypatch, trained_wor
         attacks.get("nois")
 
 
+@pytest.mark.slow
 def test_attacks_through_a_surrogate_are_judged_by_the_model(monkeypatch, trained_workdir):
     """``--attack_surrogate``: the attacks are handed the family's surrogate of log p(x|y) (here a
     made-up one, the model's log-likelihoods negated, so that the two disagree on every image);

@@ -357,6 +357,7 @@ def test_a_failed_checkpoint_save_stops_training_with_a_message(tmp_path, monkey
     assert len(closed) == 1 and gcj.load(str(tmp_path / "w")) is not None  # step 6 still loads
 
 
+@pytest.mark.slow
 def test_max_scored_images_fits_the_thresholds_on_a_seeded_subset(trained_workdir):
     """``max_scored_images``: the thresholds come from that many training (and validation) images,
     the same seeded ones every time; 0 scores them all."""
