@@ -64,17 +64,28 @@ def test_two_processes_train_and_evaluate_as_one(trained_workdir, tmp_path):
     config = json.load(open(os.path.join(workdir, "config.json")))
     assert config["provenance"]["process_count"] == 2 and config["provenance"]["device_count"] == 2
 
+    # evaluation: the images scored on the mesh of both processes, the attack batches shared
+    # between them (batches of 4: each process attacks some), one report equal to one process's
     out = tmp_path / "report" / "report.json"
-    runs = _finish(_launch("evaluate.py", ["--workdir", workdir, "--suites", "clean,rejection,calibration",
-                                           "--out", str(out)], _port()))
+    suites = "clean,rejection,calibration,adversarial"
+    attack = dict(attacks=("fgsm_linf_8", "pgd_linf_8_margin"), attack_images=10)
+    runs = _finish(_launch("evaluate.py", ["--workdir", workdir, "--suites", suites, "--out", str(out),
+                                           "--set", "eval_batch_size=4", "--attacks", ",".join(attack["attacks"]),
+                                           "--attack_images", "10"], _port()))
     assert [rc for rc, _, _ in runs] == [0, 0], runs[0][2][-2000:] + runs[1][2][-2000:]
     assert "clean accuracy" in runs[0][1] and "clean accuracy" not in runs[1][1]
     two = json.load(open(out))
-    one = evaluate(workdir, ("clean", "rejection", "calibration"), log=lambda *_: None)
+    one = evaluate(workdir, tuple(suites.split(",")), log=lambda *_: None, options=attack,
+                   overrides={"eval_batch_size": "4"})
     assert two["provenance"]["process_count"] == 2
     for suite, key in (("clean", "accuracy"), ("calibration", "ece"), ("calibration", "entropy")):
         assert two[suite][key] == pytest.approx(one[suite][key], rel=1e-5, abs=1e-6)
     assert two["rejection"]["p1"] == pytest.approx(one["rejection"]["p1"], rel=1e-5, abs=1e-6)
+    assert two["adversarial"]["num_images"] == one["adversarial"]["num_images"] > 4
+    for name in attack["attacks"]:
+        a, b = two["adversarial"]["attacks"][name], one["adversarial"]["attacks"][name]
+        for key in ("success_rate", "success_rate_attack_draw", "accuracy", "mean_linf"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6, nan_ok=True), (name, key)
 
 
 def test_a_killed_process_ends_the_other_and_a_restart_resumes(tmp_path):

@@ -11,6 +11,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from gcj import attacks, classifier, data, keys, metrics, ops, rejection
 from gcj.errors import UserError
@@ -152,6 +153,31 @@ def _attack(spec: AttackSpec, clf, x, labels, key, threshold, eot: int, starts, 
     if spec.detector == "median":
         kw.update(detector)
     return attack.fn(clf, x, labels, key, thresholds=threshold if spec.detector == "threshold" else None, **kw)
+
+
+def attack_batches(run_batch, x: np.ndarray, batch_size: int):
+    """An attack on ``x`` batch by batch: ``run_batch(i)`` attacks the batch starting at ``i``
+    (its own key: ``fold_in(key, i)``). Several processes each attack every P-th batch and share
+    the results, so each batch is the same computation as on one process. Returns ``(x_adv,
+    success, stopped or None)`` of all of ``x``."""
+    begins = list(range(0, len(x), batch_size))
+    mine = {i: run_batch(i) for i in begins[jax.process_index()::jax.process_count()]}
+    if jax.process_count() == 1:
+        out = [mine[i] for i in begins]
+        stopped = None if out[0].stopped is None else np.concatenate([np.asarray(a.stopped) for a in out])
+        return (np.concatenate([np.asarray(a.x) for a in out]), np.concatenate([np.asarray(a.success) for a in out]),
+                stopped)
+    # each process fills its batches' rows, the others stay at the lowest value; the maximum over
+    # the processes is then every row's one value
+    x_adv = np.full(x.shape, -np.inf, np.float32)
+    success, stopped = np.zeros(len(x), np.int8), np.full(len(x), -1, np.int8)  # stopped -1: none
+    for i, a in mine.items():
+        x_adv[i:i + batch_size], success[i:i + batch_size] = np.asarray(a.x), np.asarray(a.success)
+        if a.stopped is not None:
+            stopped[i:i + batch_size] = np.asarray(a.stopped)
+    x_adv, success, stopped = (np.asarray(multihost_utils.process_allgather(v)).max(0)
+                               for v in (x_adv, success, stopped))
+    return x_adv, success.astype(bool), None if np.all(stopped < 0) else stopped.astype(bool)
 
 
 def attack_metrics(ll_adv, ll_clean, x_adv, x, labels, targets, thresholds: dict,
@@ -388,18 +414,16 @@ def run(ctx: Context) -> dict:
         st = None if starts is None else starts[:n]
         k = keys.named(key, "attack", spec.name)
         t0 = time.time()
-        adv = [_attack(spec, attacker, xs[i:i + ctx.batch_size], (ts if spec.targeted else ys)[i:i + ctx.batch_size],
-                       jax.random.fold_in(k, i), thr.get(primary), eot,
-                       None if st is None else st[i:i + ctx.batch_size], detector)
-               for i in range(0, len(ys), ctx.batch_size)]
-        x_adv = np.concatenate([np.asarray(a.x) for a in adv])
+        b = ctx.batch_size
+        x_adv, verdict, stopped = attack_batches(
+            lambda i, spec=spec, xs=xs, ys=ys, ts=ts, st=st, k=k: _attack(
+                spec, attacker, xs[i:i + b], (ts if spec.targeted else ys)[i:i + b], jax.random.fold_in(k, i),
+                thr.get(primary), eot, None if st is None else st[i:i + b], detector), np.asarray(xs), b)
         ll_adv = classifier.batched_log_likelihoods(clf, x_adv, ctx.batch_size, keys.named(k, "likelihood"))
         ll_clean = ctx.ll_test[idx[:n]]
-        stopped = None if adv[0].stopped is None else np.concatenate([np.asarray(a.stopped) for a in adv])
         r = attack_metrics(ll_adv, ll_clean, x_adv, np.asarray(xs), ys, ts if spec.targeted else None, thr,
                            o.max_l2, train_q, stopped)
-        # the attack's own verdict, under its own likelihood draw (paper 001 Tab. 2 judges so)
-        verdict = np.concatenate([np.asarray(a.success) for a in adv])
+        # the attack's own verdict (``verdict``), under its own likelihood draw (paper 001 Tab. 2 judges so)
         if o.max_l2 > 0:
             verdict = verdict & (np.sqrt(((x_adv - np.asarray(xs)) ** 2).reshape(len(ys), -1).sum(1)) <= o.max_l2)
         r["success_rate_attack_draw"] = float(verdict.mean())
