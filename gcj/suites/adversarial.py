@@ -161,22 +161,18 @@ def attack_batches(run_batch, x: np.ndarray, batch_size: int):
     the results, so each batch is the same computation as on one process. Returns ``(x_adv,
     success, stopped or None)`` of all of ``x``."""
     begins = list(range(0, len(x), batch_size))
-    mine = {i: run_batch(i) for i in begins[jax.process_index()::jax.process_count()]}
-    if jax.process_count() == 1:
-        out = [mine[i] for i in begins]
-        stopped = None if out[0].stopped is None else np.concatenate([np.asarray(a.stopped) for a in out])
-        return (np.concatenate([np.asarray(a.x) for a in out]), np.concatenate([np.asarray(a.success) for a in out]),
-                stopped)
-    # each process fills its batches' rows, the others stay at the lowest value; the maximum over
-    # the processes is then every row's one value
+    # each process fills its batches' rows, the others stay at the lowest value; with several
+    # processes the maximum over them is then every row's one value
     x_adv = np.full(x.shape, -np.inf, np.float32)
     success, stopped = np.zeros(len(x), np.int8), np.full(len(x), -1, np.int8)  # stopped -1: none
-    for i, a in mine.items():
+    for i in begins[jax.process_index()::jax.process_count()]:
+        a = run_batch(i)
         x_adv[i:i + batch_size], success[i:i + batch_size] = np.asarray(a.x), np.asarray(a.success)
         if a.stopped is not None:
             stopped[i:i + batch_size] = np.asarray(a.stopped)
-    x_adv, success, stopped = (np.asarray(multihost_utils.process_allgather(v)).max(0)
-                               for v in (x_adv, success, stopped))
+    if jax.process_count() > 1:
+        x_adv, success, stopped = (np.asarray(multihost_utils.process_allgather(v)).max(0)
+                                   for v in (x_adv, success, stopped))
     return x_adv, success.astype(bool), None if np.all(stopped < 0) else stopped.astype(bool)
 
 
