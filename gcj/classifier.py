@@ -240,6 +240,21 @@ def replicate(tree, sharding: NamedSharding):
         np.shape(a), sharding, lambda index, a=np.asarray(a): a[index]), host_local(tree))
 
 
+def local_data_parallel(tree):
+    """``(tree on this process's devices, put)`` for a computation split over them by its batch (an
+    attack batch): ``tree``'s arrays (a ``Classifier``'s parameters and thresholds) replicated on a
+    mesh of this process's devices, and ``put(a)`` placing an array's rows split over that mesh
+    (where its rows divide evenly; else, and for ``None``, ``a`` as it is: one device). With one
+    device, both as they are: the computation of one device, unchanged."""
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return tree, lambda a: a
+    mesh = Mesh(np.asarray(devices), ("data",))
+    rows = NamedSharding(mesh, P("data"))
+    local = jax.tree_util.tree_map(lambda a: jax.device_put(a, NamedSharding(mesh, P())), host_local(tree))
+    return local, lambda a: a if a is None or len(a) % len(devices) else jax.device_put(a, rows)
+
+
 def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int,
                           key: jax.Array | None = None) -> np.ndarray:
     """``[N, C]`` log-likelihoods of uint8 images (or float ones in [0, 1]), batched (the last batch

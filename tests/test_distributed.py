@@ -1,5 +1,6 @@
-"""Several processes on one mesh through jax.distributed: two real processes on localhost (CPU, one
-device each, gloo collectives) train and evaluate as one process with two devices does; only the
+"""Several processes on one mesh through jax.distributed: two real processes on localhost (CPU, gloo
+collectives) train as one process with two devices does (one device each), and evaluate as one
+process on one device does (two devices each: the attack batches split over them); only the
 first writes; a killed process ends the other with a message, and a restart of both resumes."""
 import json
 import os
@@ -24,9 +25,9 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(script: str, args: list, port: int, processes: int = 2) -> list:
-    """``processes`` copies of ``script`` joined on 127.0.0.1:``port``, one CPU device each."""
-    return [subprocess.Popen([sys.executable, script, *args, "--cpu_devices", "1", "--distributed_timeout", "20",
+def _launch(script: str, args: list, port: int, processes: int = 2, devices: int = 1) -> list:
+    """``processes`` copies of ``script`` joined on 127.0.0.1:``port``, ``devices`` CPU devices each."""
+    return [subprocess.Popen([sys.executable, script, *args, "--cpu_devices", str(devices), "--distributed_timeout", "20",
                               "--coordinator_address", f"127.0.0.1:{port}", "--num_processes", str(processes),
                               "--process_id", str(i)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True) for i in range(processes)]
@@ -64,20 +65,21 @@ def test_two_processes_train_and_evaluate_as_one(trained_workdir, tmp_path):
     config = json.load(open(os.path.join(workdir, "config.json")))
     assert config["provenance"]["process_count"] == 2 and config["provenance"]["device_count"] == 2
 
-    # evaluation: the images scored on the mesh of both processes, the attack batches shared
-    # between them (batches of 4: each process attacks some), one report equal to one process's
+    # evaluation, two devices per process: the images scored on the mesh of all four, the attack
+    # batches dealt to the processes (batches of 4: each process attacks some, split over its two
+    # devices), one report equal to one process's on one device
     out = tmp_path / "report" / "report.json"
     suites = "clean,rejection,calibration,adversarial"
     attack = dict(attacks=("fgsm_linf_8", "pgd_linf_8_margin"), attack_images=10)
     runs = _finish(_launch("evaluate.py", ["--workdir", workdir, "--suites", suites, "--out", str(out),
                                            "--set", "eval_batch_size=4", "--attacks", ",".join(attack["attacks"]),
-                                           "--attack_images", "10"], _port()))
+                                           "--attack_images", "10"], _port(), devices=2))
     assert [rc for rc, _, _ in runs] == [0, 0], runs[0][2][-2000:] + runs[1][2][-2000:]
     assert "clean accuracy" in runs[0][1] and "clean accuracy" not in runs[1][1]
     two = json.load(open(out))
     one = evaluate(workdir, tuple(suites.split(",")), log=lambda *_: None, options=attack,
                    overrides={"eval_batch_size": "4"})
-    assert two["provenance"]["process_count"] == 2
+    assert two["provenance"]["process_count"] == 2 and two["provenance"]["device_count"] == 4
     for suite, key in (("clean", "accuracy"), ("calibration", "ece"), ("calibration", "entropy")):
         assert two[suite][key] == pytest.approx(one[suite][key], rel=1e-5, abs=1e-6)
     assert two["rejection"]["p1"] == pytest.approx(one["rejection"]["p1"], rel=1e-5, abs=1e-6)

@@ -7,6 +7,7 @@ import pytest
 import gcj
 from conftest import smoke_config
 from gcj import classifier
+from gcj.models import score
 from gcj.models.sdim import count_params
 from gcj.recipes import paper_config
 
@@ -95,11 +96,6 @@ def test_sbgc_cifar10_parameter_count():
 def test_score_class_subsets_are_the_columns_of_all_classes():
     """The score family's ``classes=[B, K]``: each (image, class) pair is its own solve, so a subset
     is the matching columns of all classes (the continuous adjoint: test_diffusion)."""
-    import jax.numpy as jnp  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
-
-    import gcj  # noqa: PLC0415
-    from conftest import smoke_config  # noqa: PLC0415
 
     key = jax.random.key(0)
     x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1))
@@ -117,10 +113,6 @@ def test_score_continuous_adjoint_runs_with_lax_convolutions():
     """diffrax checks the continuous adjoint's term in forward mode, which the score U-Net's
     reverse-only convolutions do not have: the family gives that adjoint jax.lax's convolutions
     (its accuracy: test_diffusion; the convolutions' equality: test_ops)."""
-    import jax.numpy as jnp  # noqa: PLC0415
-
-    import gcj  # noqa: PLC0415
-    from conftest import smoke_config  # noqa: PLC0415
 
     key = jax.random.key(0)
     c = smoke_config("score_digits")
@@ -140,12 +132,6 @@ def test_score_bounds_and_adaptive_classification():
     ``adaptive_top`` classes best by the bound hold the exact ODE values (the same key: the same
     image and probes), the others their bounds capped below every solved value (the winner is
     always solved); with a margin, each image solves the classes within it of its best bound."""
-    import jax.numpy as jnp  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
-
-    import gcj  # noqa: PLC0415
-    from conftest import smoke_config  # noqa: PLC0415
-    from gcj.models import score  # noqa: PLC0415
 
     c = smoke_config("score_digits", **{"model.score.elbo_draws": 8})
     exact = gcj.create(c, jax.random.key(0))

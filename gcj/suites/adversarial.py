@@ -403,6 +403,8 @@ def run(ctx: Context) -> dict:
     # draws per gradient: a deterministic function's draws are all the same
     eot = (o.eot or 20) if (stochastic if attacker is clf else
                             attacks.is_stochastic(attacker, x[:2], keys.named(key, "stochastic"))) else 1
+    # each attack batch split over this process's devices (several processes: each its own batches)
+    local, put = classifier.local_data_parallel(attacker)
     results, outcomes = {}, {}
     for spec in classifier.progress(specs, "attacks"):
         n = o.black_box_images if spec.black_box else o.attack_images
@@ -413,8 +415,8 @@ def run(ctx: Context) -> dict:
         b = ctx.batch_size
         x_adv, verdict, stopped = attack_batches(
             lambda i, spec=spec, xs=xs, ys=ys, ts=ts, st=st, k=k: _attack(
-                spec, attacker, xs[i:i + b], (ts if spec.targeted else ys)[i:i + b], jax.random.fold_in(k, i),
-                thr.get(primary), eot, None if st is None else st[i:i + b], detector), np.asarray(xs), b)
+                spec, local, put(xs[i:i + b]), put((ts if spec.targeted else ys)[i:i + b]), jax.random.fold_in(k, i),
+                thr.get(primary), eot, None if st is None else put(st[i:i + b]), detector), np.asarray(xs), b)
         ll_adv = classifier.batched_log_likelihoods(clf, x_adv, ctx.batch_size, keys.named(k, "likelihood"))
         ll_clean = ctx.ll_test[idx[:n]]
         r = attack_metrics(ll_adv, ll_clean, x_adv, np.asarray(xs), ys, ts if spec.targeted else None, thr,
