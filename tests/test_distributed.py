@@ -47,7 +47,7 @@ def _epochs(workdir):
         return [r for r in map(json.loads, f) if "epoch_seconds" in r]
 
 
-def test_two_processes_train_and_evaluate_as_one(trained_workdir, tmp_path):
+def test_two_processes_train_as_one(trained_workdir, tmp_path):
     workdir = str(tmp_path / "w")
     runs = _finish(_launch("train.py", ["--config", "configs/demo.py:smoke", "--workdir", workdir], _port()))
     assert [rc for rc, _, _ in runs] == [0, 0], runs[0][2][-2000:] + runs[1][2][-2000:]
@@ -65,9 +65,12 @@ def test_two_processes_train_and_evaluate_as_one(trained_workdir, tmp_path):
     config = json.load(open(os.path.join(workdir, "config.json")))
     assert config["provenance"]["process_count"] == 2 and config["provenance"]["device_count"] == 2
 
-    # evaluation, two devices per process: the images scored on the mesh of all four, the attack
-    # batches dealt to the processes (batches of 4: each process attacks some, split over its two
-    # devices), one report equal to one process's on one device
+
+def test_two_processes_evaluate_as_one(trained_workdir, tmp_path):
+    """Two devices per process: the images scored on the mesh of all four, the attack batches
+    dealt to the processes (batches of 4: each process attacks some, split over its two devices),
+    one report equal to one process's on one device."""
+    workdir = trained_workdir[0]
     out = tmp_path / "report" / "report.json"
     suites = "clean,rejection,calibration,adversarial"
     attack = dict(attacks=("fgsm_linf_8", "pgd_linf_8_margin"), attack_images=10)
