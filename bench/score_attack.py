@@ -1,11 +1,12 @@
 """The score-based classifier attacked through its probability-flow ODE (paper 004 Tab. 3): PGD
 L∞ 8/255 and L2 0.5 on the class log-likelihoods, every gradient an EoT mean over Hutchinson
 probe draws (``jax.grad`` through the diffrax solve: second order, the divergence term included).
-Reports the seconds per attacked image, the drift evaluations (NFE) per likelihood, the peak
+Reports the seconds per attacked image and per attack gradient (compiled beforehand), the drift
+evaluations (NFE) per likelihood, the peak
 memory of the process, and how often the returned images are adversarial under fresh draws.
 
     taskset -c 0 .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --num_images 4 \
-        --steps 5 --eot 2 --out bench/results/score_attack_sbgc_digits.json
+        --steps 5 --eot 2 --cpu_devices 1 --out bench/results/score_attack_sbgc_digits.json
 
 (one core: the figures are for one core of this machine).
 
@@ -15,6 +16,12 @@ classifier on fresh draws; ``accuracy_under_fresh_draws`` comes with its 95% Wil
 
     .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through elbo \
         --num_images 50 --steps 20 --eot 2 --check_draws 4 --out bench/results/score_attack_elbo_sbgc_digits.json
+
+and the same PGD through the ODE on the first 8 of those images (the same seed picks them), for
+the cost and the success side by side:
+
+    .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through ode \
+        --num_images 8 --steps 20 --eot 2 --check_draws 4 --out bench/results/score_attack_ode_sbgc_digits_8.json
 
 Paper 004 attacked 216 CIFAR-10 images with Foolbox PGD on the negative cross-entropy (90 min per
 forward + backward pass on a V100); here PGD ascends the margin loss (gcj's strongest for
@@ -33,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gcj  # noqa: E402
-from gcj import attacks, classifier, data  # noqa: E402
+from gcj import attacks, classifier, cli, data  # noqa: E402
 from gcj.models import score  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
@@ -53,20 +60,26 @@ def main():
     p.add_argument("--check_draws", type=int, default=10, help="fresh draws the results are judged on")
     p.add_argument("--through", choices=("ode", "elbo"), default="ode",
                    help="what PGD ascends: the exact ODE likelihoods, or the variational bound")
+    p.add_argument("--ode_gradient_images", type=int, default=8,
+                   help="--through elbo: also time the exact ODE's attack gradient on the first n images")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cpu_devices", type=int, default=0,
+                   help="CPU devices the attacked images are split over (0: as evaluate.py chooses)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
+    cli.use_cpu_devices(args.cpu_devices)
 
-    clf = gcj.load(args.workdir)
+    # as evaluate.py attacks: the images split over the devices, the parameters replicated
+    clf, put = classifier.local_data_parallel(gcj.load(args.workdir))
     test = data.load_dataset(clf.config.data, "test")
     key = jax.random.key(args.seed)
     order = np.asarray(jax.random.permutation(key, len(test.labels)))[:args.num_images + args.num_images // 5 + 4]
     x_all = data.to_float(test.images[order])
     t0 = time.time()
-    ll = np.asarray(clf.class_log_likelihoods(x_all, jax.random.fold_in(key, 1)))
+    ll = np.asarray(clf.class_log_likelihoods(put(x_all), jax.random.fold_in(key, 1)))
     forward_s = time.time() - t0
     ok = np.flatnonzero(ll.argmax(1) == test.labels[order])[:args.num_images]
-    x, y = x_all[ok], test.labels[order][ok]
+    x, y = put(x_all[ok]), put(test.labels[order][ok])
     module = classifier.build_module(clf.config)
     ode = clf.config.model.score.ode
     nfe = np.asarray(jax.jit(lambda prm, v, k: score.class_likelihoods(module, ode, prm, v, k).nfe)(
@@ -79,6 +92,23 @@ def main():
                   forward_seconds_per_image_all_classes=forward_s / len(order),
                   nfe_per_likelihood_mean=float(nfe.mean()), nfe_per_likelihood_max=int(nfe.max()),
                   attacks={})
+    # one attack gradient (margin loss, one draw) on these images, compiled first: what each PGD
+    # step costs per draw, apart from the attack's compilation (in its ``seconds``)
+    grad = lambda: attacks.loss_gradient(attacker, x, y, jax.random.fold_in(key, 5)).block_until_ready()
+    grad()
+    t0 = time.time()
+    grad()
+    result["gradient_seconds_per_image"] = (time.time() - t0) / len(y)
+    if args.through != "ode" and args.ode_gradient_images:  # the exact ODE's gradient beside it
+        n = args.ode_gradient_images
+        ode_grad = lambda: attacks.loss_gradient(clf, x[:n], y[:n], jax.random.fold_in(key, 5)).block_until_ready()
+        ode_grad()
+        t0 = time.time()
+        ode_grad()
+        result["ode_gradient_seconds_per_image"] = (time.time() - t0) / n
+        result["ode_gradient_images"] = n
+        result["gradient_cost_ratio_ode_over_surrogate"] = result["ode_gradient_seconds_per_image"] / result[
+            "gradient_seconds_per_image"]
     print(json.dumps({k: v for k, v in result.items() if k != "attacks"}), flush=True)
     for name, eps, norm, step in (("pgd_linf_8", 8 / 255, "linf", 4 / 255), ("pgd_l2_0.5", 0.5, "l2", 0.125)):
         t0 = time.time()
@@ -88,7 +118,7 @@ def main():
         seconds = time.time() - t0
         draws = np.asarray(attacks.success_under_draws(clf, r.x, y, jax.random.fold_in(key, 4),
                                                        draws=args.check_draws))
-        d = (np.asarray(r.x, np.float64) - x).reshape(len(y), -1)
+        d = (np.asarray(r.x, np.float64) - np.asarray(x, np.float64)).reshape(len(y), -1)
         result["attacks"][name] = dict(
             eps=eps, norm=norm, step_size=step, seconds=seconds, seconds_per_image=seconds / len(y),
             gradients_per_image=args.steps * args.eot,

@@ -9,7 +9,10 @@ the winner's log-likelihood (judged within the ODE's own reproducibility: the la
 between the exact winner and the same pair solved again alone) and the rejections.
 
     .venv/bin/python bench/score_bound.py --workdir pretrained/sbgc_digits --num_images 360 --draws 64 \\
-        --out bench/results/score_bound_sbgc_digits.json
+        --adaptive_top 3 --calibration_images 0 --out bench/results/score_bound_sbgc_digits.json
+
+gcj's methods run as evaluate.py runs them (each batch split over the CPU devices it chooses); the
+score_flow method on one device, as written.
 """
 import argparse
 import json
@@ -24,9 +27,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gcj  # noqa: E402
-from gcj import data  # noqa: E402
+from gcj import cli, data  # noqa: E402
 from gcj.models import score  # noqa: E402
 from likelihood_speed import reference  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 
 def main():
@@ -35,16 +39,21 @@ def main():
     p.add_argument("--num_images", type=int, default=40)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--draws", default="16,64,256", help="bound draws per (image, class)")
-    p.add_argument("--adaptive_top", type=int, default=2, help="classify='adaptive': classes solved exactly")
+    p.add_argument("--adaptive_top", type=int, default=3, help="classify='adaptive': classes solved exactly")
     p.add_argument("--adaptive_draws", type=int, default=64)
     p.add_argument("--calibration_images", type=int, default=200,
                    help="validation images the adaptive margin is fitted on (0: no margin, --adaptive_top classes)")
     p.add_argument("--margin_quantile", type=float, default=0.995)
     p.add_argument("--score_flow", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the score_flow method on the first batch")
+    p.add_argument("--cpu_devices", type=int, default=0,
+                   help="CPU devices each batch is split over (0: as evaluate.py chooses)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    clf = gcj.load(args.workdir)
+    cli.use_cpu_devices(args.cpu_devices)
+    single = gcj.load(args.workdir)  # (the score_flow method's, on one device)
+    # gcj's methods as evaluate.py runs them: each batch split over the devices
+    clf, put = gcj.classifier.local_data_parallel(single)
     module, ode = gcj.classifier.build_module(clf.config), clf.config.model.score.ode
     test = data.load_dataset(clf.config.data, "test")
     x_all, y_all = data.to_float(test.images[:args.num_images]), test.labels[:args.num_images]
@@ -54,11 +63,11 @@ def main():
 
     def run(fn, images=x_all, *per_image):  # fn(x, key, *per_image arrays of the batch)
         out, seconds = [], 0.0
-        fn(jnp.asarray(images[:args.batch]), key, *(a[:args.batch] for a in per_image)).block_until_ready()
+        fn(put(jnp.asarray(images[:args.batch])), key, *(put(a[:args.batch]) for a in per_image)).block_until_ready()
         for i in range(0, len(images), args.batch):
             t0 = time.time()
-            out.append(np.asarray(fn(jnp.asarray(images[i:i + args.batch]), jax.random.fold_in(key, i),
-                                     *(a[i:i + args.batch] for a in per_image))))
+            out.append(np.asarray(fn(put(jnp.asarray(images[i:i + args.batch])), jax.random.fold_in(key, i),
+                                     *(put(a[i:i + args.batch]) for a in per_image))))
             seconds += time.time() - t0
         return np.concatenate(out), seconds
 
@@ -80,6 +89,7 @@ def main():
     exact, exact_s = run(lambda x, k: exact_fn(clf.params, x, k))
     win = exact.argmax(1)
     result = dict(workdir=args.workdir, num_images=int(len(y_all)), num_probes=int(ode.num_probes),
+                  cpu=cpu_model(), devices=len(jax.local_devices()), batch=args.batch,
                   exact=dict(accuracy=float(np.mean(win == y_all)), seconds_per_image=exact_s / len(y_all)),
                   bound={})
     for n in map(int, args.draws.split(",")):
@@ -140,9 +150,9 @@ def main():
         x_ref, k0 = jnp.asarray(x_all[:args.batch]), jax.random.fold_in(key, 0)
         xc, probes = score.ode_inputs(ode, x_ref, k0)
         t0 = time.time()
-        ll_ref, nfe_ref = reference(module, clf.params, xc, probes, ode, clf.num_classes)
+        ll_ref, nfe_ref = reference(module, single.params, xc, probes, ode, clf.num_classes)
         ref_s = time.time() - t0
-        nfe = np.asarray(jax.jit(lambda x, k: score.class_likelihoods(module, ode, clf.params, x, k).nfe)(x_ref, k0))
+        nfe = np.asarray(jax.jit(lambda x, k: score.class_likelihoods(module, ode, single.params, x, k).nfe)(x_ref, k0))
         per_class = float(nfe.mean())
         result["score_flow"] = dict(
             num_images=len(x_ref), seconds_per_image=ref_s / len(x_ref),

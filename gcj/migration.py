@@ -32,7 +32,7 @@ ADDED = {
     "precision": ("0.6.0", "default"),        # JAX's default matmul precision (on CPU: float32 alike)
     "model.score.elbo_draws": ("0.6.0", 64),  # (the bound came with it: nothing older used it)
     "model.score.classify": ("0.6.0", "exact"),  # every class by the ODE
-    "model.score.adaptive_top": ("0.6.0", 2),  # (unused with 'exact')
+    "model.score.adaptive_top": ("0.6.0", 3),  # (unused with 'exact')
     "model.score.adaptive_margin": ("0.6.0", None),
     "max_scored_images": ("0.6.0", 0),          # every training and validation image scored
     "model.sdim.loss_scale": ("0.6.0", "per_dim"),  # NLL and margin on log p / d

@@ -298,7 +298,7 @@ CLASSIFY = ("exact", "adaptive")
 
 
 def make_log_likelihood_fn(module: ScoreModel, ode: Any, classify: str = "exact", elbo_draws: int = 64,
-                           adaptive_top: int = 2, adaptive_margin: float | None = None):
+                           adaptive_top: int = 3, adaptive_margin: float | None = None):
     """The contract ``(variables, x [B,H,W,C] in [0,1], key) -> log p(v|y) [B, C]`` in nats
     (see ``class_likelihoods``); with ``classes=[B, K]`` only those classes, ``[B, K]``, exactly
     (``takes_classes``: the attacks use it to differentiate only the classes their loss needs).
@@ -343,7 +343,7 @@ def config() -> dict:
                  adjoint="recursive"),  # or 'backsolve' (diffusion.make_adjoint)
         elbo_draws=64,  # (t, noise) draws of the variational bound (class_bounds; no ODE)
         classify="exact",  # 'exact': every class by the ODE; 'adaptive': ranked by the bound, the
-        adaptive_top=2,    # adaptive_top best solved exactly (adaptive_likelihoods), or with
+        adaptive_top=3,    # adaptive_top best solved exactly (adaptive_likelihoods), or with
         adaptive_margin=None)  # a margin (nats) those within it of the best bound, at most adaptive_top
 
 
