@@ -94,18 +94,17 @@ def main():
                   attacks={})
     # one attack gradient (margin loss, one draw) on these images, compiled first: what each PGD
     # step costs per draw, apart from the attack's compilation (in its ``seconds``)
-    grad = lambda: attacks.loss_gradient(attacker, x, y, jax.random.fold_in(key, 5)).block_until_ready()
-    grad()
-    t0 = time.time()
-    grad()
-    result["gradient_seconds_per_image"] = (time.time() - t0) / len(y)
+    def gradient_seconds_per_image(model, n):  # on the first n images, after a compiling call
+        grad = lambda: attacks.loss_gradient(model, x[:n], y[:n], jax.random.fold_in(key, 5)).block_until_ready()
+        grad()
+        t0 = time.time()
+        grad()
+        return (time.time() - t0) / n
+
+    result["gradient_seconds_per_image"] = gradient_seconds_per_image(attacker, len(y))
     if args.through != "ode" and args.ode_gradient_images:  # the exact ODE's gradient beside it
         n = args.ode_gradient_images
-        ode_grad = lambda: attacks.loss_gradient(clf, x[:n], y[:n], jax.random.fold_in(key, 5)).block_until_ready()
-        ode_grad()
-        t0 = time.time()
-        ode_grad()
-        result["ode_gradient_seconds_per_image"] = (time.time() - t0) / n
+        result["ode_gradient_seconds_per_image"] = gradient_seconds_per_image(clf, n)
         result["ode_gradient_images"] = n
         result["gradient_cost_ratio_ode_over_surrogate"] = result["ode_gradient_seconds_per_image"] / result[
             "gradient_seconds_per_image"]

@@ -251,8 +251,8 @@ def local_data_parallel(tree):
         return tree, lambda a: a
     mesh = Mesh(np.asarray(devices), ("data",))
     rows = NamedSharding(mesh, P("data"))
-    local = jax.tree_util.tree_map(lambda a: jax.device_put(a, NamedSharding(mesh, P())), host_local(tree))
-    return local, lambda a: a if a is None or len(a) % len(devices) else jax.device_put(a, rows)
+    return (replicate(host_local(tree), NamedSharding(mesh, P())),
+            lambda a: a if a is None or len(a) % len(devices) else jax.device_put(a, rows))
 
 
 def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int,
