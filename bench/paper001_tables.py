@@ -56,17 +56,18 @@ def boundary():
 
 
 def bg_mnist(w):
-    rows = ["| trained on | accuracy | bits/dim | paths never rejected (p1) | mean log p(x) minus the chord | "
-            "convex paths | concave paths |", "|---|---|---|---|---|---|---|"]
+    rows = ["| trained on | accuracy | bits/dim | threshold (bits/dim) | paths never rejected | same, at p1 | "
+            "mean log p(x) minus the chord | convex paths | concave paths |", "|---|---|---|---|---|---|---|---|---|"]
     for s in ("mnist5k", "bg_mnist_5", "bg_mnist_1", "bg_mnist_0"):
         path = os.path.join(w, f"glow_{s}", "report", "report.json")
         if not os.path.exists(path):
-            rows.append(f"| {s} | (not run) | | | | | |")
+            rows.append(f"| {s} | (not run) | | | | | | | |")
             continue
         r = json.load(open(path))
         i = r["interpolation"]
         rows.append(f"| {s} | {100 * r['clean']['accuracy']:.1f}% | {r['clean']['bits_per_dim']:.2f} | "
-                    f"{pct1(i['fraction_never_rejected'])} | {i['mean_gap_to_chord']:+.1f} nats | "
+                    f"{i['paper_rule']['threshold_bits_per_dim']:.2f} | {pct1(i['fraction_never_rejected'])} | "
+                    f"{pct1(i['fraction_never_rejected_percentile'])} | {i['mean_gap_to_chord']:+.1f} nats | "
                     f"{pct1(i['fraction_convex'])} | {pct1(i['fraction_concave'])} |")
     return rows
 
