@@ -6,6 +6,7 @@
     .venv/bin/python bench/results_table.py fashion_ood > bench/results/fashion_mnist_ood_table.md
     .venv/bin/python bench/results_table.py robustness > bench/results/robustness_table.md
     .venv/bin/python bench/results_table.py worst_case > bench/results/worst_case_table.md
+    .venv/bin/python bench/results_table.py cross_family > bench/results/cross_family_table.md
 """
 import json
 import os
@@ -208,6 +209,59 @@ def worst_case():
               + ("ok" if all(s_.startswith("ok") for s_ in square) else "WARNING") + f" | {minutes:.0f} |")
 
 
+# the README's cross-family table: every family on Fashion-MNIST, MNIST-5k out (issue order of rows)
+CROSS_FAMILY = ["sdim_fashion_mnist", "disc_fashion_mnist", "sdim_logit_fashion_mnist", "ibinn_fashion_mnist_beta1",
+                "ibinn_fashion_mnist_betainf", "glow_fashion_mnist_base", "glow_fashion_mnist_reweighted",
+                "glow_fashion_mnist_split", "score_fashion_mnist"]
+
+
+def _json(*path):
+    f = os.path.join(ROOT, *path)
+    return json.load(open(f)) if os.path.exists(f) else None
+
+
+def cross_family():
+    """Every family on Fashion-MNIST test images (MNIST-5k out), one row each, every cell from a
+    committed file with its image count: parameters (the checkpoint's), training hours (the sum
+    of metrics.jsonl's epoch_seconds, 2 CPU cores), the report (accuracy, bits/dim, rejection
+    and OOD at the 1st-percentile thresholds; OOD on max_y log p(x|y)), the robustness report's
+    mean corruption accuracy (15 corruptions x 5 severities) and the worst case over the
+    autoattack ensemble at L∞ 8/255 (bench/results/worst_case/)."""
+    import jax
+    import gcj
+
+    p = lambda v, n: f"{100 * v:.1f} ({n})"  # noqa: E731
+    print("| model | parameters | train hours | accuracy % | bits/dim | acc-left p1 % | rejected p1 % "
+          "| OOD AUROC % | OOD detected p1 % | corruption acc % (75 sets) | APGD worst case L∞ 8/255: "
+          "robust acc % | robust-or-rejected p1 % |")
+    print("|---|" + "---|" * 11)
+    for name in CROSS_FAMILY:
+        path = os.path.join(ROOT, "pretrained", name)
+        r = _json("pretrained", name, "report", "report.json")
+        if r is None:
+            print(f"| {name} | (not trained yet) |" + " |" * 10)
+            continue
+        params = sum(v.size for v in jax.tree.leaves(gcj.load(path).params))
+        with open(os.path.join(path, "metrics.jsonl")) as f:
+            hours = sum(e.get("epoch_seconds", 0) for e in map(json.loads, f)) / 3600
+        n, c, rej = r["num_test"], r["clean"], r["rejection"]["p1"]
+        ood = r["ood"]["mnist5k"]
+        bpd = f"{c['bits_per_dim']:.2f}" if "bits_per_dim" in c else "—"
+        cells = [f"{params / 1e6:.2f} M", f"{hours:.1f}", p(c["accuracy"], n), bpd, p(rej["acc_left"], n),
+                 p(rej["rejection_rate"], n), p(ood["auroc"], f"{n} + {ood['num']}"),
+                 p(ood["detection_rate"]["p1"], ood["num"])]
+        rb = _json("pretrained", name, "report", "robustness.json")
+        cells.append(p(rb["corruptions"]["mean_accuracy"], rb["corruptions"]["num_images"])
+                     if rb and "corruptions" in rb else "—")
+        w = _json("bench", "results", "worst_case", name + ".json")
+        if w:
+            t, m = w["adversarial"]["worst_case"]["linf 8/255"], w["adversarial"]["num_images"]
+            cells += [p(t["robust_accuracy"], m), p(t["robust_or_rejected"]["p1"], m)]
+        else:
+            cells += ["—", "—"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 if __name__ == "__main__":
     {"glow": glow, "ibinn": ibinn, "fashion_ood": fashion_ood, "robustness": robustness,
-     "worst_case": worst_case}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+     "worst_case": worst_case, "cross_family": cross_family}.get(sys.argv[1] if sys.argv[1:] else "", main)()
