@@ -36,7 +36,7 @@ report sbgc_digits --ood_dataset fashion_mnist --max_images 360
 out=pretrained/sbgc_digits/report/robustness.json
 if stale $out; then
   $PY evaluate.py --workdir pretrained/sbgc_digits --suites clean,adversarial,interpolation,nll_gap \
-    --attacks fgsm_linf_8 --attack_images 20 --max_test_images 60 --max_images 40 \
+    --attacks fgsm_linf_8 --eot 1 --eot_check_draws 4 --attack_images 20 --max_test_images 60 --max_images 40 \
     --interpolation_pairs 5 --out $out > pretrained/sbgc_digits/report/robustness.txt
 fi
 $PY bench/pretrained_index.py --write  # pretrained/README.md's table
