@@ -20,7 +20,8 @@ OUT = os.path.join(ROOT, "bench", "results")
 def rows():
     found = []
     for f in glob.glob(os.path.join(OUT, "interpolation_trend", "epoch_*.json")):
-        r = json.load(open(f))
+        with open(f) as fh:
+            r = json.load(fh)
         i = r["interpolation"]
         lp = np.asarray(i["mean_log_px"])
         d = r["config"]["data"]
@@ -35,15 +36,16 @@ def rows():
 
 def main():
     rs = rows()
-    lines = ["| epoch | test accuracy | test bits/dim | threshold (highest test bits/dim) | paths never rejected | "
-             "same, at p1 | mean path minus chord | midpoint dip (bits/dim) | convex paths |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    header = ("| epoch | test accuracy | test bits/dim | threshold (highest test bits/dim) | paths never rejected | "
+              "same, at p1 | mean path minus chord | midpoint dip (bits/dim) | convex paths |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {d['epoch']} | {100 * d['accuracy']:.1f}% | {d['bpd']:.2f} | {d['threshold']:.2f} | "
               f"{100 * d['never']:.1f}% | {100 * d['never_p1']:.1f}% | {d['gap']:+.1f} nats | {d['dip']:.2f} | "
               f"{100 * d['convex']:.1f}% |" for d in rs]
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    open(os.path.join(OUT, "interpolation_trend.md"), "w").write(text)
+    with open(os.path.join(OUT, "interpolation_trend.md"), "w") as f:
+        f.write(text)
     fig = matplotlib.figure.Figure(figsize=(4.5, 3.2))
     ax = fig.add_subplot()
     bpd = [d["bpd"] for d in rs]
