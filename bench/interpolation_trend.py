@@ -9,11 +9,15 @@ and interpolation_trend.png.
 import glob
 import json
 import os
+import sys
 
 import matplotlib.figure
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # gcj from this checkout
+from gcj import ops  # noqa: E402
+
 OUT = os.path.join(ROOT, "bench", "results")
 
 
@@ -26,7 +30,7 @@ def rows():
         lp = np.asarray(i["mean_log_px"])
         d = r["config"]["data"]
         dims = d["image_size"] ** 2 * d["channels"]  # (the data pads these models' digits to 32x32)
-        dip = ((lp[0] + lp[-1]) / 2 - lp[len(lp) // 2]) / (dims * np.log(2))
+        dip = float(ops.bits_per_dim(lp[len(lp) // 2], dims) - ops.bits_per_dim((lp[0] + lp[-1]) / 2, dims))
         found.append(dict(epoch=int(os.path.basename(f)[6:-5]), bpd=r["clean"]["bits_per_dim"],
                           accuracy=r["clean"]["accuracy"], threshold=i["paper_rule"]["threshold_bits_per_dim"],
                           never=i["fraction_never_rejected"], never_p1=i["fraction_never_rejected_percentile"],
