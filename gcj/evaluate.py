@@ -10,6 +10,7 @@ import re
 import types
 
 import jax
+import numpy as np
 
 from gcj import checkpoint, classifier, data, keys, lock, metric_writer, rejection, stopwatch
 from gcj.errors import NotFoundError, UserError
@@ -121,8 +122,20 @@ _NUMBERS = re.compile(r"\[\s+([-+\d.eE,\sNaIfinty]+?)\s+\]")
 
 def dumps(report: dict) -> str:
     """``report`` as indented JSON with each list of numbers on one line (a curve of 100 values
-    is one line, not 100)."""
-    return _NUMBERS.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", json.dumps(report, indent=2))
+    is one line, not 100). Non-integer numbers in lists (per-image values, curves: float32 on the
+    device) are written at float32 precision, in its shortest form; single numbers keep float64."""
+    return _NUMBERS.sub(lambda m: "[" + ", ".join(map(_float32, m.group(1).split(","))) + "]",
+                        json.dumps(report, indent=2))
+
+
+def _float32(token: str) -> str:
+    """A JSON number token as the shortest text of its float32 value (integers, NaN, ±Infinity as they are)."""
+    t = token.strip()
+    if not any(c in t for c in ".eE") or t.lstrip("-") in ("NaN", "Infinity"):
+        return t
+    with np.errstate(over="ignore"):
+        v = np.float32(t)
+    return repr(float(str(v))) if np.isfinite(v) else t
 
 
 def _pngs(directory: str) -> dict:

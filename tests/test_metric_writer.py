@@ -1,5 +1,6 @@
-"""A workdir's records: metrics.jsonl, and TensorBoard event files (tensorboardX) that TensorBoard's
-own protobufs parse: scalars at their steps, the config as hparams, PNG plots as images."""
+"""A workdir's records: metrics.jsonl, TensorBoard event files (tensorboardX) that TensorBoard's
+own protobufs parse (scalars at their steps, the config as hparams, PNG plots as images), and the
+report's JSON."""
 import glob
 import io
 import json
@@ -11,6 +12,7 @@ from tensorboardX.proto.event_pb2 import Event
 
 from conftest import smoke_config
 from gcj import metric_writer
+from gcj.evaluate import dumps
 
 
 def _events(directory):
@@ -52,3 +54,18 @@ def test_plots_become_tensorboard_images(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(images[0].image.encoded_image_string))),
                                   pixels)
 
+
+
+def test_a_report_keeps_single_numbers_exact_and_lists_at_float32():
+    """Per-image lists are float32 on the device: written in float32's shortest form (half the
+    bytes), read back as the same float32; single metrics, integers, NaN and ±inf as they are."""
+    values = np.random.default_rng(0).normal(size=50).astype(np.float32) * 100
+    report = dict(acc=0.9293000000000001, per_image=values.tolist(), counts=[3, 0, 12],
+                  edge=[float("nan"), float("inf"), -float("inf"), 1e40, -0.0], nested=dict(curve=[[0.1, 0.25]]))
+    text = dumps(report)
+    back = json.loads(text)
+    assert back["acc"] == report["acc"]
+    np.testing.assert_array_equal(np.float32(back["per_image"]), values)
+    assert back["counts"] == [3, 0, 12] and back["nested"]["curve"] == [[0.1, 0.25]]
+    assert np.isnan(back["edge"][0]) and back["edge"][1:] == [float("inf"), -float("inf"), 1e40, -0.0]
+    assert len(text) < 0.7 * len(json.dumps(report, indent=2))
