@@ -21,6 +21,7 @@ cw_l2_kappainf_d1000,cw_l2_kappa1_threshold,cw_l2_untargeted_c1,cw_l2_untargeted
 cw_l2_untargeted_c1000,boundary,boundary_untargeted,local_search
 run() {  # name, extra flags...
   local name=$1; shift
+  if [ ! -d pretrained/$name ]; then echo "skip $name (not trained yet)"; return; fi
   local out=pretrained/$name/report/robustness.json
   if ! stale "$out"; then echo "skip $name (done)"; return; fi
   echo "== $name $(date +%T)"
@@ -29,7 +30,7 @@ run() {  # name, extra flags...
   mv "$out.tmp" "$out"
 }
 DIGITS=${DIGITS:-"glow_digits_base glow_digits_reweighted glow_digits_split ibinn_digits_beta1 ibinn_digits_beta4 ibinn_digits_beta16 ibinn_digits_betainf"}
-FASHION=${FASHION:-"disc_fashion_mnist sdim_fashion_mnist sdim_logit_fashion_mnist ibinn_fashion_mnist_beta1 ibinn_fashion_mnist_betainf"}
+FASHION=${FASHION:-"disc_fashion_mnist sdim_fashion_mnist sdim_logit_fashion_mnist ibinn_fashion_mnist_beta1 ibinn_fashion_mnist_betainf glow_fashion_mnist_base glow_fashion_mnist_reweighted glow_fashion_mnist_split"}
 for m in $DIGITS; do run $m --attack_images 100 --black_box_images 10 --cw_steps_kappa_inf 300 --nodetector_per_dim \
   --corruption_images 360; done
 for m in $FASHION; do

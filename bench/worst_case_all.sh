@@ -14,6 +14,7 @@ EOT=${EOT:-5}
 mkdir -p bench/results/worst_case
 run() {  # name, extra flags...
   local name=$1; shift
+  if [ ! -d pretrained/$name ]; then echo "skip $name (not trained yet)"; return; fi
   local out=bench/results/worst_case/$name.json
   if ! stale "$out"; then echo "skip $name (done)"; return; fi
   echo "== $name $(date +%T)"
@@ -22,7 +23,7 @@ run() {  # name, extra flags...
   mv "$out.tmp" "$out"
 }
 DIGITS=${DIGITS-"glow_digits_base glow_digits_reweighted glow_digits_split ibinn_digits_beta1 ibinn_digits_beta4 ibinn_digits_beta16 ibinn_digits_betainf"}
-FASHION=${FASHION-"disc_fashion_mnist sdim_fashion_mnist sdim_logit_fashion_mnist ibinn_fashion_mnist_beta1 ibinn_fashion_mnist_betainf"}
+FASHION=${FASHION-"disc_fashion_mnist sdim_fashion_mnist sdim_logit_fashion_mnist ibinn_fashion_mnist_beta1 ibinn_fashion_mnist_betainf glow_fashion_mnist_base glow_fashion_mnist_reweighted glow_fashion_mnist_split"}
 for m in $DIGITS; do run $m --attack_images 100; done
 for m in $FASHION; do run $m --attack_images 50 --square_queries 1000; done
 echo "done $(date +%T)"
