@@ -17,11 +17,12 @@ classifier on fresh draws; ``accuracy_under_fresh_draws`` comes with its 95% Wil
     .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through elbo \
         --num_images 50 --steps 20 --eot 2 --check_draws 4 --out bench/results/score_attack_elbo_sbgc_digits.json
 
-and the same PGD through the ODE on the first 8 of those images (the same seed picks them), for
-the cost and the success side by side:
+and the same PGD through the ODE on those 50 images (the same seed picks them), for the cost and
+the success side by side, 10 images at a time (resumable: rerun after an interruption):
 
-    .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through ode \
-        --num_images 8 --steps 20 --eot 2 --check_draws 4 --out bench/results/score_attack_ode_sbgc_digits_8.json
+    nohup .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through ode --chunk 10 \
+        --num_images 50 --steps 20 --eot 2 --check_draws 4 --out bench/results/score_attack_ode_sbgc_digits.json \
+        > workdirs/score_attack_ode.log 2>&1 &
 
 Paper 004 attacked 216 CIFAR-10 images with Foolbox PGD on the negative cross-entropy (90 min per
 forward + backward pass on a V100); here PGD ascends the margin loss (gcj's strongest for
@@ -62,6 +63,9 @@ def main():
                    help="what PGD ascends: the exact ODE likelihoods, or the variational bound")
     p.add_argument("--ode_gradient_images", type=int, default=8,
                    help="--through elbo: also time the exact ODE's attack gradient on the first n images")
+    p.add_argument("--chunk", type=int, default=0,
+                   help="images attacked at a time (0: all at once): bounds the memory of the ODE's gradients; "
+                        "each chunk is kept in <out>.partial.npz, so a rerun resumes after the last one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu_devices", type=int, default=0,
                    help="CPU devices the attacked images are split over (0: as evaluate.py chooses)")
@@ -101,7 +105,8 @@ def main():
         grad()
         return (time.time() - t0) / n
 
-    result["gradient_seconds_per_image"] = gradient_seconds_per_image(attacker, len(y))
+    n = args.chunk or len(y)
+    result["gradient_seconds_per_image"] = gradient_seconds_per_image(attacker, min(n, len(y)))
     if args.through != "ode" and args.ode_gradient_images:  # the exact ODE's gradient beside it
         n = args.ode_gradient_images
         result["ode_gradient_seconds_per_image"] = gradient_seconds_per_image(clf, n)
@@ -109,12 +114,29 @@ def main():
         result["gradient_cost_ratio_ode_over_surrogate"] = result["ode_gradient_seconds_per_image"] / result[
             "gradient_seconds_per_image"]
     print(json.dumps({k: v for k, v in result.items() if k != "attacks"}), flush=True)
+    x_np, y_np = np.asarray(x), np.asarray(y)
+    partial = (args.out or "score_attack") + ".partial.npz"  # the chunks attacked so far (resumed)
+    settings = json.dumps({k: v for k, v in vars(args).items() if k != "out"}, sort_keys=True)
+    done = dict(np.load(partial)) if os.path.exists(partial) else {"settings": np.asarray(settings)}
+    if str(done["settings"]) != settings:
+        raise SystemExit(f"{partial} holds chunks of another run ({done['settings']}): remove it to start anew")
     for name, eps, norm, step in (("pgd_linf_8", 8 / 255, "linf", 4 / 255), ("pgd_l2_0.5", 0.5, "l2", 0.125)):
-        t0 = time.time()
-        r = attacks.pgd(attacker, x, y, jax.random.fold_in(key, 3), eps=eps, norm=norm, steps=args.steps,
-                        step_size=step, loss="margin", eot=args.eot)
-        r.x.block_until_ready()
-        seconds = time.time() - t0
+        for i in range(0, len(y_np), n):
+            tag = f"{name}/{i}"
+            if f"{tag}/x" in done:
+                continue
+            t0 = time.time()
+            k = jax.random.fold_in(key, 3)  # all images at once: the key of the unchunked runs
+            r = attacks.pgd(attacker, put(x_np[i:i + n]), put(y_np[i:i + n]), k if n >= len(y_np) else jax.random.fold_in(k, i),
+                            eps=eps, norm=norm, steps=args.steps, step_size=step, loss="margin", eot=args.eot)
+            done.update({f"{tag}/x": np.asarray(r.x), f"{tag}/success": np.asarray(r.success),
+                         f"{tag}/seconds": np.float64(time.time() - t0)})
+            np.savez(partial, **done)
+            print(f"{name}: images {i}-{i + len(r.x) - 1} in {done[f'{tag}/seconds']:.0f} s", flush=True)
+        starts = range(0, len(y_np), n)
+        r = attacks.AttackResult(x=put(np.concatenate([done[f"{name}/{i}/x"] for i in starts])),
+                                 success=np.concatenate([done[f"{name}/{i}/success"] for i in starts]))
+        seconds = float(sum(done[f"{name}/{i}/seconds"] for i in starts))
         draws = np.asarray(attacks.success_under_draws(clf, r.x, y, jax.random.fold_in(key, 4),
                                                        draws=args.check_draws))
         d = (np.asarray(r.x, np.float64) - np.asarray(x, np.float64)).reshape(len(y), -1)
@@ -132,6 +154,7 @@ def main():
         if args.out:
             with open(args.out, "w") as f:
                 json.dump(result, f, indent=2)
+    os.remove(partial)  # every chunk is in the report
 
 
 if __name__ == "__main__":
