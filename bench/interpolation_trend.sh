@@ -5,8 +5,8 @@
 # same run), evaluated after 10, 20, 40, 80 and 160 epochs with paper 001's rule (1,200 pairs,
 # 100 steps): bench/results/interpolation_trend/epoch_<E>.json, then the table and plot by
 #   .venv/bin/python bench/interpolation_trend.py
-# Resumable (train.py resumes; a report already of this gcj version is kept). ~9 s per epoch and
-# ~2 min per evaluation on 2 CPU cores.
+# Resumable (train.py resumes; a report already of this gcj version is kept). ~9 s per epoch alone
+# (15-20 s beside another job) and ~1.5 min per evaluation on 2 CPU cores: ~45 min in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
