@@ -11,7 +11,8 @@
 #   .venv/bin/python bench/results_table.py ablations > bench/results/ablations_table.md
 # Resumable (train.py resumes; a report of this gcj version is kept). On 2 CPU cores: SDIM ~1 h,
 # IB-INN ~30 min, its CW table ~10 min.
-#   nohup bash bench/ablations_fashion_mnist.sh > workdirs/ablations.log 2>&1 &
+#   [TRAIN_FLAGS="--cpu_devices 1"] nohup bash bench/ablations_fashion_mnist.sh > workdirs/ablations.log 2>&1 &
+# (one JAX device when other jobs share the cores: XLA:CPU's collectives between devices can stall)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -23,7 +24,7 @@ evaluate() {  # name
   $PY evaluate.py --workdir $W/$1 --ood_dataset mnist5k --ood_split all --noplots --out $OUT/$1.json
 }
 $PY train.py --config configs/ibinn_fashion_mnist.py --workdir $W/ibinn_fashion_mnist_beta1_nonoise \
-    --config.model.ibinn.beta=1 --config.model.ibinn.noise=0
+    --config.model.ibinn.beta=1 --config.model.ibinn.noise=0 ${TRAIN_FLAGS:-}
 evaluate ibinn_fashion_mnist_beta1_nonoise
 D=""
 for K in 0.01 1 inf; do D=$D,cw_l2_kappa${K}_d66,cw_l2_kappa${K}_d1000; done
@@ -33,5 +34,5 @@ if stale bench/results/paper002_cw_ibinn_fashion_mnist_beta1_nonoise.json; then
     --max_images 5000 --out bench/results/paper002_cw_ibinn_fashion_mnist_beta1_nonoise.json
 fi
 $PY train.py --config configs/sdim_fashion_mnist.py --workdir $W/sdim_fashion_mnist_total \
-    --config.num_epochs=15 --config.optim.schedule=cosine --config.model.sdim.loss_scale=total
+    --config.num_epochs=15 --config.optim.schedule=cosine --config.model.sdim.loss_scale=total ${TRAIN_FLAGS:-}
 evaluate sdim_fashion_mnist_total

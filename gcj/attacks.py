@@ -554,58 +554,87 @@ def square(model, x, labels, key, *, eps: float, queries: int = 5000, p_init: fl
 
 # -------------------------------------------------------------------------------- CW L2
 
-@functools.partial(jax.jit, static_argnames=("fn", "targeted", "max_steps", "patience"))
+@functools.partial(jax.jit, static_argnames=("fn", "targeted", "max_steps", "patience", "search_steps"))
 def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, detector_dims, threshold_weight,
-        thresholds, *, targeted, max_steps, patience):
+        thresholds, *, targeted, max_steps, patience, search_steps):
     num = x.shape[0]
-    w0 = x  # the pixels themselves, Adam's steps projected back onto [0, 1]
     opt = optax.adam(lr)
+    inf = jnp.full((num,), jnp.inf)
 
-    def losses(xa, k):
+    def losses(xa, k, c):
         ll = fn(params, xa, k)
         l_y = ops.pick(ll, y)
         other, j = ops.best_other(ll, y)
         f = other - l_y if targeted else l_y - other  # <= 0 once adversarial
-        per = jnp.sum((xa - x) ** 2, axis=(1, 2, 3)) + c * jnp.maximum(f, -kappa)
+        l2 = jnp.sum((xa - x) ** 2, axis=(1, 2, 3))
+        per = l2 + c * jnp.maximum(f, -kappa)
         log_q = jax.nn.logsumexp(ll, axis=1) - jnp.log(ll.shape[1])  # log p(x), uniform prior
         per = per + detector_weight * ((detector_median - log_q) / detector_dims) ** 2
         moved_to = y if targeted else j
         per = per + threshold_weight * jnp.maximum(0.0, -ops.acceptance_margin(ll, thresholds, moved_to))
-        return per.sum(), per
+        return per.sum(), (per, l2, is_success(ll, y, targeted, thresholds))
 
     grad_fn = jax.grad(losses, has_aux=True)
 
-    def cond(state):
-        return (state[0] < max_steps) & jnp.any(state[-1] < patience)
+    def run(c, k_run):  # one Adam descent at the per-example constants c [B]
+        def cond(state):
+            return (state[0] < max_steps) & jnp.any(state[-1] < patience)
 
-    def body(state):
-        step, w, opt_state, best_w, best, since = state
-        g, per = grad_fn(w, jax.random.fold_in(key, step))  # the loss at w, before the update
-        improved = jnp.isinf(best) | (per < best - 1e-4 * jnp.maximum(1.0, jnp.abs(best)))
-        active = since < patience
-        best_w = jnp.where((active & (per < best))[:, None, None, None], w, best_w)
-        best = jnp.where(active, jnp.minimum(per, best), best)
-        since = jnp.where(active, jnp.where(improved, 0, since + 1), since)
-        g = jnp.where(active[:, None, None, None], g, 0.0)
-        updates, opt_state = opt.update(g, opt_state, w)
-        w = jnp.where(active[:, None, None, None], jnp.clip(optax.apply_updates(w, updates), 0.0, 1.0), w)
-        return step + 1, w, opt_state, best_w, best, since
+        def body(state):
+            step, w, opt_state, best_w, best, adv_w, adv_l2, since = state
+            g, (per, l2, ok) = grad_fn(w, jax.random.fold_in(k_run, step), c)  # at w, before the update
+            improved = jnp.isinf(best) | (per < best - 1e-4 * jnp.maximum(1.0, jnp.abs(best)))
+            active = since < patience
+            best_w = jnp.where((active & (per < best))[:, None, None, None], w, best_w)
+            best = jnp.where(active, jnp.minimum(per, best), best)
+            closer = active & ok & (l2 < adv_l2)  # the smallest successful change (minimum norm)
+            adv_w = jnp.where(closer[:, None, None, None], w, adv_w)
+            adv_l2 = jnp.where(closer, l2, adv_l2)
+            since = jnp.where(active, jnp.where(improved, 0, since + 1), since)
+            g = jnp.where(active[:, None, None, None], g, 0.0)
+            updates, opt_state = opt.update(g, opt_state, w)
+            w = jnp.where(active[:, None, None, None], jnp.clip(optax.apply_updates(w, updates), 0.0, 1.0), w)
+            return step + 1, w, opt_state, best_w, best, adv_w, adv_l2, since
 
-    state = (0, w0, opt.init(w0), w0, jnp.full((num,), jnp.inf), jnp.zeros((num,), jnp.int32))
-    _, w, _, best_w, _, since = jax.lax.while_loop(cond, body, state)
-    # per example the iterate of lowest loss if it is still adversarial under a fresh key (always,
-    # for a deterministic likelihood), else the last one: with noisy likelihoods (dequantization)
-    # the lowest loss is often a lucky draw just across the boundary, the last iterate deeper
+        state = (0, x, opt.init(x), x, inf, x, inf, jnp.zeros((num,), jnp.int32))
+        _, w, _, best_w, _, adv_w, adv_l2, since = jax.lax.while_loop(cond, body, state)
+        return w, best_w, adv_w, adv_l2, since
+
     k_check = jax.random.fold_in(key, max_steps)
-    x_best, x_last = best_w, w
-    s_best = is_success(fn(params, x_best, k_check), y, targeted, thresholds)
-    s_last = is_success(fn(params, x_last, k_check), y, targeted, thresholds)
-    return AttackResult(jnp.where(s_best[:, None, None, None], x_best, x_last), s_best | s_last,
-                        since >= patience)
+    if search_steps == 1:
+        w, best_w, _, _, since = run(jnp.broadcast_to(c, (num,)), key)
+        # per example the iterate of lowest loss if it is still adversarial under a fresh key
+        # (always, for a deterministic likelihood), else the last one: with noisy likelihoods
+        # (dequantization) the lowest loss is often a lucky draw just across the boundary, the
+        # last iterate deeper
+        s_best = is_success(fn(params, best_w, k_check), y, targeted, thresholds)
+        s_last = is_success(fn(params, w, k_check), y, targeted, thresholds)
+        return AttackResult(jnp.where(s_best[:, None, None, None], best_w, w), s_best | s_last,
+                            since >= patience)
+
+    # Carlini & Wagner's binary search over c, per example: halve the bracket around the smallest c
+    # that succeeded, or grow c tenfold while none has; keep the smallest successful change of all
+    def search(i, state):
+        c_i, lo, hi, adv_w, adv_l2, last_w, stopped = state
+        w, _, w_adv, l2, since = run(c_i, jax.random.fold_in(key, i))
+        found = l2 < inf
+        closer = l2 < adv_l2
+        adv_w = jnp.where(closer[:, None, None, None], w_adv, adv_w)
+        adv_l2 = jnp.minimum(l2, adv_l2)
+        hi = jnp.where(found, jnp.minimum(hi, c_i), hi)
+        lo = jnp.where(found, lo, jnp.maximum(lo, c_i))
+        c_i = jnp.where(jnp.isinf(hi), c_i * 10, (lo + hi) / 2)
+        return c_i, lo, hi, adv_w, adv_l2, w, stopped & (since >= patience)
+
+    zeros = jnp.zeros((num,))
+    state = (jnp.broadcast_to(c, (num,)), zeros, inf, x, inf, x, jnp.ones((num,), bool))
+    _, _, _, adv_w, adv_l2, last_w, stopped = jax.lax.fori_loop(0, search_steps, search, state)
+    x_out = jnp.where((adv_l2 < inf)[:, None, None, None], adv_w, last_w)
+    return AttackResult(x_out, is_success(fn(params, x_out, k_check), y, targeted, thresholds), stopped)
 
 
 def cw_l2(model, x, labels, key, *, c: float = 10.0, kappa: float = 0.01, targeted: bool = True,
-          lr: float = 0.01, max_steps: int = 1000, patience: int = 20,
+          lr: float = 0.01, max_steps: int = 1000, patience: int = 20, search_steps: int = 1,
           detector_weight: float = 0.0, detector_median: float | None = None, detector_dims: int = 1,
           threshold_weight: float = 0.0, thresholds=None) -> AttackResult:
     """Carlini–Wagner L2 on the class log-likelihoods (paper 002 §4.6; paper 000 untargeted).
@@ -625,11 +654,22 @@ def cw_l2(model, x, labels, key, *, c: float = 10.0, kappa: float = 0.01, target
     else the last iterate (noisy likelihoods: see the code).
     Success is judged with ``thresholds`` when given (fooled and accepted).
 
+    ``search_steps`` > 1: Carlini & Wagner's minimum-norm attack. That many descents, each with
+    per-example c set by a binary search from ``c`` (tenfold while none succeeded, then halving the
+    bracket around the smallest c that did); per example the successful iterate of smallest L2 over
+    all descents is returned (else the last iterate). ``stopped``: every descent stopped by the
+    rule. With ``max_steps`` 10000, ``patience`` 1000 and ``c`` 1e-3 this is foolbox's
+    ``L2CarliniWagnerAttack`` in the pixels (no tanh: see below).
+
     The paper's change of variables x' = (tanh w + 1)/2 is not used: a pixel at exactly 0 or 1
     starts at w = ±arctanh(1 − 1e-6) ≈ ±7.25, where Adam's steps of ``lr`` need hundreds of steps
     before the pixel moves at all, so a budget of a few hundred steps never changes a black
     background. Projected steps move every pixel alike.
     """
+    if search_steps < 1 or max_steps < 1 or patience < 1:
+        raise UserError(f"CW needs search_steps, max_steps and patience >= 1 (got {search_steps}, {max_steps}, {patience})")
+    if search_steps > 1 and not c > 0:
+        raise UserError(f"CW's binary search over c needs a start c > 0, got {c}")
     if detector_weight and detector_median is None:
         raise UserError("detector_weight needs detector_median (median log p(x) of training images)")
     if threshold_weight and thresholds is None:
@@ -639,7 +679,7 @@ def cw_l2(model, x, labels, key, *, c: float = 10.0, kappa: float = 0.01, target
     return _cw(fn, params, x, labels, key, jnp.float32(c), jnp.float32(kappa), jnp.float32(lr),
                jnp.float32(detector_weight), jnp.float32(detector_median or 0.0), jnp.float32(detector_dims),
                jnp.float32(threshold_weight), _thresholds(thresholds), targeted=targeted,
-               max_steps=max_steps, patience=patience)
+               max_steps=max_steps, patience=patience, search_steps=search_steps)
 
 
 # --------------------------------------------------------------------------- boundary attack

@@ -147,6 +147,24 @@ def test_cw_targeted_reaches_the_target_just_past_the_boundary(data):
     assert np.all(np.asarray(u.success)) and np.all(l2(u.x, x) >= d - 1e-4) and np.all(l2(u.x, x) <= 1.35 * d)
 
 
+def test_cw_binary_search_finds_the_distance_to_the_boundary(data):
+    """Carlini & Wagner's search over c (``search_steps``): on two Gaussian classes the smallest
+    change that flips the decision is the distance d to the separating hyperplane, known in closed
+    form. The minimum-norm attack reaches it within 1% (measured: 0.05%; the fixed-c attack above
+    stops at up to 1.35 d), never below it."""
+    x, y = data
+    fn = lambda v, key=None: gauss(v)[:, :2]  # noqa: E731
+    x, y = x[:12], y[:12]
+    d = boundary_distances(jnp.asarray(x), y)[:, :2].min(1)
+    r = attacks.cw_l2(fn, x, y, jax.random.key(3), c=1e-3, kappa=0.0, targeted=False, max_steps=2000,
+                      patience=200, search_steps=9)
+    assert np.all(np.asarray(r.success)) and np.all(np.asarray(fn(r.x).argmax(1)) != np.asarray(y))
+    dist = l2(r.x, x)
+    assert np.all(dist >= d - 1e-4) and np.all(dist <= 1.01 * d), dist / d
+    with pytest.raises(Exception, match="start c > 0"):
+        attacks.cw_l2(fn, x, y, jax.random.key(3), c=0.0, search_steps=2)
+
+
 def test_cw_moves_a_background_pixel_at_zero():
     """A model whose decision reads only one pixel, black (exactly 0) in every image, as MNIST's
     backgrounds are: CW must raise that pixel past the boundary (0.3) within a small step budget,
