@@ -157,8 +157,7 @@ def cw(args, fb, fmodel, logits, x, y, key, num):
         fool = old["foolbox_cw"]
     else:
         t0 = time.time()
-        attack = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=args.foolbox_cw_search, steps=args.foolbox_cw_steps,
-                                                  stepsize=0.01, confidence=0, initial_const=1e-3, abort_early=True)
+        attack = fb.attacks.L2CarliniWagnerAttack(**settings)
         raw, _, _ = attack(fmodel, x, y, epsilons=None)
         fool, _, _ = summary(raw, time.time() - t0)
     print(json.dumps(dict(foolbox=fool)), flush=True)

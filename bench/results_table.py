@@ -291,7 +291,9 @@ def ablations():
             cw = _json("bench", "results", f"paper002_cw_{name}.json") if "ibinn" in name else None
             if cw:
                 a = cw["adversarial"]["attacks"]["cw_l2_kappa1"]
-                cells += [f"{100 * a['tests_auroc']['one_tailed']:.1f}", f"{a['log_q_shift']['mean_shift_train_sd']:+.2f}", f"{100 * a['log_q_shift']['fraction_fell']:.0f}"]
+                shift = a["log_q_shift"]
+                cells += [f"{100 * a['tests_auroc']['one_tailed']:.1f}", f"{shift['mean_shift_train_sd']:+.2f}",
+                          f"{100 * shift['fraction_fell']:.0f}"]
             else:
                 cells += ["—", "—", "—"]
             print(f"| {name} | {field} = {value} | " + " | ".join(cells) + " |")

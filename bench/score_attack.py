@@ -120,8 +120,9 @@ def main():
     done = dict(np.load(partial)) if os.path.exists(partial) else {"settings": np.asarray(settings)}
     if str(done["settings"]) != settings:
         raise SystemExit(f"{partial} holds chunks of another run ({done['settings']}): remove it to start anew")
+    starts = range(0, len(y_np), n)
     for name, eps, norm, step in (("pgd_linf_8", 8 / 255, "linf", 4 / 255), ("pgd_l2_0.5", 0.5, "l2", 0.125)):
-        for i in range(0, len(y_np), n):
+        for i in starts:
             tag = f"{name}/{i}"
             if f"{tag}/x" in done:
                 continue
@@ -133,7 +134,6 @@ def main():
                          f"{tag}/seconds": np.float64(time.time() - t0)})
             np.savez(partial, **done)
             print(f"{name}: images {i}-{i + len(r.x) - 1} in {done[f'{tag}/seconds']:.0f} s", flush=True)
-        starts = range(0, len(y_np), n)
         r = attacks.AttackResult(x=put(np.concatenate([done[f"{name}/{i}/x"] for i in starts])),
                                  success=np.concatenate([done[f"{name}/{i}/success"] for i in starts]))
         seconds = float(sum(done[f"{name}/{i}/seconds"] for i in starts))

@@ -615,7 +615,7 @@ def _cw(fn, params, x, y, key, c, kappa, lr, detector_weight, detector_median, d
     # Carlini & Wagner's binary search over c, per example: halve the bracket around the smallest c
     # that succeeded, or grow c tenfold while none has; keep the smallest successful change of all
     def search(i, state):
-        c_i, lo, hi, adv_w, adv_l2, last_w, stopped = state
+        c_i, lo, hi, adv_w, adv_l2, _, stopped = state  # (the previous descent's last iterate)
         w, _, w_adv, l2, since = run(c_i, jax.random.fold_in(key, i))
         found = l2 < inf
         closer = l2 < adv_l2
