@@ -21,8 +21,13 @@ and the same PGD through the ODE on those 50 images (the same seed picks them), 
 the success side by side, 10 images at a time (resumable: rerun after an interruption):
 
     nohup .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through ode --chunk 10 \
-        --num_images 50 --steps 20 --eot 2 --check_draws 4 --out bench/results/score_attack_ode_sbgc_digits.json \
-        > workdirs/score_attack_ode.log 2>&1 &
+        --num_images 50 --steps 20 --eot 2 --check_draws 4 --judge_probes 10 \
+        --out bench/results/score_attack_ode_sbgc_digits.json > workdirs/score_attack_ode.log 2>&1 &
+
+``--judge_probes K`` judges the returned images and their clean originals once more by the exact
+classifier with K Hutchinson probes instead of the model's one (``accuracy_judge``,
+``clean_accuracy_judge``): if the attacked images fool a less noisy likelihood more often, part of
+the robustness under fresh draws is the noise of the one-probe estimate, not the model.
 
 Paper 004 attacked 216 CIFAR-10 images with Foolbox PGD on the negative cross-entropy (90 min per
 forward + backward pass on a V100); here PGD ascends the margin loss (gcj's strongest for
@@ -66,6 +71,9 @@ def main():
     p.add_argument("--chunk", type=int, default=0,
                    help="images attacked at a time (0: all at once): bounds the memory of the ODE's gradients; "
                         "each chunk is kept in <out>.partial.npz, so a rerun resumes after the last one")
+    p.add_argument("--judge_probes", type=int, default=0,
+                   help="also judge the returned images (and their clean originals) by the exact classifier with "
+                        "this many Hutchinson probes (0: not): how much of the robustness is the likelihood's noise")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu_devices", type=int, default=0,
                    help="CPU devices the attacked images are split over (0: as evaluate.py chooses)")
@@ -113,6 +121,12 @@ def main():
         result["ode_gradient_images"] = n
         result["gradient_cost_ratio_ode_over_surrogate"] = result["ode_gradient_seconds_per_image"] / result[
             "gradient_seconds_per_image"]
+    judge = None
+    if args.judge_probes:  # the same weights, a less noisy likelihood (its draws: its own keys)
+        judge = classifier.local_data_parallel(
+            gcj.load(args.workdir, overrides={"model.score.ode.num_probes": args.judge_probes}))[0]
+        clean = np.asarray(attacks.success_under_draws(judge, x, y, jax.random.fold_in(key, 6), draws=1))
+        result.update(judge_probes=args.judge_probes, clean_accuracy_judge=float(1 - clean.mean()))
     print(json.dumps({k: v for k, v in result.items() if k != "attacks"}), flush=True)
     x_np, y_np = np.asarray(x), np.asarray(y)
     partial = (args.out or "score_attack") + ".partial.npz"  # the chunks attacked so far (resumed)
@@ -149,6 +163,10 @@ def main():
             robust_under_every_draw=int(np.sum(draws == 0)),
             accuracy_under_fresh_draws_95=wilson(float(1 - draws.mean()), len(y)),
             max_linf=float(np.abs(d).max()), max_l2=float(np.sqrt((d ** 2).sum(1)).max()))
+        if judge is not None:  # one draw of the judge per image
+            fooled = np.asarray(attacks.success_under_draws(judge, r.x, y, jax.random.fold_in(key, 7), draws=1))
+            acc = float(1 - fooled.mean())
+            result["attacks"][name].update(accuracy_judge=acc, accuracy_judge_95=wilson(acc, len(y)))
         result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
         print(json.dumps({name: result["attacks"][name]}), flush=True)
         if args.out:
