@@ -9,7 +9,7 @@
 # Reports: bench/results/ablations/<name>.json (evaluate.py, MNIST-5k out) and
 # bench/results/paper002_cw_<name>.json; the comparison by
 #   .venv/bin/python bench/results_table.py ablations > bench/results/ablations_table.md
-# Resumable (train.py resumes; a report of this gcj version is kept). On 2 CPU cores: SDIM ~1 h,
+# Resumable (train.py resumes; a report of this gcj version is kept). On 2 CPU cores: SDIM 1 to 1.5 h,
 # IB-INN ~30 min, its CW table ~10 min.
 #   [TRAIN_FLAGS="--cpu_devices 1"] nohup bash bench/ablations_fashion_mnist.sh > workdirs/ablations.log 2>&1 &
 # (one JAX device when other jobs share the cores: XLA:CPU's collectives between devices can stall)
