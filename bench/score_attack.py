@@ -18,9 +18,10 @@ classifier on fresh draws; ``accuracy_under_fresh_draws`` comes with its 95% Wil
         --num_images 50 --steps 20 --eot 2 --check_draws 4 --out bench/results/score_attack_elbo_sbgc_digits.json
 
 and the same PGD through the ODE on those 50 images (the same seed picks them), for the cost and
-the success side by side, 10 images at a time (resumable: rerun after an interruption):
+the success side by side, 5 images at a time (resumable: a rerun starts after the last chunk done;
+about 6 h on 2 cores alone, 40 ODE gradients per image at ~6 s each):
 
-    nohup .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through ode --chunk 10 \
+    nohup .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through ode --chunk 5 \
         --num_images 50 --steps 20 --eot 2 --check_draws 4 --judge_probes 10 \
         --out bench/results/score_attack_ode_sbgc_digits.json > workdirs/score_attack_ode.log 2>&1 &
 
@@ -87,53 +88,60 @@ def main():
     key = jax.random.key(args.seed)
     order = np.asarray(jax.random.permutation(key, len(test.labels)))[:args.num_images + args.num_images // 5 + 4]
     x_all = data.to_float(test.images[order])
-    t0 = time.time()
-    ll = np.asarray(clf.class_log_likelihoods(put(x_all), jax.random.fold_in(key, 1)))
-    forward_s = time.time() - t0
-    ok = np.flatnonzero(ll.argmax(1) == test.labels[order])[:args.num_images]
-    x, y = put(x_all[ok]), put(test.labels[order][ok])
-    module = classifier.build_module(clf.config)
-    ode = clf.config.model.score.ode
-    nfe = np.asarray(jax.jit(lambda prm, v, k: score.class_likelihoods(module, ode, prm, v, k).nfe)(
-        clf.params, x, jax.random.fold_in(key, 2)))
-    attacker = clf if args.through == "ode" else classifier.surrogate(clf, args.through)
-    result = dict(workdir=args.workdir, cpu=cpu_model(), devices=str(jax.devices()), num_images=int(len(y)),
-                  through=args.through, elbo_draws=int(clf.config.model.score.elbo_draws),
-                  steps=args.steps, eot=args.eot, check_draws=args.check_draws, loss="margin",
-                  ode=dict(rtol=ode.rtol, atol=ode.atol, num_probes=ode.num_probes, probe=ode.probe),
-                  forward_seconds_per_image_all_classes=forward_s / len(order),
-                  nfe_per_likelihood_mean=float(nfe.mean()), nfe_per_likelihood_max=int(nfe.max()),
-                  attacks={})
-    # one attack gradient (margin loss, one draw) on these images, compiled first: what each PGD
-    # step costs per draw, apart from the attack's compilation (in its ``seconds``)
-    def gradient_seconds_per_image(model, n):  # on the first n images, after a compiling call
-        grad = lambda: attacks.loss_gradient(model, x[:n], y[:n], jax.random.fold_in(key, 5)).block_until_ready()
-        grad()
-        t0 = time.time()
-        grad()
-        return (time.time() - t0) / n
-
-    n = args.chunk or len(y)
-    result["gradient_seconds_per_image"] = gradient_seconds_per_image(attacker, min(n, len(y)))
-    if args.through != "ode" and args.ode_gradient_images:  # the exact ODE's gradient beside it
-        n = args.ode_gradient_images
-        result["ode_gradient_seconds_per_image"] = gradient_seconds_per_image(clf, n)
-        result["ode_gradient_images"] = n
-        result["gradient_cost_ratio_ode_over_surrogate"] = result["ode_gradient_seconds_per_image"] / result[
-            "gradient_seconds_per_image"]
-    judge = None
-    if args.judge_probes:  # the same weights, a less noisy likelihood (its draws: its own keys)
-        judge = classifier.local_data_parallel(
-            gcj.load(args.workdir, overrides={"model.score.ode.num_probes": args.judge_probes}))[0]
-        clean = np.asarray(attacks.success_under_draws(judge, x, y, jax.random.fold_in(key, 6), draws=1))
-        result.update(judge_probes=args.judge_probes, clean_accuracy_judge=float(1 - clean.mean()))
-    print(json.dumps({k: v for k, v in result.items() if k != "attacks"}), flush=True)
-    x_np, y_np = np.asarray(x), np.asarray(y)
-    partial = (args.out or "score_attack") + ".partial.npz"  # the chunks attacked so far (resumed)
+    partial = (args.out or "score_attack") + ".partial.npz"  # what a rerun resumes from
     settings = json.dumps({k: v for k, v in vars(args).items() if k != "out"}, sort_keys=True)
     done = dict(np.load(partial)) if os.path.exists(partial) else {"settings": np.asarray(settings)}
     if str(done["settings"]) != settings:
         raise SystemExit(f"{partial} holds chunks of another run ({done['settings']}): remove it to start anew")
+    attacker = clf if args.through == "ode" else classifier.surrogate(clf, args.through)
+    judge = None
+    if args.judge_probes:  # the same weights, a less noisy likelihood (its draws: its own keys)
+        judge = classifier.local_data_parallel(
+            gcj.load(args.workdir, overrides={"model.score.ode.num_probes": args.judge_probes}))[0]
+    n = args.chunk or args.num_images
+    if "preamble" not in done:  # the images and the costs before the attacks (minutes): kept for a rerun
+        t0 = time.time()
+        ll = np.asarray(clf.class_log_likelihoods(put(x_all), jax.random.fold_in(key, 1)))
+        forward_s = time.time() - t0
+        ok = np.flatnonzero(ll.argmax(1) == test.labels[order])[:args.num_images]
+        x, y = put(x_all[ok]), put(test.labels[order][ok])
+        module = classifier.build_module(clf.config)
+        nfe = np.asarray(jax.jit(lambda prm, v, k: score.class_likelihoods(module, clf.config.model.score.ode, prm, v, k).nfe)(
+            clf.params, x, jax.random.fold_in(key, 2)))
+        pre = dict(forward_seconds_per_image_all_classes=forward_s / len(order),
+                   nfe_per_likelihood_mean=float(nfe.mean()), nfe_per_likelihood_max=int(nfe.max()))
+
+        # one attack gradient (margin loss, one draw) on these images, compiled first: what each PGD
+        # step costs per draw, apart from the attack's compilation (in its ``seconds``)
+        def gradient_seconds_per_image(model, m):  # on the first m images, after a compiling call
+            grad = lambda: attacks.loss_gradient(model, x[:m], y[:m], jax.random.fold_in(key, 5)).block_until_ready()
+            grad()
+            t0 = time.time()
+            grad()
+            return (time.time() - t0) / m
+
+        pre["gradient_seconds_per_image"] = gradient_seconds_per_image(attacker, min(n, len(ok)))
+        if args.through != "ode" and args.ode_gradient_images:  # the exact ODE's gradient beside it
+            m = args.ode_gradient_images
+            pre["ode_gradient_seconds_per_image"] = gradient_seconds_per_image(clf, m)
+            pre["ode_gradient_images"] = m
+            pre["gradient_cost_ratio_ode_over_surrogate"] = pre["ode_gradient_seconds_per_image"] / pre[
+                "gradient_seconds_per_image"]
+        if judge is not None:
+            clean = np.asarray(attacks.success_under_draws(judge, x, y, jax.random.fold_in(key, 6), draws=1))
+            pre.update(judge_probes=args.judge_probes, clean_accuracy_judge=float(1 - clean.mean()))
+        done.update(preamble=np.asarray(json.dumps(pre)), ok=ok)
+        np.savez(partial, **done)
+    ok = done["ok"]
+    x, y = put(x_all[ok]), put(test.labels[order][ok])
+    ode = clf.config.model.score.ode
+    result = dict(workdir=args.workdir, cpu=cpu_model(), devices=str(jax.devices()), num_images=int(len(y)),
+                  through=args.through, elbo_draws=int(clf.config.model.score.elbo_draws),
+                  steps=args.steps, eot=args.eot, check_draws=args.check_draws, loss="margin",
+                  ode=dict(rtol=ode.rtol, atol=ode.atol, num_probes=ode.num_probes, probe=ode.probe),
+                  **json.loads(str(done["preamble"])), attacks={})
+    print(json.dumps({k: v for k, v in result.items() if k != "attacks"}), flush=True)
+    x_np, y_np = np.asarray(x), np.asarray(y)
     starts = range(0, len(y_np), n)
     for name, eps, norm, step in (("pgd_linf_8", 8 / 255, "linf", 4 / 255), ("pgd_l2_0.5", 0.5, "l2", 0.125)):
         for i in starts:
