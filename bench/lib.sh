@@ -5,3 +5,8 @@ stale() {
   ! $PY -c "import json, sys, gcj; sys.exit(json.load(open(sys.argv[1])).get('gcj_version') != gcj.__version__)" \
     "$1" 2>/dev/null
 }
+# true (after saying so) when pretrained/NAME does not exist yet: the caller skips that model
+untrained() {
+  [ -d "pretrained/$1" ] && return 1
+  echo "skip $1 (not trained yet)"
+}

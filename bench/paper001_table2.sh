@@ -14,7 +14,7 @@ source bench/lib.sh
 ATTACKS=cw_l2_untargeted_c10,cw_l2_kappa1_threshold,boundary,boundary_untargeted
 run() {  # model, threshold, max L2
   local out=bench/results/table2_$1_$2.json
-  if [ ! -d pretrained/$1 ]; then echo "skip $1 (not trained yet)"; return 0; fi
+  untrained $1 && return 0
   stale $out || return 0
   $PY evaluate.py --workdir pretrained/$1 --suites adversarial --noplots --attacks $ATTACKS \
       --attack_images 100 --black_box_images 100 --max_l2 $3 --max_test_bpd_threshold \

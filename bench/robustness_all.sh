@@ -21,7 +21,7 @@ cw_l2_kappainf_d1000,cw_l2_kappa1_threshold,cw_l2_untargeted_c1,cw_l2_untargeted
 cw_l2_untargeted_c1000,boundary,boundary_untargeted,local_search
 run() {  # name, extra flags...
   local name=$1; shift
-  if [ ! -d pretrained/$name ]; then echo "skip $name (not trained yet)"; return; fi
+  untrained $name && return 0
   local out=pretrained/$name/report/robustness.json
   if ! stale "$out"; then echo "skip $name (done)"; return; fi
   echo "== $name $(date +%T)"

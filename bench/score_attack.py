@@ -99,6 +99,7 @@ def main():
         judge = classifier.local_data_parallel(
             gcj.load(args.workdir, overrides={"model.score.ode.num_probes": args.judge_probes}))[0]
     n = args.chunk or args.num_images
+    ode = clf.config.model.score.ode
     if "preamble" not in done:  # the images and the costs before the attacks (minutes): kept for a rerun
         t0 = time.time()
         ll = np.asarray(clf.class_log_likelihoods(put(x_all), jax.random.fold_in(key, 1)))
@@ -106,7 +107,7 @@ def main():
         ok = np.flatnonzero(ll.argmax(1) == test.labels[order])[:args.num_images]
         x, y = put(x_all[ok]), put(test.labels[order][ok])
         module = classifier.build_module(clf.config)
-        nfe = np.asarray(jax.jit(lambda prm, v, k: score.class_likelihoods(module, clf.config.model.score.ode, prm, v, k).nfe)(
+        nfe = np.asarray(jax.jit(lambda prm, v, k: score.class_likelihoods(module, ode, prm, v, k).nfe)(
             clf.params, x, jax.random.fold_in(key, 2)))
         pre = dict(forward_seconds_per_image_all_classes=forward_s / len(order),
                    nfe_per_likelihood_mean=float(nfe.mean()), nfe_per_likelihood_max=int(nfe.max()))
@@ -134,7 +135,6 @@ def main():
         np.savez(partial, **done)
     ok = done["ok"]
     x, y = put(x_all[ok]), put(test.labels[order][ok])
-    ode = clf.config.model.score.ode
     result = dict(workdir=args.workdir, cpu=cpu_model(), devices=str(jax.devices()), num_images=int(len(y)),
                   through=args.through, elbo_draws=int(clf.config.model.score.elbo_draws),
                   steps=args.steps, eot=args.eot, check_draws=args.check_draws, loss="margin",

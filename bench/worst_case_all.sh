@@ -14,7 +14,7 @@ EOT=${EOT:-5}
 mkdir -p bench/results/worst_case
 run() {  # name, extra flags...
   local name=$1; shift
-  if [ ! -d pretrained/$name ]; then echo "skip $name (not trained yet)"; return; fi
+  untrained $name && return 0
   local out=bench/results/worst_case/$name.json
   if ! stale "$out"; then echo "skip $name (done)"; return; fi
   echo "== $name $(date +%T)"
