@@ -304,6 +304,7 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
         data_key, step_key = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
         first_step_seconds = None
         spe = trainer.steps_per_epoch
+        final_val_ll = None  # the last epoch's validation scores: the conformal thresholds reuse them
 
         def save(s):  # asynchronous: training goes on while it is written (checkpoint.save)
             checkpoint.save(mgr, int(s["step"]), eval_variables(s), _train_item(s))
@@ -358,6 +359,7 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                     ll = classifier.batched_log_likelihoods(_classifier(config, trainer.log_likelihood_fn, state),
                                                             scored.images, config.eval_batch_size)
                     record["val/accuracy"] = float(np.mean(ll.argmax(1) == scored.labels))
+                    final_val_ll = ll if last else None
                 log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
                 writer.write(record)
                 if asked.is_set() and not last:
@@ -372,7 +374,7 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                             f"{first_step_seconds:.1f} s)" if steps else ""))
 
     clf = _classifier(config, trainer.log_likelihood_fn, state)
-    thresholds = fit_thresholds(clf, train, val, config)
+    thresholds = fit_thresholds(clf, train, val, config, final_val_ll)
     if primary:
         with open(os.path.join(workdir, "thresholds.json"), "w") as f:
             json.dump(thresholds, f, indent=2)
@@ -391,9 +393,12 @@ def scored_subset(split: data.Split, config, name: str) -> data.Split:
     return data.subset(split, config.max_scored_images or None, keys.named(jax.random.key(config.seed), "scored", name))
 
 
-def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Split, config) -> dict:
+def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Split, config,
+                   val_ll: np.ndarray | None = None) -> dict:
     """Percentile thresholds on un-augmented training images; conformal ones on the validation split
-    (each at most ``config.max_scored_images``: ``scored_subset``)."""
+    (each at most ``config.max_scored_images``: ``scored_subset``). ``val_ll``: that subset's
+    log-likelihoods, already computed by the same classifier (training's last validation), not
+    scored again."""
     train, val = scored_subset(train, config, "train"), scored_subset(val, config, "val")
     out = {}
     if config.thresholds.percentiles:
@@ -401,7 +406,8 @@ def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Spli
         out = {f"p{p:g}": rejection.percentile_thresholds(ll, train.labels, p).tolist()
                for p in config.thresholds.percentiles}
     if len(val.labels):
-        val_ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size)
+        if val_ll is None:
+            val_ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size)
         alpha = config.thresholds.conformal_alpha
         out[f"conformal{alpha:g}"] = rejection.conformal_thresholds(val_ll, alpha).tolist()
     return out

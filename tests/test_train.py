@@ -372,3 +372,24 @@ def test_max_scored_images_fits_the_thresholds_on_a_seeded_subset(trained_workdi
     np.testing.assert_allclose(fitted["p1"], rejection.percentile_thresholds(ll, few.labels, 1.0), rtol=1e-5, atol=1e-4)
     config.max_scored_images = 0
     assert len(scored_subset(trn, config, "train").labels) == len(trn.labels)
+
+
+def test_the_last_validation_is_not_scored_again_for_the_thresholds(tmp_path, monkeypatch):
+    """The conformal thresholds reuse the last epoch's validation scores (the same images, model and
+    key): the validation subset is scored once, and the thresholds equal those fitted afresh."""
+    scored = []
+    real = gcj.classifier.batched_log_likelihoods
+
+    def counting(clf, images, *args, **kwargs):
+        scored.append(len(images))
+        return real(clf, images, *args, **kwargs)
+
+    monkeypatch.setattr(gcj.classifier, "batched_log_likelihoods", counting)
+    config = smoke_config(num_epochs=1, val_every_epochs=0)
+    clf = train_and_evaluate(config, str(tmp_path / "w"))
+    trn, val = data.load_train_val(config)
+    assert sorted(scored) == sorted([len(val.labels), len(trn.labels)])
+    refit = fit_thresholds(clf, trn, val, config)
+    assert refit.keys() == clf.thresholds.keys()
+    for name in refit:
+        np.testing.assert_allclose(clf.thresholds[name], refit[name], rtol=1e-5, atol=1e-4)
