@@ -11,6 +11,12 @@ between the exact winner and the same pair solved again alone) and the rejection
     .venv/bin/python bench/score_bound.py --workdir pretrained/sbgc_digits --num_images 360 --draws 64 \\
         --adaptive_top 3 --calibration_images 0 --out bench/results/score_bound_sbgc_digits.json
 
+``--exact_from <report>_log_likelihoods.npz`` (``evaluate.py --save_log_likelihoods``): the test
+images an exact evaluation scored, its exact log-likelihoods, and its keys and batch size (so
+the same dequantized images and probes); exact is then timed on ``--timing_images`` of them, not
+scored again. Each batch is compiled before it is timed (ahead of time: no batch is run twice)
+and the last one padded, as evaluate.py does.
+
 gcj's methods run as evaluate.py runs them (each batch split over the CPU devices it chooses); the
 score_flow method on one device, as written.
 """
@@ -48,6 +54,11 @@ def main():
                    help="also time the score_flow method on the first batch")
     p.add_argument("--cpu_devices", type=int, default=0,
                    help="CPU devices each batch is split over (0: as evaluate.py chooses)")
+    p.add_argument("--exact_from", default=None,
+                   help="evaluate.py --save_log_likelihoods file: its images, exact scores, keys and batch")
+    p.add_argument("--timing_images", type=int, default=8, help="with --exact_from: images exact is timed on")
+    p.add_argument("--score_flow_images", type=int, default=8,
+                   help="images of the first batch the score_flow method solves")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     cli.use_cpu_devices(args.cpu_devices)
@@ -56,18 +67,31 @@ def main():
     clf, put = gcj.classifier.local_data_parallel(single)
     module, ode = gcj.classifier.build_module(clf.config), clf.config.model.score.ode
     test = data.load_dataset(clf.config.data, "test")
-    x_all, y_all = data.to_float(test.images[:args.num_images]), test.labels[:args.num_images]
+    saved = np.load(args.exact_from) if args.exact_from else None
+    if saved is None:
+        chosen, key = np.arange(min(args.num_images, len(test.labels))), jax.random.key(0)
+    else:  # evaluate.py's images, keys and batches (gcj.evaluate.log_likelihoods_path)
+        chosen, args.batch = saved["test_indices"], int(saved["batch_size"])
+        key = gcj.keys.named(jax.random.key(int(saved["seed"])), "test", "likelihood")
+        if not np.array_equal(saved["test_labels"], test.labels[chosen]):
+            raise SystemExit(f"{args.exact_from} does not hold this test set's labels")
+    x_all, y_all = data.to_float(test.images[chosen]), test.labels[chosen]
     dim = math.prod(x_all.shape[1:])
-    key = jax.random.key(0)
     exact_fn = jax.jit(clf.log_likelihood_fn)
 
-    def run(fn, images=x_all, *per_image):  # fn(x, key, *per_image arrays of the batch)
+    def run(fn, images=x_all, *per_image, batch=None):  # fn(x, key, *per_image arrays of the batch)
+        batch = batch or args.batch
+        size = -(-min(batch, len(images)) // jax.local_device_count()) * jax.local_device_count()
+
+        def chunk(a, i):  # padded with its last row to the devices' multiple (one compile), as evaluate.py
+            a = np.asarray(a[i:i + batch])
+            return put(jnp.asarray(np.concatenate([a, np.repeat(a[-1:], size - len(a), 0)]) if len(a) < size else a))
+        compiled = jax.jit(fn).lower(chunk(images, 0), key, *(chunk(a, 0) for a in per_image)).compile()
         out, seconds = [], 0.0
-        fn(put(jnp.asarray(images[:args.batch])), key, *(put(a[:args.batch]) for a in per_image)).block_until_ready()
-        for i in range(0, len(images), args.batch):
+        for i in range(0, len(images), batch):
             t0 = time.time()
-            out.append(np.asarray(fn(put(jnp.asarray(images[i:i + args.batch])), jax.random.fold_in(key, i),
-                                     *(put(a[i:i + args.batch]) for a in per_image))))
+            out.append(np.asarray(compiled(chunk(images, i), jax.random.fold_in(key, i),
+                                           *(chunk(a, i) for a in per_image)))[:len(images) - i])
             seconds += time.time() - t0
         return np.concatenate(out), seconds
 
@@ -86,9 +110,15 @@ def main():
                            lag_quantiles_nats={str(q): float(np.quantile(lag, q)) for q in (0.5, 0.9, 0.99, 1.0)})
         print(json.dumps(dict(calibration=calibration)))
 
-    exact, exact_s = run(lambda x, k: exact_fn(clf.params, x, k))
+    if saved is None:
+        exact, exact_s = run(lambda x, k: exact_fn(clf.params, x, k))
+    else:  # scored by evaluate.py; timed here on a few of the images
+        exact = saved["test"]
+        n = min(args.timing_images, len(y_all))
+        exact_s = run(lambda x, k: exact_fn(clf.params, x, k), x_all[:n], batch=n)[1] * len(y_all) / n
     win = exact.argmax(1)
-    result = dict(workdir=args.workdir, num_images=int(len(y_all)), num_probes=int(ode.num_probes),
+    result = dict(workdir=args.workdir, exact_from=args.exact_from, num_images=int(len(y_all)),
+                  num_probes=int(ode.num_probes),
                   cpu=cpu_model(), devices=len(jax.local_devices()), batch=args.batch,
                   exact=dict(accuracy=float(np.mean(win == y_all)), seconds_per_image=exact_s / len(y_all)),
                   bound={})
@@ -147,17 +177,25 @@ def main():
     # on exact's first batch, with its dequantization and probe (key fold_in(key, 0)); network
     # evaluations per image (summed over classes) beside exact's on the same images
     if args.score_flow:
-        x_ref, k0 = jnp.asarray(x_all[:args.batch]), jax.random.fold_in(key, 0)
-        xc, probes = score.ode_inputs(ode, x_ref, k0)
+        n, k0 = min(args.score_flow_images, args.batch, len(y_all)), jax.random.fold_in(key, 0)
+        xc, probes = score.ode_inputs(ode, jnp.asarray(x_all[:args.batch]), k0)  # the first batch's,
+        x_ref, xc = jnp.asarray(x_all[:n]), xc[:n]                                # its first n images
         t0 = time.time()
         ll_ref, nfe_ref = reference(module, single.params, xc, probes, ode, clf.num_classes)
         ref_s = time.time() - t0
+        # exact's network evaluations on these images (counted anew, with their own dequantization)
         nfe = np.asarray(jax.jit(lambda x, k: score.class_likelihoods(module, ode, single.params, x, k).nfe)(x_ref, k0))
+
+        def bpd(ll):
+            return np.asarray(gcj.diffusion.bits_per_dim(jnp.asarray(ll), dim))
         per_class = float(nfe.mean())
         result["score_flow"] = dict(
             num_images=len(x_ref), seconds_per_image=ref_s / len(x_ref),
             network_evaluations_per_image=int(nfe_ref),  # (each evaluation covers the whole batch)
-            prediction_agrees_with_exact=float(np.mean(ll_ref.argmax(1) == exact[:len(x_ref)].argmax(1))))
+            prediction_agrees_with_exact=float(np.mean(ll_ref.argmax(1) == exact[:len(x_ref)].argmax(1))),
+            # bits/dim of every (image, class) pair: the same dequantized images and probe
+            bits_per_dim_exact=float(np.mean(bpd(exact[:len(x_ref)]))), bits_per_dim_score_flow=float(np.mean(bpd(ll_ref))),
+            bits_per_dim_max_abs_difference=float(np.max(np.abs(bpd(exact[:len(x_ref)]) - bpd(ll_ref)))))
         result["exact"]["network_evaluations_per_image"] = float(nfe.sum(1).mean())
         result["adaptive"]["network_evaluations_per_image"] = (  # the bound's draws, then the exact solves
             args.adaptive_draws * clf.num_classes + result["adaptive"]["classes_solved_mean"] * per_class)

@@ -33,7 +33,8 @@ def suite_options(given: dict | None = None) -> types.SimpleNamespace:
 def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | None = None,
              ood_split: str = "test", data_dir: str | None = None, plots: bool = True,
              max_images: int | None = None, options: dict | None = None,
-             log=print, max_test_images: int | None = None, overrides: dict | None = None) -> dict:
+             log=print, max_test_images: int | None = None, overrides: dict | None = None,
+             save_log_likelihoods: bool = False) -> dict:
     """Runs ``suites`` on a train.py workdir; writes ``out`` (JSON) and PNG plots beside it.
 
     ``max_images`` caps the sets scored besides the test set (the training scores of the rejection
@@ -42,7 +43,9 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     ``options``: the suites' options by name (``gcj.suites.<suite>`` declares them, with their
     defaults). ``overrides``: config keys changed for this evaluation (``classifier.load``; e.g.
     the score family's ``model.score.ode.num_probes``). The report records the options each
-    suite ran with, the overrides and the config evaluated."""
+    suite ran with, the overrides and the config evaluated. ``save_log_likelihoods``: also the test
+    images' ``[N, C]`` log-likelihoods, their positions in the test set and labels, in
+    ``log_likelihoods_path(out)`` (for analyses that must not score them again)."""
     classifier.read_config(workdir)  # a missing workdir is the first thing to say
     primary = jax.process_index() == 0  # (several processes: each computes the report, the first writes it)
     log = log if primary else (lambda *args, **kw: None)
@@ -81,6 +84,11 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
         ctx.train = data.subset(data.load_train_val(cfg)[0], max_images, keys.named(key, "train", "subset"))
         ctx.ll_train = classifier.batched_log_likelihoods(clf, ctx.train.images, bs, keys.named(key, "train", "likelihood"))
     clock.lap("scoring")
+    if save_log_likelihoods and out and primary:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        np.savez(log_likelihoods_path(out), test=ll_test, test_labels=test.labels,
+                 test_indices=np.arange(len(test.labels)) if test_indices is None else test_indices,
+                 batch_size=bs, seed=cfg.seed)
     # the workdir relative to the report (or as given): no path of this machine in a report
     where = os.path.relpath(os.path.abspath(workdir), os.path.dirname(os.path.abspath(out))) if out else workdir
     report = dict(gcj_version=__version__, provenance=provenance(), workdir=where,
@@ -115,6 +123,14 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
         with open(out, "w") as f:
             f.write(dumps(report))
     return report
+
+
+def log_likelihoods_path(out: str) -> str:
+    """Where ``evaluate(..., save_log_likelihoods=True)`` writes the test log-likelihoods of the
+    report ``out``: beside it, ``<name>_log_likelihoods.npz``. Test image ``test_indices[i]`` of
+    batch ``i // batch_size`` was scored with the key ``fold_in(keys.named(key(seed), 'test',
+    'likelihood'), batch_size * (i // batch_size))``."""
+    return os.path.splitext(out)[0] + "_log_likelihoods.npz"
 
 
 _NUMBERS = re.compile(r"\[\s+([-+\d.eE,\sNaIfinty]+?)\s+\]")

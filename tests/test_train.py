@@ -374,6 +374,7 @@ def test_max_scored_images_fits_the_thresholds_on_a_seeded_subset(trained_workdi
     assert len(scored_subset(trn, config, "train").labels) == len(trn.labels)
 
 
+@pytest.mark.slow
 def test_the_last_validation_is_not_scored_again_for_the_thresholds(tmp_path, monkeypatch):
     """The conformal thresholds reuse the last epoch's validation scores (the same images, model and
     key): the validation subset is scored once, and the thresholds equal those fitted afresh."""
@@ -393,3 +394,24 @@ def test_the_last_validation_is_not_scored_again_for_the_thresholds(tmp_path, mo
     assert refit.keys() == clf.thresholds.keys()
     for name in refit:
         np.testing.assert_allclose(clf.thresholds[name], refit[name], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_saved_log_likelihoods_are_the_reports_and_reproduce_from_their_keys(trained_workdir, tmp_path):
+    """``save_log_likelihoods``: the [N, C] test scores the report was computed from, with the
+    scored subset's positions, labels and the documented per-batch keys (a stochastic family, the
+    score model, reproduces them from those keys)."""
+    out = str(tmp_path / "r" / "report.json")
+    rep = evaluate("pretrained/sbgc_digits", ("clean",), out=out, max_test_images=6, log=lambda *_: None,
+                   save_log_likelihoods=True, overrides={"model.score.ode.rtol": "1e-3", "model.score.ode.atol": "1e-3"})
+    saved = np.load(gcj.evaluate.log_likelihoods_path(out))
+    ll, idx, bs = saved["test"], saved["test_indices"], int(saved["batch_size"])
+    assert ll.shape == (6, 10) and len(set(idx.tolist())) == 6 and gcj.evaluate.log_likelihoods_path(out).endswith(
+        "report_log_likelihoods.npz")
+    clf = gcj.load("pretrained/sbgc_digits", overrides={"model.score.ode.rtol": "1e-3", "model.score.ode.atol": "1e-3"})
+    test = data.load_dataset(clf.config.data, "test")
+    np.testing.assert_array_equal(saved["test_labels"], test.labels[idx])
+    assert rep["clean"]["accuracy"] == pytest.approx(np.mean(ll.argmax(1) == test.labels[idx]))
+    key = gcj.keys.named(jax.random.key(int(saved["seed"])), "test", "likelihood")
+    again = gcj.classifier.batched_log_likelihoods(clf, test.images[idx[:bs]], bs, key)
+    np.testing.assert_allclose(again, ll[:bs], rtol=0, atol=0.05)
