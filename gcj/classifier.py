@@ -8,6 +8,7 @@ for every family.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -256,13 +257,19 @@ def local_data_parallel(tree):
 
 
 def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int,
-                          key: jax.Array | None = None) -> np.ndarray:
+                          key: jax.Array | None = None, resume: str | None = None) -> np.ndarray:
     """``[N, C]`` log-likelihoods of uint8 images (or float ones in [0, 1]), batched (the last batch
     padded: one compile). Each batch is split over every device of every process (the data-parallel
     mesh of training; ``batch_size`` rounded up to a multiple of their number): each process sends
     its own part and every process gets all ``N`` rows back, the same as one process would compute.
     The next batch is sent while the devices work on the current one. Batch ``i`` (from 0) gets the
-    key ``fold_in(key, i * batch_size)``."""
+    key ``fold_in(key, i * batch_size)``.
+
+    ``resume``: a ``.npz`` path where the rows are kept batch by batch (written by the first
+    process), so a run stopped part-way resumes at its next batch: rows found there are used only
+    if they were made from the same images, key, batch size, config and parameters (a
+    fingerprint of all five); otherwise scoring starts afresh. For expensive likelihoods (the
+    score family's ODE); the caller removes the file when it no longer needs it."""
     if images.dtype == np.uint8 and tuple(images.shape[1:]) == clf.image_shape:
         uint8 = True
     elif images.dtype != np.uint8:
@@ -283,7 +290,19 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
         return np.asarray(multihost_utils.process_allgather(ll, tiled=True) if jax.process_count() > 1 else ll)[:n]
 
     out, pending = [], None
-    for i in progress(range(0, len(images), batch_size), "scoring", len(images) > batch_size):
+    if resume is not None:
+        mark = _fingerprint(clf, images, key, batch_size)
+        out = _resumed(resume, mark, batch_size, len(images))
+
+    def keep(rows):  # a finished batch, and with resume the rows so far
+        out.append(rows)
+        if resume is not None and jax.process_index() == 0:
+            tmp = resume + ".tmp.npz"
+            np.savez(tmp, fingerprint=mark, ll=np.concatenate(out))
+            os.replace(tmp, resume)
+
+    start = sum(len(rows) for rows in out)  # (whole batches)
+    for i in progress(range(start, len(images), batch_size), "scoring", len(images) - start > batch_size):
         chunk = images[i:i + batch_size]
         n = len(chunk)
         if n < size:
@@ -291,14 +310,40 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
         x = jax.make_array_from_process_local_data(sharded, chunk[me * per:(me + 1) * per], chunk.shape)
         ll = fn(params, x, jax.random.fold_in(key, i))  # dispatched
         if pending is not None:  # fetch the previous batch while this one runs
-            out.append(fetch(pending))
+            keep(fetch(pending))
         pending = (ll, n)
     if pending is not None:
-        out.append(fetch(pending))
+        keep(fetch(pending))
     ll = np.concatenate(out) if out else np.zeros((0, clf.num_classes), np.float32)
     if not np.all(np.isfinite(ll)):
         raise NonFiniteError(f"{np.sum(~np.isfinite(ll))} non-finite class log-likelihoods")
     return ll
+
+
+def _fingerprint(clf: Classifier, images: np.ndarray, key: jax.Array, batch_size: int) -> str:
+    """What fixes ``batched_log_likelihoods``' rows: the images, key, batch size, config and
+    parameters (sha256)."""
+    h = hashlib.sha256()
+    raw = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    for part in (np.ascontiguousarray(images), np.asarray(raw), np.int64(batch_size),
+                 *(np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(clf.params))):
+        h.update(np.ascontiguousarray(part).tobytes())
+    h.update(clf.config.to_json().encode())
+    return h.hexdigest()
+
+
+def _resumed(path: str, mark: str, batch_size: int, n: int) -> list:
+    """The whole batches of rows ``batched_log_likelihoods`` kept in ``path`` for ``mark``
+    (none when there is no such file or it was made from something else)."""
+    try:
+        with np.load(path) as f:
+            if str(f["fingerprint"]) != mark:
+                return []
+            ll = f["ll"]
+    except (OSError, KeyError, ValueError):
+        return []
+    done = n if len(ll) >= n else len(ll) // batch_size * batch_size
+    return [ll[:done]] if done else []
 
 
 # ------------------------------------------------------------------------- create and load

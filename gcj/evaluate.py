@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import types
 
 import jax
@@ -15,6 +16,7 @@ import numpy as np
 from gcj import checkpoint, classifier, data, keys, lock, metric_writer, rejection, stopwatch
 from gcj.errors import NotFoundError, UserError
 from gcj.suites import DEFAULT_SUITES as _DEFAULT, SUITES as _REGISTRY, Context, Request
+from gcj.suites.base import scores_path
 from gcj.version import __version__, provenance
 
 DEFAULT_SUITES = _DEFAULT
@@ -34,7 +36,7 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
              ood_split: str = "test", data_dir: str | None = None, plots: bool = True,
              max_images: int | None = None, options: dict | None = None,
              log=print, max_test_images: int | None = None, overrides: dict | None = None,
-             save_log_likelihoods: bool = False) -> dict:
+             save_log_likelihoods: bool = False, resumable: bool = False) -> dict:
     """Runs ``suites`` on a train.py workdir; writes ``out`` (JSON) and PNG plots beside it.
 
     ``max_images`` caps the sets scored besides the test set (the training scores of the rejection
@@ -45,7 +47,10 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     the score family's ``model.score.ode.num_probes``). The report records the options each
     suite ran with, the overrides and the config evaluated. ``save_log_likelihoods``: also the test
     images' ``[N, C]`` log-likelihoods, their positions in the test set and labels, in
-    ``log_likelihoods_path(out)`` (for analyses that must not score them again)."""
+    ``log_likelihoods_path(out)`` (for analyses that must not score them again). ``resumable``:
+    the test, training and OOD sets are scored in batches kept under ``scores_dir(out)`` (``batched_log_likelihoods``'
+    ``resume``), so a stopped evaluation run again with the same arguments resumes at its next
+    batch; the folder is removed once the report is written."""
     classifier.read_config(workdir)  # a missing workdir is the first thing to say
     primary = jax.process_index() == 0  # (several processes: each computes the report, the first writes it)
     log = log if primary else (lambda *args, **kw: None)
@@ -72,17 +77,23 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
         raise NotFoundError(f"{workdir} has no thresholds.json: training did not finish")
     cfg = clf.config
     bs = cfg.eval_batch_size
+    if resumable and not out:
+        raise UserError("a resumable evaluation keeps its scores beside its report: give out")
+    kept = scores_dir(out) if resumable else None
+    if kept:
+        os.makedirs(kept, exist_ok=True)
     clock.lap("load")
     key = jax.random.key(cfg.seed)
     test, test_indices = data.subset(data.load_dataset(cfg.data, "test"), max_test_images,
                                 keys.named(key, "test", "subset"), with_indices=True)
-    ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, keys.named(key, "test", "likelihood"))
+    ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, keys.named(key, "test", "likelihood"),
+                                                 resume=scores_path(kept, "test"))
     thresholds, not_fitted = rejection.split_fitted(clf.thresholds or {}, cfg.thresholds.conformal_alpha,
                                                     cfg.data.val_size)
-    ctx = Context(clf, request, test, ll_test, thresholds, not_fitted, key, log, test_indices)
+    ctx = Context(clf, request, test, ll_test, thresholds, not_fitted, key, log, test_indices, scores_dir=kept)
     if any(s.needs_train for s in chosen):
         ctx.train = data.subset(data.load_train_val(cfg)[0], max_images, keys.named(key, "train", "subset"))
-        ctx.ll_train = classifier.batched_log_likelihoods(clf, ctx.train.images, bs, keys.named(key, "train", "likelihood"))
+        ctx.ll_train = ctx.log_likelihoods(ctx.train.images, keys.named(key, "train", "likelihood"), "train")
     clock.lap("scoring")
     if save_log_likelihoods and out and primary:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -122,7 +133,15 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     if out and primary:
         with open(out, "w") as f:
             f.write(dumps(report))
+        if kept:
+            shutil.rmtree(kept, ignore_errors=True)
     return report
+
+
+def scores_dir(out: str) -> str:
+    """Where a resumable evaluation (``evaluate(..., resumable=True)``) of the report ``out``
+    keeps its scored batches until the report is written: ``<name>_scores/`` beside it."""
+    return os.path.splitext(out)[0] + "_scores"
 
 
 def log_likelihoods_path(out: str) -> str:

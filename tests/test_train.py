@@ -415,3 +415,38 @@ def test_saved_log_likelihoods_are_the_reports_and_reproduce_from_their_keys(tra
     key = gcj.keys.named(jax.random.key(int(saved["seed"])), "test", "likelihood")
     again = gcj.classifier.batched_log_likelihoods(clf, test.images[idx[:bs]], bs, key)
     np.testing.assert_allclose(again, ll[:bs], rtol=0, atol=0.05)
+
+
+def test_scoring_resumes_at_its_next_batch_only_from_its_own_rows(trained_workdir, tmp_path):
+    """``batched_log_likelihoods(resume=)``: kept rows of the same images, key, batch, config and
+    parameters are used (the batches after them scored); rows made from anything else are not."""
+    clf = gcj.load(trained_workdir[0])
+    images = data.load_dataset(clf.config.data, "test").images[:10]
+    key, path = jax.random.key(3), str(tmp_path / "scores.npz")
+    fresh = gcj.classifier.batched_log_likelihoods(clf, images, 4, key)
+    np.testing.assert_allclose(gcj.classifier.batched_log_likelihoods(clf, images, 4, key, resume=path), fresh,
+                               rtol=1e-5, atol=1e-4)
+    with np.load(path) as f:  # all rows kept; now as if stopped after the first batch, its rows marked
+        mark, kept = str(f["fingerprint"]), f["ll"]
+    assert kept.shape == (10, 10)
+    np.savez(path, fingerprint=mark, ll=np.full((5, 10), -7.0, np.float32))  # 1 whole batch (+1 row)
+    resumed = gcj.classifier.batched_log_likelihoods(clf, images, 4, key, resume=path)
+    assert np.all(resumed[:4] == -7.0)
+    np.testing.assert_allclose(resumed[4:], fresh[4:], rtol=1e-5, atol=1e-4)
+    np.savez(path, fingerprint=mark, ll=np.full((5, 10), -7.0, np.float32))
+    for other in (dict(key=jax.random.key(4)), dict(images=images[::-1].copy()), dict(batch_size=2)):
+        args = dict(images=images, batch_size=4, key=key) | other
+        got = gcj.classifier.batched_log_likelihoods(clf, args["images"], args["batch_size"], args["key"], resume=path)
+        assert not np.any(got == -7.0)
+        np.savez(path, fingerprint=mark, ll=np.full((5, 10), -7.0, np.float32))
+
+
+def test_a_resumable_evaluation_gives_the_same_report_and_removes_its_scores(trained_workdir, tmp_path):
+    out = str(tmp_path / "report.json")
+    a = evaluate(trained_workdir[0], ("clean", "rejection"), out=out, plots=False, log=lambda *_: None,
+                 max_images=40, resumable=True)
+    assert not os.path.exists(gcj.evaluate.scores_dir(out))
+    b = evaluate(trained_workdir[0], ("clean", "rejection"), plots=False, log=lambda *_: None, max_images=40)
+    assert a["clean"] == b["clean"] and a["rejection"] == b["rejection"]
+    with pytest.raises(ValueError, match="give out"):
+        evaluate(trained_workdir[0], ("clean",), resumable=True)

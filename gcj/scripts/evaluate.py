@@ -31,6 +31,9 @@ flags.DEFINE_integer("cpu_devices", 0, "On the CPU: JAX devices the batches are 
 cli.define_distributed_flags()
 flags.DEFINE_bool("save_log_likelihoods", False, "Also write the test images' [N, C] log-likelihoods (with "
                   "their test-set positions and labels) beside --out, as <name>_log_likelihoods.npz.")
+flags.DEFINE_bool("resumable", False, "Keep the test, training and OOD sets' scored batches beside --out (<name>_scores/, removed "
+                  "once the report is written): the same command, run again after a stop, resumes at the next "
+                  "batch. For expensive likelihoods (the score family's ODE).")
 flags.DEFINE_bool("plots", True, "Write each suite's PNG plot beside --out (--noplots: the JSON only).")
 
 
@@ -72,7 +75,8 @@ def _main(argv):
             print("(the ood suite needs --ood_dataset, e.g. mnist5k: left out)")
     report = evaluate(f.workdir, suites, f.ood_dataset, out, f.ood_split, f.data_dir,
                       max_images=f.max_images, options=options, max_test_images=f.max_test_images,
-                      plots=f.plots, overrides=_overrides(f.set), save_log_likelihoods=f.save_log_likelihoods)
+                      plots=f.plots, overrides=_overrides(f.set), save_log_likelihoods=f.save_log_likelihoods,
+                      resumable=f.resumable)
     if jax.process_index() == 0:  # (every process computes the report; the first writes and prints it)
         print(format_tables(report))
         print(f"report: {out}")

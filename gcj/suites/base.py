@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import types
 from typing import Any, Callable
 
@@ -11,7 +12,12 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from gcj import data
+from gcj import classifier, data
+
+
+def scores_path(scores_dir: str | None, name: str) -> str | None:
+    """The resume file of the scores ``name`` under ``scores_dir`` (None: not resumable)."""
+    return os.path.join(scores_dir, f"{name}.npz") if scores_dir else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +63,13 @@ class Context:
     train: data.Split | None = None     # (scored when a requested suite needs_train)
     ll_train: np.ndarray | None = None
     arrays: dict = dataclasses.field(default_factory=dict)  # what a suite keeps for its plot
+    scores_dir: str | None = None  # where scoring keeps its finished batches (resumable), or None
+
+    def log_likelihoods(self, images: np.ndarray, key: jax.Array, name: str) -> np.ndarray:
+        """``[N, C]`` log p(x|y) of ``images`` by the classifier (``batched_log_likelihoods``),
+        resumable under ``scores_dir`` as ``<name>.npz``."""
+        return classifier.batched_log_likelihoods(self.clf, images, self.batch_size, key,
+                                                  resume=scores_path(self.scores_dir, name))
 
     @property
     def config(self):

@@ -22,7 +22,7 @@ def ood_set(ctx: Context, name: str):
     key = keys.named(ctx.key, "ood", name)
     s = data.subset(data.load(name, req.ood_split, req.data_dir), req.max_images, keys.named(key, "subset"))
     images = data.to_shape(s.images, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
-    return images, classifier.batched_log_likelihoods(ctx.clf, images, ctx.batch_size, keys.named(key, "likelihood"))
+    return images, ctx.log_likelihoods(images, keys.named(key, "likelihood"), f"ood_{name}")
 
 
 def run(ctx: Context) -> dict:
