@@ -297,6 +297,7 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
     def keep(rows):  # a finished batch, and with resume the rows so far
         out.append(rows)
         if resume is not None and jax.process_index() == 0:
+            os.makedirs(os.path.dirname(os.path.abspath(resume)), exist_ok=True)
             tmp = resume + ".tmp.npz"
             np.savez(tmp, fingerprint=mark, ll=np.concatenate(out))
             os.replace(tmp, resume)

@@ -80,8 +80,6 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     if resumable and not out:
         raise UserError("a resumable evaluation keeps its scores beside its report: give out")
     kept = scores_dir(out) if resumable else None
-    if kept:
-        os.makedirs(kept, exist_ok=True)
     clock.lap("load")
     key = jax.random.key(cfg.seed)
     test, test_indices = data.subset(data.load_dataset(cfg.data, "test"), max_test_images,

@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -357,7 +358,8 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                 if len(val.labels) and (last or (every and (epoch + 1) % every == 0)):
                     scored = scored_subset(val, config, "val")
                     ll = classifier.batched_log_likelihoods(_classifier(config, trainer.log_likelihood_fn, state),
-                                                            scored.images, config.eval_batch_size)
+                                                            scored.images, config.eval_batch_size,
+                                                            resume=_scores(workdir, "val") if last else None)
                     record["val/accuracy"] = float(np.mean(ll.argmax(1) == scored.labels))
                     final_val_ll = ll if last else None
                 log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
@@ -374,10 +376,11 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                             f"{first_step_seconds:.1f} s)" if steps else ""))
 
     clf = _classifier(config, trainer.log_likelihood_fn, state)
-    thresholds = fit_thresholds(clf, train, val, config, final_val_ll)
+    thresholds = fit_thresholds(clf, train, val, config, final_val_ll, scores_dir=_scores(workdir))
     if primary:
         with open(os.path.join(workdir, "thresholds.json"), "w") as f:
             json.dump(thresholds, f, indent=2)
+        shutil.rmtree(_scores(workdir), ignore_errors=True)
     clock.lap("thresholds")
     log(f"time: {clock}")
     return classifier.Classifier(config, clf.params, clf.log_likelihood_fn, thresholds)
@@ -393,21 +396,30 @@ def scored_subset(split: data.Split, config, name: str) -> data.Split:
     return data.subset(split, config.max_scored_images or None, keys.named(jax.random.key(config.seed), "scored", name))
 
 
+def _scores(workdir: str, name: str | None = None) -> str:
+    """Where training keeps the closing scorings' finished batches until thresholds.json is
+    written (``workdir/scores/``; ``<name>.npz`` in it): a run stopped there resumes them."""
+    return os.path.join(workdir, "scores", *([f"{name}.npz"] if name else []))
+
+
 def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Split, config,
-                   val_ll: np.ndarray | None = None) -> dict:
+                   val_ll: np.ndarray | None = None, scores_dir: str | None = None) -> dict:
     """Percentile thresholds on un-augmented training images; conformal ones on the validation split
     (each at most ``config.max_scored_images``: ``scored_subset``). ``val_ll``: that subset's
     log-likelihoods, already computed by the same classifier (training's last validation), not
-    scored again."""
+    scored again. ``scores_dir``: the scorings resumable there (``batched_log_likelihoods``' ``resume``)."""
+    def resume(name):
+        return os.path.join(scores_dir, f"{name}.npz") if scores_dir else None
+
     train, val = scored_subset(train, config, "train"), scored_subset(val, config, "val")
     out = {}
     if config.thresholds.percentiles:
-        ll = classifier.batched_log_likelihoods(clf, train.images, config.eval_batch_size)
+        ll = classifier.batched_log_likelihoods(clf, train.images, config.eval_batch_size, resume=resume("train"))
         out = {f"p{p:g}": rejection.percentile_thresholds(ll, train.labels, p).tolist()
                for p in config.thresholds.percentiles}
     if len(val.labels):
         if val_ll is None:
-            val_ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size)
+            val_ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size, resume=resume("val"))
         alpha = config.thresholds.conformal_alpha
         out[f"conformal{alpha:g}"] = rejection.conformal_thresholds(val_ll, alpha).tolist()
     return out

@@ -394,6 +394,38 @@ def test_the_last_validation_is_not_scored_again_for_the_thresholds(tmp_path, mo
     assert refit.keys() == clf.thresholds.keys()
     for name in refit:
         np.testing.assert_allclose(clf.thresholds[name], refit[name], rtol=1e-5, atol=1e-4)
+    assert not os.path.exists(str(tmp_path / "w" / "scores"))  # (kept only until thresholds.json)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_while_fitting_thresholds_resumes_its_kept_scores(tmp_path, monkeypatch):
+    """Stopped while the training images are scored for the thresholds: the validation rows are
+    kept in workdir/scores/ and the run again uses them (here marked, to be seen)."""
+    real, workdir = gcj.classifier.batched_log_likelihoods, str(tmp_path / "w")
+    config = smoke_config(num_epochs=1, val_every_epochs=0)
+    trn, val = data.load_train_val(config)
+
+    def stop_at_train(clf, images, *args, **kwargs):
+        if len(images) == len(trn.labels):
+            raise KeyboardInterrupt
+        return real(clf, images, *args, **kwargs)
+
+    monkeypatch.setattr(gcj.classifier, "batched_log_likelihoods", stop_at_train)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(config, workdir)
+    kept = os.path.join(workdir, "scores", "val.npz")
+    with np.load(kept) as f:
+        assert f["ll"].shape == (len(val.labels), 10)
+        np.savez(kept, fingerprint=f["fingerprint"], ll=np.full_like(f["ll"], -7.0))
+    returned = []
+
+    def spy(clf, images, *args, **kwargs):
+        returned.append(real(clf, images, *args, **kwargs))
+        return returned[-1]
+
+    monkeypatch.setattr(gcj.classifier, "batched_log_likelihoods", spy)
+    train_and_evaluate(config, workdir)
+    assert any(np.all(r == -7.0) for r in returned) and not os.path.exists(os.path.dirname(kept))
 
 
 @pytest.mark.slow
