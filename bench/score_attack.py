@@ -58,6 +58,9 @@ def wilson(p: float, n: int, z: float = 1.96) -> list:
     return [float(centre - half), float(centre + half)]
 
 
+EXACT = {"model.score.classify": "exact"}  # every class by the ODE, whatever the model's config says
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--workdir", default="pretrained/sbgc_digits")
@@ -83,7 +86,7 @@ def main():
     cli.use_cpu_devices(args.cpu_devices)
 
     # as evaluate.py attacks: the images split over the devices, the parameters replicated
-    clf, put = classifier.local_data_parallel(gcj.load(args.workdir))
+    clf, put = classifier.local_data_parallel(gcj.load(args.workdir, overrides=EXACT))
     test = data.load_dataset(clf.config.data, "test")
     key = jax.random.key(args.seed)
     order = np.asarray(jax.random.permutation(key, len(test.labels)))[:args.num_images + args.num_images // 5 + 4]
@@ -97,7 +100,7 @@ def main():
     judge = None
     if args.judge_probes:  # the same weights, a less noisy likelihood (its draws: its own keys)
         judge = classifier.local_data_parallel(
-            gcj.load(args.workdir, overrides={"model.score.ode.num_probes": args.judge_probes}))[0]
+            gcj.load(args.workdir, overrides={**EXACT, "model.score.ode.num_probes": args.judge_probes}))[0]
     n = args.chunk or args.num_images
     ode = clf.config.model.score.ode
     if "preamble" not in done:  # the images and the costs before the attacks (minutes): kept for a rerun

@@ -62,7 +62,8 @@ def main():
     p.add_argument("--out", default=None)
     args = p.parse_args()
     cli.use_cpu_devices(args.cpu_devices)
-    single = gcj.load(args.workdir)  # (the score_flow method's, on one device)
+    # exact: every class by the ODE, whatever the model's config says (adaptive is built below)
+    single = gcj.load(args.workdir, overrides={"model.score.classify": "exact"})  # (the score_flow method's, on one device)
     # gcj's methods as evaluate.py runs them: each batch split over the devices
     clf, put = gcj.classifier.local_data_parallel(single)
     module, ode = gcj.classifier.build_module(clf.config), clf.config.model.score.ode
