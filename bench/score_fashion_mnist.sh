@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 W=workdirs/score_fashion_mnist_cpu P=pretrained/sbgc_fashion_mnist
-N_TEST=${N_TEST:-300} N_OTHER=${N_OTHER:-300}
+N_TEST=${N_TEST:-300} N_OTHER=${N_OTHER:-200}
 [ -f $W/thresholds.json ] || $PY train.py --config configs/score_fashion_mnist.py:cpu --workdir $W ${TRAIN_FLAGS:-}
 mkdir -p $W/report
 [ -d $P ] || bash bench/package.sh $W $P
