@@ -214,7 +214,7 @@ def worst_case():
 # the README's cross-family table: every family on Fashion-MNIST, MNIST-5k out (issue order of rows)
 CROSS_FAMILY = ["sdim_fashion_mnist", "disc_fashion_mnist", "sdim_logit_fashion_mnist", "ibinn_fashion_mnist_beta1",
                 "ibinn_fashion_mnist_betainf", "glow_fashion_mnist_base", "glow_fashion_mnist_reweighted",
-                "glow_fashion_mnist_split", "score_fashion_mnist"]
+                "glow_fashion_mnist_split", "sbgc_fashion_mnist"]
 
 
 def _json(*path):
