@@ -434,11 +434,11 @@ def test_saved_log_likelihoods_are_the_reports_and_reproduce_from_their_keys(tra
     scored subset's positions, labels and the documented per-batch keys (a stochastic family, the
     score model, reproduces them from those keys)."""
     out = str(tmp_path / "r" / "report.json")
-    rep = evaluate("pretrained/sbgc_digits", ("clean",), out=out, max_test_images=6, log=lambda *_: None,
+    rep = evaluate("pretrained/sbgc_digits", ("clean",), out=out, max_test_images=4, log=lambda *_: None,
                    save_log_likelihoods=True, overrides={"model.score.ode.rtol": "1e-3", "model.score.ode.atol": "1e-3"})
     saved = np.load(gcj.evaluate.log_likelihoods_path(out))
     ll, idx, bs = saved["test"], saved["test_indices"], int(saved["batch_size"])
-    assert ll.shape == (6, 10) and len(set(idx.tolist())) == 6 and gcj.evaluate.log_likelihoods_path(out).endswith(
+    assert ll.shape == (4, 10) and len(set(idx.tolist())) == 4 and gcj.evaluate.log_likelihoods_path(out).endswith(
         "report_log_likelihoods.npz")
     clf = gcj.load("pretrained/sbgc_digits", overrides={"model.score.ode.rtol": "1e-3", "model.score.ode.atol": "1e-3"})
     test = data.load_dataset(clf.config.data, "test")
