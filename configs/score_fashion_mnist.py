@@ -5,8 +5,8 @@ level, attention at 7x7, 10 Hutchinson probes.
 
 `:cpu`: sized to train on 2 CPU cores in a few hours, in several resumable sittings: nf=16,
 ch_mult (1, 2, 2), 1 residual block per level, attention at 7x7, batch 64, Adam 1e-3 (cosine,
-EMA 0.999), 10 epochs of the 58,000 training images (after 2 the classes barely count: 24% of 100
-validation images right by the bound); likelihoods with one Rademacher probe (as
+EMA 0.999), 10 epochs of the 58,000 training images (after 2, step 1800, the classes barely
+count: 24% of 100 validation images right by the bound, bench/score_monitor.py); likelihoods with one Rademacher probe (as
 the digits model; bench/sbgc_convergence.py measures the effect of more); validation accuracy
 and the thresholds from 300 seeded training / validation images each (`max_scored_images`),
 classified adaptively (`model.score.classify`: each image's three best classes by the variational
