@@ -2,7 +2,7 @@
 # The score-based generative classifier (paper 004) on Fashion-MNIST, MNIST-5k out, made on a
 # 2-core CPU; every step resumable (run the same command again after a stop):
 #   TRAIN_FLAGS="--cpu_devices 1" nohup bash bench/score_fashion_mnist.sh > workdirs/score_fashion_mnist.log 2>&1 &
-# 1. train.py, configs/score_fashion_mnist.py:cpu (2 epochs; thresholds from 300 + 300 images,
+# 1. train.py, configs/score_fashion_mnist.py:cpu (10 epochs; thresholds from 300 + 300 images,
 #    classified adaptively), then bench/package.sh into pretrained/sbgc_fashion_mnist;
 # 2. evaluate.py exactly (every class by the ODE at rtol = atol = 1e-5) on N_TEST seeded test
 #    images and N_OTHER training and MNIST-5k images, in kept batches of 20 (--resumable), the

@@ -321,6 +321,12 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
     return ll
 
 
+def resume_path(folder: str | None, name: str) -> str | None:
+    """``batched_log_likelihoods``' ``resume`` file for the scores ``name`` kept under ``folder``:
+    ``<folder>/<name>.npz`` (None without a folder: not resumable)."""
+    return os.path.join(folder, f"{name}.npz") if folder else None
+
+
 def _fingerprint(clf: Classifier, images: np.ndarray, key: jax.Array, batch_size: int) -> str:
     """What fixes ``batched_log_likelihoods``' rows: the images, key, batch size, config and
     parameters (sha256)."""

@@ -16,7 +16,6 @@ import numpy as np
 from gcj import checkpoint, classifier, data, keys, lock, metric_writer, rejection, stopwatch
 from gcj.errors import NotFoundError, UserError
 from gcj.suites import DEFAULT_SUITES as _DEFAULT, SUITES as _REGISTRY, Context, Request
-from gcj.suites.base import scores_path
 from gcj.version import __version__, provenance
 
 DEFAULT_SUITES = _DEFAULT
@@ -85,7 +84,7 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     test, test_indices = data.subset(data.load_dataset(cfg.data, "test"), max_test_images,
                                 keys.named(key, "test", "subset"), with_indices=True)
     ll_test = classifier.batched_log_likelihoods(clf, test.images, bs, keys.named(key, "test", "likelihood"),
-                                                 resume=scores_path(kept, "test"))
+                                                 resume=classifier.resume_path(kept, "test"))
     thresholds, not_fitted = rejection.split_fitted(clf.thresholds or {}, cfg.thresholds.conformal_alpha,
                                                     cfg.data.val_size)
     ctx = Context(clf, request, test, ll_test, thresholds, not_fitted, key, log, test_indices, scores_dir=kept)

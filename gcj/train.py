@@ -359,7 +359,7 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                     scored = scored_subset(val, config, "val")
                     ll = classifier.batched_log_likelihoods(_classifier(config, trainer.log_likelihood_fn, state),
                                                             scored.images, config.eval_batch_size,
-                                                            resume=_scores(workdir, "val") if last else None)
+                                                            resume=classifier.resume_path(_scores(workdir), "val") if last else None)
                     record["val/accuracy"] = float(np.mean(ll.argmax(1) == scored.labels))
                     final_val_ll = ll if last else None
                 log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
@@ -396,10 +396,10 @@ def scored_subset(split: data.Split, config, name: str) -> data.Split:
     return data.subset(split, config.max_scored_images or None, keys.named(jax.random.key(config.seed), "scored", name))
 
 
-def _scores(workdir: str, name: str | None = None) -> str:
+def _scores(workdir: str) -> str:
     """Where training keeps the closing scorings' finished batches until thresholds.json is
-    written (``workdir/scores/``; ``<name>.npz`` in it): a run stopped there resumes them."""
-    return os.path.join(workdir, "scores", *([f"{name}.npz"] if name else []))
+    written (``workdir/scores/``): a run stopped there resumes them."""
+    return os.path.join(workdir, "scores")
 
 
 def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Split, config,
@@ -408,18 +408,17 @@ def fit_thresholds(clf: classifier.Classifier, train: data.Split, val: data.Spli
     (each at most ``config.max_scored_images``: ``scored_subset``). ``val_ll``: that subset's
     log-likelihoods, already computed by the same classifier (training's last validation), not
     scored again. ``scores_dir``: the scorings resumable there (``batched_log_likelihoods``' ``resume``)."""
-    def resume(name):
-        return os.path.join(scores_dir, f"{name}.npz") if scores_dir else None
-
     train, val = scored_subset(train, config, "train"), scored_subset(val, config, "val")
     out = {}
     if config.thresholds.percentiles:
-        ll = classifier.batched_log_likelihoods(clf, train.images, config.eval_batch_size, resume=resume("train"))
+        ll = classifier.batched_log_likelihoods(clf, train.images, config.eval_batch_size,
+                                                resume=classifier.resume_path(scores_dir, "train"))
         out = {f"p{p:g}": rejection.percentile_thresholds(ll, train.labels, p).tolist()
                for p in config.thresholds.percentiles}
     if len(val.labels):
         if val_ll is None:
-            val_ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size, resume=resume("val"))
+            val_ll = classifier.batched_log_likelihoods(clf, val.images, config.eval_batch_size,
+                                                        resume=classifier.resume_path(scores_dir, "val"))
         alpha = config.thresholds.conformal_alpha
         out[f"conformal{alpha:g}"] = rejection.conformal_thresholds(val_ll, alpha).tolist()
     return out

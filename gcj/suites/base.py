@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import types
 from typing import Any, Callable
 
@@ -13,11 +12,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from gcj import classifier, data
-
-
-def scores_path(scores_dir: str | None, name: str) -> str | None:
-    """The resume file of the scores ``name`` under ``scores_dir`` (None: not resumable)."""
-    return os.path.join(scores_dir, f"{name}.npz") if scores_dir else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +63,7 @@ class Context:
         """``[N, C]`` log p(x|y) of ``images`` by the classifier (``batched_log_likelihoods``),
         resumable under ``scores_dir`` as ``<name>.npz``."""
         return classifier.batched_log_likelihoods(self.clf, images, self.batch_size, key,
-                                                  resume=scores_path(self.scores_dir, name))
+                                                  resume=classifier.resume_path(self.scores_dir, name))
 
     @property
     def config(self):
