@@ -81,10 +81,16 @@ def _save_error(mgr, step, e: BaseException) -> CheckpointSaveError:
     text = str(e).strip()
     full = isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space left on device" in text
     first = (text.splitlines() or [""])[0][:240]
-    last = [s for s in mgr.all_steps() if s != step]
-    kept = f"the last good checkpoint (step {max(last)}) is intact" if last else "no checkpoint was saved before"
     return CheckpointSaveError(f"could not save the checkpoint of step {step} in {mgr.directory}"
-                               f"{': no space left on device' if full else ''} ({type(e).__name__}: {first}); {kept}")
+                               f"{': no space left on device' if full else ''} ({type(e).__name__}: {first}); "
+                               f"{kept(mgr, but=step)}")
+
+
+def kept(mgr: ocp.CheckpointManager, but: int | None = None) -> str:
+    """What a run that stops now leaves: "the last good checkpoint (step N) is intact", or that there
+    is none (``but``: a step being written, not counted)."""
+    last = [s for s in mgr.all_steps() if s != but]
+    return f"the last good checkpoint (step {max(last)}) is intact" if last else "no checkpoint was saved before"
 
 
 def on_this_mesh(target):

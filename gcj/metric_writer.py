@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import time
 
 import ml_collections
 import numpy as np
-import tensorboardX
 from PIL import Image
-from tensorboardX.summary import hparams
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.summary import hparams, image, scalar
 
 from gcj import config as config_lib
 from gcj.errors import UserError
@@ -21,6 +23,29 @@ from gcj.errors import UserError
 
 class MetricWriteError(UserError):
     """metrics.jsonl or the TensorBoard file could not be written (a full disk, a removed folder)."""
+
+
+class EventFile:
+    """A TensorBoard event file in ``directory``, written in the caller's thread: ``add(summary,
+    step)`` appends and flushes, so a full disk is an ``OSError`` there and then. (tensorboardX's
+    ``SummaryWriter`` writes from a thread that dies of that error, after which its bounded queue
+    blocks the next caller forever.) A context manager: closed on exit."""
+
+    def __init__(self, directory: str):
+        self._events = EventsWriter(os.path.join(directory, "events"))
+
+    def add(self, summary, step: int | None = None) -> None:
+        self._events.write_event(Event(wall_time=time.time(), step=step, summary=summary))
+        self._events.flush()
+
+    def close(self) -> None:
+        self._events.close()
+
+    def __enter__(self) -> EventFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class MetricWriter:
@@ -35,13 +60,13 @@ class MetricWriter:
         if not active:
             return
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-        self.board = tensorboardX.SummaryWriter(workdir, flush_secs=10)
+        self._board = EventFile(workdir)
         if config is not None:
             # the HParams tab: this run's flattened config (tuples and None as text)
             flat = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
                     for k, v in config_lib.flatten(config.to_dict()).items()}
             for summary in hparams(flat, {"val/accuracy": 0.0}):
-                self.board.file_writer.add_summary(summary)
+                self._board.add(summary)
 
     def write(self, record: dict) -> None:
         if not self.active:
@@ -53,14 +78,18 @@ class MetricWriter:
             raise MetricWriteError(f"could not write {self._jsonl.name}: {e.strerror or e}") from e
         for tag, value in record.items():
             if tag not in ("step", "epoch") and isinstance(value, numbers.Real) and not isinstance(value, bool):
-                self.board.add_scalar(tag, float(value), record["step"])
+                try:
+                    self._board.add(scalar(tag, float(value)), record["step"])
+                except OSError as e:
+                    raise MetricWriteError(f"could not write the TensorBoard file in "
+                                           f"{os.path.dirname(self._jsonl.name)}: {e.strerror or e}") from e
 
     def close(self) -> None:
         if not self.active:
             return
         try:
             self._jsonl.close()
-            self.board.close()
+            self._board.close()
         except OSError as e:
             raise MetricWriteError(f"could not finish writing the metrics in {os.path.dirname(self._jsonl.name)}: "
                                    f"{e.strerror or e}") from e
@@ -78,6 +107,6 @@ class MetricWriter:
 
 def write_images(directory: str, images: dict) -> None:
     """PNG files as TensorBoard images in an event file in ``directory``: ``images`` tag -> path."""
-    with tensorboardX.SummaryWriter(directory) as board:
+    with EventFile(directory) as board:
         for tag, path in images.items():
-            board.add_image(tag, np.asarray(Image.open(path).convert("RGB")), dataformats="HWC")
+            board.add(image(tag, np.asarray(Image.open(path).convert("RGB")), dataformats="HWC"))

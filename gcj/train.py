@@ -369,6 +369,9 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                 if ((epoch + 1) % config.checkpoint_every_epochs == 0 or last) and mgr.latest_step() != int(state["step"]):
                     save(state)
             checkpoint.wait(mgr)  # the last save written before the thresholds are fitted
+    except metric_writer.MetricWriteError as e:  # (a full disk: say what is left to resume from)
+        checkpoint.wait(mgr)
+        raise metric_writer.MetricWriteError(f"{e}; {checkpoint.kept(mgr)}") from e
     finally:
         mgr.close()
     steps = int(state["step"]) - start_step

@@ -1,13 +1,16 @@
 """A workdir's records: metrics.jsonl, TensorBoard event files (tensorboardX) that TensorBoard's
 own protobufs parse (scalars at their steps, the config as hparams, PNG plots as images), and the
 report's JSON."""
+import errno
 import glob
 import io
 import json
 import struct
 
 import numpy as np
+import pytest
 from PIL import Image
+from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event
 
 from conftest import smoke_config
@@ -42,6 +45,23 @@ def test_records_go_to_json_lines_and_tensorboard_scalars(tmp_path):
     hp = [v.metadata.plugin_data.content for e in _events(tmp_path) for v in e.summary.value
           if v.metadata.plugin_data.plugin_name == "hparams"]
     assert any(b"model.sdim.rep_dim" in c for c in hp) and any(b"optim.lr" in c for c in hp)
+
+
+def test_a_full_disk_is_an_error_of_the_write_itself(tmp_path, monkeypatch):
+    """A TensorBoard write the filesystem refuses is a MetricWriteError raised by ``write`` (written
+    from a thread instead, the error would kill that thread and the writes after it would block on
+    its queue: a training run that never ends)."""
+    w = metric_writer.MetricWriter(str(tmp_path))
+    w.write({"step": 1, "train/loss": 1.0})
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(EventsWriter, "flush", full)
+    with pytest.raises(metric_writer.MetricWriteError, match=r"TensorBoard file in .*: No space left on device"):
+        w.write({"step": 2, "train/loss": 0.5})
+    monkeypatch.undo()
+    w.close()
+    assert [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")] == [1, 2]
 
 
 def test_plots_become_tensorboard_images(tmp_path):
