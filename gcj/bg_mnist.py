@@ -20,7 +20,6 @@ import re
 
 import numpy as np
 from scipy import ndimage
-from sklearn.datasets import load_sample_images
 
 _NAME = re.compile(r"^bg_mnist_(cifar_)?(\d+(?:\.\d+)?)$")
 SIZE = 28
@@ -54,6 +53,10 @@ def rng(split: str) -> np.random.Generator:
 def photo_backgrounds(generator: np.random.Generator, n: int) -> np.ndarray:
     """``n`` greyscale float backgrounds [n, 28, 28] in [0, 255]: random crops (28 to ~210 pixels,
     resized) of scikit-learn's two sample photos."""
+    # (imported here, as data._digits does: scikit-learn takes seconds to import, and only
+    # BG-MNIST's backgrounds and the 8x8 digits need it)
+    from sklearn.datasets import load_sample_images
+
     photos = [(p.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
               for p in load_sample_images().images]
     which = generator.integers(0, len(photos), n)
