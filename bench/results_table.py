@@ -134,7 +134,8 @@ ROBUSTNESS = {
         "ibinn_digits_beta4", "ibinn_digits_beta16", "ibinn_digits_betainf"],
     "Fashion-MNIST (50 attacked test images, 5 black-box; first 300 test images corrupted)": [
         "disc_fashion_mnist", "sdim_fashion_mnist", "sdim_logit_fashion_mnist",
-        "ibinn_fashion_mnist_beta1", "ibinn_fashion_mnist_betainf"],
+        "ibinn_fashion_mnist_beta1", "ibinn_fashion_mnist_betainf", "glow_fashion_mnist_base",
+        "glow_fashion_mnist_reweighted", "glow_fashion_mnist_split"],
 }
 
 

@@ -9,6 +9,7 @@
 # The attacks are the 29 of gcj 0.3 (the APGD / Square ensemble came later: bench/worst_case_all.sh),
 # one likelihood draw per gradient step (--eot 1), as these reports were made.
 # Not sbgc_digits: its ODE likelihood of the 360 clean test images alone takes ~1 h here (README).
+# DIGITS= / FASHION= pick models ("" for none):
 #   nohup bash bench/robustness_all.sh > workdirs/robustness.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +30,8 @@ run() {  # name, extra flags...
     > pretrained/$name/report/robustness.txt
   mv "$out.tmp" "$out"
 }
-DIGITS=${DIGITS:-"glow_digits_base glow_digits_reweighted glow_digits_split ibinn_digits_beta1 ibinn_digits_beta4 ibinn_digits_beta16 ibinn_digits_betainf"}
-FASHION=${FASHION:-"disc_fashion_mnist sdim_fashion_mnist sdim_logit_fashion_mnist ibinn_fashion_mnist_beta1 ibinn_fashion_mnist_betainf glow_fashion_mnist_base glow_fashion_mnist_reweighted glow_fashion_mnist_split"}
+DIGITS=${DIGITS-"glow_digits_base glow_digits_reweighted glow_digits_split ibinn_digits_beta1 ibinn_digits_beta4 ibinn_digits_beta16 ibinn_digits_betainf"}
+FASHION=${FASHION-"disc_fashion_mnist sdim_fashion_mnist sdim_logit_fashion_mnist ibinn_fashion_mnist_beta1 ibinn_fashion_mnist_betainf glow_fashion_mnist_base glow_fashion_mnist_reweighted glow_fashion_mnist_split"}
 for m in $DIGITS; do run $m --attack_images 100 --black_box_images 10 --cw_steps_kappa_inf 300 --nodetector_per_dim \
   --corruption_images 360; done
 for m in $FASHION; do
