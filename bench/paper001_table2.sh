@@ -6,7 +6,8 @@
 # paper's L2 budget of 1.5 at 32x32 (0.375 at 8x8: the same per-pixel size), judged under the
 # attack's own noise draw as the paper does (success_rate_attack_draw; a fresh draw beside it).
 # The 32x32 Glows (glow_mnist5k, the Fashion-MNIST ones padded from 28x28) at the paper's 1.5;
-# a model not trained yet is skipped. About 10 min per model and threshold on 2 CPU cores.
+# a model not trained yet is skipped. About 10 min per model and threshold on 2 CPU cores (the
+# Fashion-MNIST Glow: about 15 min).
 #   bash bench/paper001_table2.sh   ->  bench/results/table2_<model>_<threshold>.json
 set -e
 cd "$(dirname "$0")/.."
