@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gcj
-from conftest import ROOT
+from conftest import FAST_COMPILE, ROOT
 from gcj import data
 
 NAMES = ["sdim_fashion_mnist", "disc_fashion_mnist", "sdim_logit_fashion_mnist",
@@ -59,7 +59,7 @@ def test_pretrained_sbgc_digits_matches_its_report():
     the per-image spread is ~0.33 bits/dim)."""
     path = os.path.join(ROOT, "pretrained", "sbgc_digits")
     report = json.load(open(os.path.join(path, "report", "report.json")))
-    flags = os.environ.get("XLA_FLAGS", "").replace("--xla_backend_optimization_level=0", "")
+    flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE, "")
     env = dict(os.environ, XLA_FLAGS=flags)
     r = subprocess.run([sys.executable, "-c", _SCORE_FIRST_TEST_IMAGES, path, "8"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
