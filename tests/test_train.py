@@ -320,10 +320,10 @@ def test_prior_lr_factor_trains_the_class_means_by_plain_sgd():
     from gcj.train import make_optimizer
     cfg = base_config().optim
     cfg.update(dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.5, prior_lr_factor=3.0))
-    params = {"prior": {"mu": np.ones(2)}, "flow": {"w": np.ones(2)}}
+    params = {"prior": {"mu": np.ones(2, np.float32)}, "flow": {"w": np.ones(2, np.float32)}}
     tx = make_optimizer(cfg, 10, 1, params)
     state = tx.init(params)
-    grads = {"prior": {"mu": np.full(2, 2.0)}, "flow": {"w": np.full(2, 2.0)}}
+    grads = {"prior": {"mu": np.full(2, 2.0, np.float32)}, "flow": {"w": np.full(2, 2.0, np.float32)}}
     for _ in range(2):  # the second step shows momentum where there is one
         updates, state = tx.update(grads, state, params)
         np.testing.assert_allclose(updates["prior"]["mu"], -0.3 * 2.0)  # 3 x lr, no decay/momentum
