@@ -54,7 +54,7 @@ def main():
     print("|---|---|" + "---|" * 11)
     for name, paper, ours, n, sec in rows:
         print(f"| {name} | paper | " + " | ".join(cell(paper.get(k)) for k in keys) + f" | — | — | {paper['epochs']} | — |")
-        print(f"| | gcj | " + " | ".join(cell(ours[k]) for k in keys)
+        print("| | gcj | " + " | ".join(cell(ours[k]) for k in keys)
               + f" | {ours['auroc']:.2f} | {ours['ece']:.2f} | {n} | {sec:.0f} |")
 
 
@@ -86,7 +86,6 @@ def ibinn():
     """The IB-INN beta trade-off: test L_X and L_Y (the training definitions, with the model's
     label smoothing) recomputed on the test set, bits/dim and the rest from the reports."""
     import jax
-    import numpy as np
     import gcj
     from gcj import classifier, data
 
