@@ -73,9 +73,10 @@ def photo_backgrounds(generator: np.random.Generator, n: int) -> np.ndarray:
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
     """Area-average resize of a square float image to ``size`` x ``size`` (bins by index)."""
     n = image.shape[0]
+    # pixel i is in bin k iff edges[k] <= i < edges[k + 1]: each bin starts at its edge's ceiling
+    # (n >= size: no bin is empty)
     edges = np.linspace(0, n, size + 1)
-    idx = np.minimum((np.arange(n)[:, None] >= edges[None, 1:-1]).sum(1), size - 1)
-    starts = np.searchsorted(idx, np.arange(size))  # each bin's first index (n >= size: none empty)
+    starts = np.ceil(edges[:-1]).astype(np.int64)
     sums = np.add.reduceat(np.add.reduceat(image.astype(np.float64), starts, axis=0), starts, axis=1)
-    counts = np.diff(np.append(starts, n)).astype(np.float64)
+    counts = np.diff(np.ceil(edges)).astype(np.float64)
     return (sums / (counts[:, None] * counts[None, :])).astype(np.float32)
