@@ -6,14 +6,16 @@
 #    classified adaptively), then bench/package.sh into pretrained/sbgc_fashion_mnist;
 # 2. evaluate.py exactly (every class by the ODE at rtol = atol = 1e-5) on N_TEST seeded test
 #    images and N_OTHER training and MNIST-5k images, in kept batches of 20 (--resumable), the
-#    test scores saved (--save_log_likelihoods);
+#    test scores saved (--save_log_likelihoods). Sized from one image's cost: its ten classes take
+#    about 2 min on one core (590-650 drift evaluations each, mid-training), so 300 + 100 + 100
+#    images are hours of 2 cores;
 # 3. bench/score_bound.py on those test images and their exact scores: the variational bound,
 #    classify='adaptive' against exact, the score_flow method on 5 of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 W=workdirs/score_fashion_mnist_cpu P=pretrained/sbgc_fashion_mnist
-N_TEST=${N_TEST:-300} N_OTHER=${N_OTHER:-200}
+N_TEST=${N_TEST:-300} N_OTHER=${N_OTHER:-100}
 [ -f $W/thresholds.json ] || $PY train.py --config configs/score_fashion_mnist.py:cpu --workdir $W ${TRAIN_FLAGS:-}
 mkdir -p $W/report
 [ -d $P ] || bash bench/package.sh $W $P
