@@ -320,7 +320,7 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
         with metric_writer.MetricWriter(workdir, config, active=primary) as writer, \
                 _stop_on_sigterm() as asked:  # metrics.jsonl, TensorBoard
             for epoch in range(start_step // spe, config.num_epochs):
-                t0 = time.time()
+                t0, cpu0 = time.time(), time.process_time()
                 done = int(state["step"]) - epoch * spe  # > 0: resumed inside this epoch
                 batches = itertools.islice(data.batches(train, config.batch_size, jax.random.fold_in(data_key, epoch)),
                                            done, None)
@@ -352,6 +352,7 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                 if first_step_seconds is None:
                     first_step_seconds = clock.since_lap()
                 record = dict(step=int(state["step"]), epoch=epoch + 1, epoch_seconds=time.time() - t0,
+                              epoch_cpu_seconds=time.process_time() - cpu0,  # this process, all threads
                               **{f"train/{k}": v for k, v in means.items()})
                 last = epoch + 1 == config.num_epochs
                 every = config.val_every_epochs

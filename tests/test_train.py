@@ -41,6 +41,8 @@ def test_training_learns_and_writes_the_workdir(trained_workdir):
     records = _epochs(workdir)
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[-1]["train/loss"] < records[0]["train/loss"]
+    # an epoch's CPU time: of this process's threads, at most every core busy for its wall time
+    assert all(0 < r["epoch_cpu_seconds"] <= os.cpu_count() * r["epoch_seconds"] + 1 for r in records)
     thr = json.load(open(os.path.join(workdir, "thresholds.json")))
     assert set(thr) == {"p1", "p2", "conformal0.01"} and all(len(v) == 10 for v in thr.values())
     # the same curves for TensorBoard: one event per metrics.jsonl line, after the file version
