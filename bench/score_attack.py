@@ -4,6 +4,9 @@ probe draws (``jax.grad`` through the diffrax solve: second order, the divergenc
 Reports the seconds per attacked image and per attack gradient (compiled beforehand), the drift
 evaluations (NFE) per likelihood, the peak
 memory of the process, and how often the returned images are adversarial under fresh draws.
+(``forward_seconds_per_image_all_classes`` is the first all-class scoring of the candidate images,
+its compilation included; ``bench/score_bound.py`` times the forward alone.) Every figure is
+the wall time of this process: on a CPU shared with other jobs it is that share's.
 
     taskset -c 0 .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --num_images 4 \
         --steps 5 --eot 2 --cpu_devices 1 --out bench/results/score_attack_sbgc_digits.json
