@@ -73,10 +73,10 @@ def photo_backgrounds(generator: np.random.Generator, n: int) -> np.ndarray:
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
     """Area-average resize of a square float image to ``size`` x ``size`` (bins by index)."""
     n = image.shape[0]
-    # pixel i is in bin k iff edges[k] <= i < edges[k + 1]: each bin starts at its edge's ceiling
-    # (n >= size: no bin is empty)
-    edges = np.linspace(0, n, size + 1)
-    starts = np.ceil(edges[:-1]).astype(np.int64)
+    # pixel i is in bin k iff k n/size <= i < (k + 1) n/size: each bin starts at the ceiling of its
+    # edge (n >= size: no bin is empty)
+    bounds = np.ceil(np.linspace(0, n, size + 1)).astype(np.int64)
+    starts = bounds[:-1]
     sums = np.add.reduceat(np.add.reduceat(image.astype(np.float64), starts, axis=0), starts, axis=1)
-    counts = np.diff(np.ceil(edges)).astype(np.float64)
+    counts = np.diff(bounds).astype(np.float64)
     return (sums / (counts[:, None] * counts[None, :])).astype(np.float32)
