@@ -22,7 +22,8 @@ classifier on fresh draws; ``accuracy_under_fresh_draws`` comes with its 95% Wil
 
 and the same PGD through the ODE on those 50 images (the same seed picks them), for the cost and
 the success side by side, 5 images at a time (resumable: a rerun starts after the last chunk done;
-about 6 h on 2 cores alone, 40 ODE gradients per image at ~6 s each):
+40 ODE gradients per image and threat at ~6 s each on 2 cores alone, so about 6 h; the first
+5-image chunk took 55 min with the cores partly shared, which puts the whole at up to 18 h):
 
     nohup .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through ode --chunk 5 \
         --num_images 50 --steps 20 --eot 2 --check_draws 4 --judge_probes 10 \
