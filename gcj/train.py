@@ -355,6 +355,9 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                               epoch_cpu_seconds=time.process_time() - cpu0,  # this process, all threads
                               **{f"train/{k}": v for k, v in means.items()})
                 last = epoch + 1 == config.num_epochs
+                if ((epoch + 1) % config.checkpoint_every_epochs == 0 or last) and mgr.latest_step() != int(state["step"]):
+                    save(state)  # before validating: a run stopped while it scores (hours of ODEs for the
+                    # score family) resumes with its training done
                 every = config.val_every_epochs
                 if len(val.labels) and (last or (every and (epoch + 1) % every == 0)):
                     scored = scored_subset(val, config, "val")
@@ -367,8 +370,6 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                 writer.write(record)
                 if asked.is_set() and not last:
                     stop_preempted(state, f"end of epoch {epoch + 1}")
-                if ((epoch + 1) % config.checkpoint_every_epochs == 0 or last) and mgr.latest_step() != int(state["step"]):
-                    save(state)
             checkpoint.wait(mgr)  # the last save written before the thresholds are fitted
     except metric_writer.MetricWriteError as e:  # (a full disk: say what is left to resume from)
         checkpoint.wait(mgr)

@@ -15,7 +15,8 @@ import pytest
 
 import gcj
 from conftest import ROOT, smoke_config
-from gcj import checkpoint, lock, metric_writer
+from gcj import checkpoint, classifier, lock, metric_writer
+from gcj import train as gcj_train
 from gcj.errors import Preempted
 from gcj.evaluate import evaluate
 from gcj.train import train_and_evaluate
@@ -113,6 +114,35 @@ def test_sigterm_mid_epoch_saves_that_step_and_a_rerun_ends_bit_identical(traine
     resumed = train_and_evaluate(cfg, w)
     jax.tree_util.tree_map(np.testing.assert_array_equal, straight.params, resumed.params)
     assert sorted(checkpoint.manager(w).all_steps())[-1] == 12
+
+
+@pytest.mark.slow
+def test_a_run_stopped_in_its_closing_validation_resumes_with_its_training_done(trained_workdir, tmp_path,
+                                                                                 monkeypatch):
+    """The last epoch's checkpoint is written before that epoch's validation (for the score family,
+    hours of ODE solves): a run killed while it validates keeps its final step, and its rerun
+    trains no step again and ends as the uninterrupted run (parameters, thresholds)."""
+    w = str(tmp_path / "w")
+    score = classifier.batched_log_likelihoods
+
+    class Killed(Exception):
+        pass
+
+    def killed_in_closing_validation(*args, resume=None, **kwargs):
+        if resume is not None:  # (the closing scorings are the resumable ones)
+            raise Killed
+        return score(*args, resume=resume, **kwargs)
+    monkeypatch.setattr(classifier, "batched_log_likelihoods", killed_in_closing_validation)
+    with pytest.raises(Killed):
+        train_and_evaluate(smoke_config(), w)
+    monkeypatch.undo()
+    assert sorted(checkpoint.manager(w).all_steps())[-1] == 12
+    assert not os.path.exists(os.path.join(w, "thresholds.json"))
+    monkeypatch.setattr(gcj_train, "train_epoch", lambda *a, **k: pytest.fail("trained again"))
+    resumed = train_and_evaluate(smoke_config(), w)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, trained_workdir[1].params, resumed.params)
+    for name, values in trained_workdir[1].thresholds.items():
+        np.testing.assert_allclose(resumed.thresholds[name], values, rtol=1e-6)
 
 
 def test_a_preempted_program_exits_143_and_says_where_to_resume():
