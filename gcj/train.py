@@ -368,7 +368,7 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                     final_val_ll = ll if last else None
                 log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
                 writer.write(record)
-                if asked.is_set() and not last:
+                if asked.is_set():  # (after the last epoch: before the thresholds' scorings)
                     stop_preempted(state, f"end of epoch {epoch + 1}")
             checkpoint.wait(mgr)  # the last save written before the thresholds are fitted
     except metric_writer.MetricWriteError as e:  # (a full disk: say what is left to resume from)

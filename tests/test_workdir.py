@@ -117,26 +117,29 @@ def test_sigterm_mid_epoch_saves_that_step_and_a_rerun_ends_bit_identical(traine
 
 
 @pytest.mark.slow
-def test_a_run_stopped_in_its_closing_validation_resumes_with_its_training_done(trained_workdir, tmp_path,
-                                                                                 monkeypatch):
-    """The last epoch's checkpoint is written before that epoch's validation (for the score family,
-    hours of ODE solves): a run killed while it validates keeps its final step, and its rerun
-    trains no step again and ends as the uninterrupted run (parameters, thresholds)."""
+def test_sigterm_in_the_closing_validation_stops_after_it_and_the_rerun_trains_no_step(trained_workdir, tmp_path,
+                                                                                      monkeypatch):
+    """The last epoch's checkpoint is on disk before that epoch's validation starts (for the score
+    family, hours of ODE solves: a run killed there keeps its training); SIGTERM during it stops
+    the run once it is scored, before the thresholds; the rerun trains no step and ends as the
+    uninterrupted run (parameters, thresholds)."""
     w = str(tmp_path / "w")
-    score = classifier.batched_log_likelihoods
+    score, saved_before = classifier.batched_log_likelihoods, []
 
-    class Killed(Exception):
-        pass
-
-    def killed_in_closing_validation(*args, resume=None, **kwargs):
-        if resume is not None:  # (the closing scorings are the resumable ones)
-            raise Killed
+    def sigterm_in_closing_validation(*args, resume=None, **kwargs):
+        if resume is not None and not saved_before:  # (the closing scorings are the resumable ones)
+            final = os.path.join(w, "checkpoints", "12")
+            deadline = time.time() + 20  # (orbax may still be renaming it into place)
+            while not os.path.isdir(final) and time.time() < deadline:
+                time.sleep(0.1)
+            saved_before.append(os.path.isdir(final))
+            os.kill(os.getpid(), signal.SIGTERM)
         return score(*args, resume=resume, **kwargs)
-    monkeypatch.setattr(classifier, "batched_log_likelihoods", killed_in_closing_validation)
-    with pytest.raises(Killed):
+    monkeypatch.setattr(classifier, "batched_log_likelihoods", sigterm_in_closing_validation)
+    with pytest.raises(Preempted, match=r"stopped by SIGTERM at step 12 \(end of epoch 2\)"):
         train_and_evaluate(smoke_config(), w)
     monkeypatch.undo()
-    assert sorted(checkpoint.manager(w).all_steps())[-1] == 12
+    assert saved_before == [True]
     assert not os.path.exists(os.path.join(w, "thresholds.json"))
     monkeypatch.setattr(gcj_train, "train_epoch", lambda *a, **k: pytest.fail("trained again"))
     resumed = train_and_evaluate(smoke_config(), w)
