@@ -145,7 +145,7 @@ def test_sigterm_in_the_closing_validation_stops_after_it_and_the_rerun_trains_n
     resumed = train_and_evaluate(smoke_config(), w)
     jax.tree_util.tree_map(np.testing.assert_array_equal, trained_workdir[1].params, resumed.params)
     for name, values in trained_workdir[1].thresholds.items():
-        np.testing.assert_allclose(resumed.thresholds[name], values, rtol=1e-6)
+        np.testing.assert_allclose(resumed.thresholds[name], values, rtol=1e-6, atol=1e-3)  # nats
 
 
 def test_a_preempted_program_exits_143_and_says_where_to_resume():
