@@ -36,6 +36,7 @@ def get_config(arg=None):
         c.num_epochs = 10
         c.val_every_epochs = 0
         c.max_scored_images = 300  # validation and thresholds: 300 images each
+        c.eval_batch_size = 20  # kept batches of 20 (minutes each on a core): a stop loses at most one
         c.model.score.classify = "adaptive"  # scored by the bound's top 3 classes solved exactly
         # (bench/score_bound.py: the exact classifier's decisions on >= 99.5% of the digits); evaluate
         # exactly with --set model.score.classify=exact
