@@ -226,7 +226,7 @@ def cross_family():
     """Every family on Fashion-MNIST test images (MNIST-5k out), one row each, every cell from a
     committed file with its image count: parameters (the checkpoint's), training hours (the median
     of metrics.jsonl's epoch_seconds times the epochs, wall time on 2 CPU cores; "CPU-h" where the
-    run recorded epoch_cpu_seconds, for runs on one core of a shared CPU), the report (accuracy, bits/dim, rejection
+    run recorded epoch_cpu_seconds, as runs made beside other jobs do), the report (accuracy, bits/dim, rejection
     and OOD at the 1st-percentile thresholds; OOD on max_y log p(x|y)), the robustness report's
     mean corruption accuracy (15 corruptions x 5 severities) and the worst case over the
     autoattack ensemble at L∞ 8/255 (bench/results/worst_case/)."""
@@ -248,7 +248,7 @@ def cross_family():
         with open(os.path.join(path, "metrics.jsonl")) as f:
             epochs = [e for e in map(json.loads, f) if "epoch_seconds" in e]
         # an epoch paused or resumed counts as a typical one: the median epoch times the epochs;
-        # runs that record CPU time (one core, over several sittings) give CPU-hours instead
+        # runs that record CPU time (made beside other jobs) give CPU-hours instead
         cpu = [e["epoch_cpu_seconds"] for e in epochs if "epoch_cpu_seconds" in e]
         hours = (f"{statistics.median(cpu) * len(epochs) / 3600:.1f} CPU-h" if cpu else
                  f"{statistics.median(e['epoch_seconds'] for e in epochs) * len(epochs) / 3600:.1f}")

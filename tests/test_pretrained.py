@@ -13,7 +13,7 @@ from gcj import data
 
 NAMES = ["sdim_fashion_mnist", "disc_fashion_mnist", "sdim_logit_fashion_mnist",
          "ibinn_fashion_mnist_beta1", "ibinn_fashion_mnist_betainf", "glow_fashion_mnist_base",
-         "glow_fashion_mnist_reweighted"]
+         "glow_fashion_mnist_reweighted", "glow_fashion_mnist_split"]
 
 
 @pytest.mark.skipif(not os.path.isdir(data.FASHION_MNIST_DIR), reason="apt-get install dataset-fashion-mnist")
