@@ -132,3 +132,18 @@ def test_pretrained_holds_model_variables_only_and_stays_small():
                               if os.path.isdir(os.path.join(steps, step, d))) == ["variables"], (name, step)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
     assert size < 30e6, f"pretrained/ is {size / 1e6:.1f} MB"
+
+
+def test_pretrained_names_no_path_of_the_machine_that_made_it():
+    """No committed text file (configs, reports, orbax's commit markers) holds an absolute path to a
+    workdir or to ``pretrained/``: ``bench/package.sh`` rewrites the markers, reports name their
+    paths relative to themselves."""
+    import re
+
+    absolute = re.compile(r"(^|[\s\"'=:(])/[^\s\"']*/(workdirs|pretrained)/")
+    root = os.path.join(ROOT, "pretrained")
+    for d, _, files in os.walk(root):
+        for f in files:
+            if f.endswith((".json", ".jsonl", ".txt", ".md")):
+                text = open(os.path.join(d, f), encoding="utf-8", errors="replace").read()
+                assert not absolute.search(text), (os.path.relpath(os.path.join(d, f), root), absolute.search(text).group(0))
