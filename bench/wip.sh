@@ -25,7 +25,11 @@ case ${1:-} in
       else
         keep=("$p")
       fi
-      tar czf "bench/wip/$name.tar.gz" --exclude='events.out.tfevents.*' "${keep[@]}"
+      stage=$(mktemp -d)  # a copy whose orbax markers name no path of this machine
+      cp -r --parents "${keep[@]}" "$stage"
+      find "$stage" -name commit_success.txt -exec sh -c 'echo "Checkpoint commit was successful" > "$1"' _ {} \;
+      tar czf "bench/wip/$name.tar.gz" -C "$stage" --exclude='events.out.tfevents.*' "${keep[@]}"
+      rm -rf "$stage"
       echo "bench/wip/$name.tar.gz: ${keep[*]} ($(du -h "bench/wip/$name.tar.gz" | cut -f1))"
     done ;;
   restore)
