@@ -10,3 +10,11 @@ untrained() {
   [ -d "pretrained/$1" ] && return 1
   echo "skip $1 (not trained yet)"
 }
+# the newest complete orbax checkpoint step under the workdir DIR (empty if none)
+latest_step() {
+  ls "$1/checkpoints" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true
+}
+# rewrites orbax's commit markers under DIR, which name the path written to, without this machine's path
+scrub_markers() {
+  find "$1" -name commit_success.txt -exec sh -c 'echo "Checkpoint commit was successful" > "$1"' _ {} \;
+}

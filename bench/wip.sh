@@ -10,6 +10,7 @@
 # or file (an attack's .partial.npz) is kept whole. Each lands back at the same path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 mkdir -p bench/wip
 case ${1:-} in
   save)
@@ -17,7 +18,7 @@ case ${1:-} in
     for p in "$@"; do
       name=$(basename "$p")
       if [ -d "$p/checkpoints" ]; then
-        last=$(ls "$p/checkpoints" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
+        last=$(latest_step "$p")
         keep=()
         for f in config.json metrics.jsonl scores ${last:+checkpoints/$last}; do
           [ -e "$p/$f" ] && keep+=("$p/$f")
@@ -27,7 +28,7 @@ case ${1:-} in
       fi
       stage=$(mktemp -d)  # a copy whose orbax markers name no path of this machine
       cp -r --parents "${keep[@]}" "$stage"
-      find "$stage" -name commit_success.txt -exec sh -c 'echo "Checkpoint commit was successful" > "$1"' _ {} \;
+      scrub_markers "$stage"
       tar czf "bench/wip/$name.tar.gz" -C "$stage" --exclude='events.out.tfevents.*' "${keep[@]}"
       rm -rf "$stage"
       echo "bench/wip/$name.tar.gz: ${keep[*]} ($(du -h "bench/wip/$name.tar.gz" | cut -f1))"
