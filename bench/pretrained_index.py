@@ -19,7 +19,8 @@ def _row(name: str) -> str:
     d = os.path.join(PRETRAINED, name)
     config = json.load(open(os.path.join(d, "config.json")))
     with open(os.path.join(d, "metrics.jsonl")) as f:
-        epochs = [r["epoch"] for r in map(json.loads, f) if "epoch_seconds" in r]
+        epochs = [r["epoch"] for r in map(json.loads, f) if "epoch" in r]  # (steps logged: a run stopped
+        # after its last step, before that epoch's summary, still trained it)
     report = json.load(open(os.path.join(d, "report", "report.json")))
     c = report.get("clean", {})
     numbers = [f"accuracy {100 * c['accuracy']:.2f}%"] if "accuracy" in c else []

@@ -32,6 +32,10 @@ bash bench/worst_case_all.sh
 for s in paper001_table2 boundary_fashion_mnist corruption_likelihood explain_fashion_mnist; do
   bash bench/$s.sh
 done
+for m in glow_fashion_mnist_base glow_fashion_mnist_reweighted glow_fashion_mnist_split; do
+  report $m --ood_dataset mnist5k --ood_split all
+done
+bash bench/score_fashion_mnist.sh  # (its report: hours of 2 CPU cores)
 report sbgc_digits --ood_dataset fashion_mnist --max_images 360
 out=pretrained/sbgc_digits/report/robustness.json
 if stale $out; then

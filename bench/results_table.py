@@ -246,12 +246,15 @@ def cross_family():
             continue
         params = sum(v.size for v in jax.tree.leaves(gcj.load(path).params))
         with open(os.path.join(path, "metrics.jsonl")) as f:
-            epochs = [e for e in map(json.loads, f) if "epoch_seconds" in e]
-        # an epoch paused or resumed counts as a typical one: the median epoch times the epochs;
+            logged = [json.loads(line) for line in f]
+        epochs = [e for e in logged if "epoch_seconds" in e]
+        # an epoch paused or resumed counts as a typical one: the median epoch times the epochs
+        # trained (a run stopped after its last step, before its epoch's summary, logged fewer);
         # runs that record CPU time (made beside other jobs) give CPU-hours instead
+        trained = max(e.get("epoch", 0) for e in logged)
         cpu = [e["epoch_cpu_seconds"] for e in epochs if "epoch_cpu_seconds" in e]
-        hours = (f"{statistics.median(cpu) * len(epochs) / 3600:.1f} CPU-h" if cpu else
-                 f"{statistics.median(e['epoch_seconds'] for e in epochs) * len(epochs) / 3600:.1f}")
+        hours = (f"{statistics.median(cpu) * trained / 3600:.1f} CPU-h" if cpu else
+                 f"{statistics.median(e['epoch_seconds'] for e in epochs) * trained / 3600:.1f}")
         n, c, rej = r["num_test"], r["clean"], r["rejection"]["p1"]
         ood = r["ood"]["mnist5k"]
         bpd = f"{c['bits_per_dim']:.2f}" if "bits_per_dim" in c else "—"

@@ -21,11 +21,11 @@ classifier on fresh draws; ``accuracy_under_fresh_draws`` comes with its 95% Wil
         --num_images 50 --steps 20 --eot 2 --check_draws 4 --out bench/results/score_attack_elbo_sbgc_digits.json
 
 and the same PGD through the ODE on those 50 images (the same seed picks them), for the cost and
-the success side by side, 5 images at a time (resumable: a rerun starts after the last chunk done;
-40 ODE gradients per image and threat at ~6 s each on 2 cores alone, so about 6 h; the first
-5-image chunk took 55 min with the cores partly shared, which puts the whole at up to 18 h):
+the success side by side, 25 images at a time (resumable: a rerun starts after the last chunk done;
+40 ODE gradients per image and threat at ~6 s each on 2 CPU cores, so about 100 min per chunk; on
+one GPU (H200, with PY=python3) the first chunk took 212 s):
 
-    nohup .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through ode --chunk 5 \
+    nohup .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through ode --chunk 25 \
         --num_images 50 --steps 20 --eot 2 --check_draws 4 --judge_probes 10 \
         --out bench/results/score_attack_ode_sbgc_digits.json > workdirs/score_attack_ode.log 2>&1 &
 
