@@ -93,6 +93,9 @@ def main():
     clf, put = classifier.local_data_parallel(gcj.load(args.workdir, overrides=EXACT))
     test = data.load_dataset(clf.config.data, "test")
     key = jax.random.key(args.seed)
+    # where this process runs (a resumed run's chunks may each have run elsewhere: each records its own)
+    device = f"{cpu_model()}, {len(jax.devices())} {jax.devices()[0].platform} device(s)" \
+        if jax.default_backend() == "cpu" else f"{jax.devices()[0].device_kind} ({len(jax.devices())})"
     order = np.asarray(jax.random.permutation(key, len(test.labels)))[:args.num_images + args.num_images // 5 + 4]
     x_all = data.to_float(test.images[order])
     partial = (args.out or "score_attack") + ".partial.npz"  # what a rerun resumes from
@@ -116,7 +119,7 @@ def main():
         module = classifier.build_module(clf.config)
         nfe = np.asarray(jax.jit(lambda prm, v, k: score.class_likelihoods(module, ode, prm, v, k).nfe)(
             clf.params, x, jax.random.fold_in(key, 2)))
-        pre = dict(forward_seconds_per_image_all_classes=forward_s / len(order),
+        pre = dict(preamble_device=device, forward_seconds_per_image_all_classes=forward_s / len(order),
                    nfe_per_likelihood_mean=float(nfe.mean()), nfe_per_likelihood_max=int(nfe.max()))
 
         # one attack gradient (margin loss, one draw) on these images, compiled first: what each PGD
@@ -160,17 +163,20 @@ def main():
             r = attacks.pgd(attacker, put(x_np[i:i + n]), put(y_np[i:i + n]), k if n >= len(y_np) else jax.random.fold_in(k, i),
                             eps=eps, norm=norm, steps=args.steps, step_size=step, loss="margin", eot=args.eot)
             done.update({f"{tag}/x": np.asarray(r.x), f"{tag}/success": np.asarray(r.success),
-                         f"{tag}/seconds": np.float64(time.time() - t0)})
+                         f"{tag}/seconds": np.float64(time.time() - t0), f"{tag}/device": np.asarray(device)})
             np.savez(partial, **done)
             print(f"{name}: images {i}-{i + len(r.x) - 1} in {done[f'{tag}/seconds']:.0f} s", flush=True)
         r = attacks.AttackResult(x=put(np.concatenate([done[f"{name}/{i}/x"] for i in starts])),
                                  success=np.concatenate([done[f"{name}/{i}/success"] for i in starts]))
         seconds = float(sum(done[f"{name}/{i}/seconds"] for i in starts))
+        # a resumed run's chunks may have run on different machines: each with its own
+        chunks = [dict(images=f"{i}-{min(i + n, len(y_np)) - 1}", seconds=float(done[f"{name}/{i}/seconds"]),
+                       device=str(done.get(f"{name}/{i}/device", "not recorded"))) for i in starts]
         draws = np.asarray(attacks.success_under_draws(clf, r.x, y, jax.random.fold_in(key, 4),
                                                        draws=args.check_draws))
         d = (np.asarray(r.x, np.float64) - np.asarray(x, np.float64)).reshape(len(y), -1)
         result["attacks"][name] = dict(
-            eps=eps, norm=norm, step_size=step, seconds=seconds, seconds_per_image=seconds / len(y),
+            eps=eps, norm=norm, step_size=step, seconds=seconds, seconds_per_image=seconds / len(y), chunks=chunks,
             gradients_per_image=args.steps * args.eot,
             seconds_per_gradient_per_image=seconds / len(y) / (args.steps * args.eot + 1),
             success_during_attack=float(np.mean(np.asarray(r.success))),

@@ -52,6 +52,9 @@ def main():
     p.add_argument("--margin_quantile", type=float, default=0.995)
     p.add_argument("--score_flow", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the score_flow method on the first batch")
+    p.add_argument("--parts", default="bound,adaptive,score_flow",
+                   help="what to run, of bound, adaptive, score_flow (e.g. score_flow alone with --exact_from: "
+                        "its bits/dim against the saved exact ones, without exact's timing)")
     p.add_argument("--cpu_devices", type=int, default=0,
                    help="CPU devices each batch is split over (0: as evaluate.py chooses)")
     p.add_argument("--exact_from", default=None,
@@ -61,6 +64,10 @@ def main():
                    help="images of the first batch the score_flow method solves")
     p.add_argument("--out", default=None)
     args = p.parse_args()
+    parts = set(args.parts.split(","))
+    if parts - {"bound", "adaptive", "score_flow"}:
+        raise SystemExit(f"--parts: unknown {sorted(parts - {'bound', 'adaptive', 'score_flow'})}")
+    args.score_flow = args.score_flow and "score_flow" in parts
     cli.use_cpu_devices(args.cpu_devices)
     # exact: every class by the ODE, whatever the model's config says (adaptive is built below)
     single = gcj.load(args.workdir, overrides={"model.score.classify": "exact"})  # (the score_flow method's, on one device)
@@ -100,7 +107,7 @@ def main():
     # best bound the exact winner's bound lies (the smallest margin that keeps that share of decisions)
     bound_fn = jax.jit(lambda x, k: score.class_bounds(module, ode, clf.params, x, k, args.adaptive_draws))
     margin, calibration = None, None
-    if args.calibration_images:
+    if args.calibration_images and "adaptive" in parts:
         _, val = data.load_train_val(clf.config)  # held out from training, as the conformal thresholds
         x_cal = data.to_float(val.images[:args.calibration_images])
         exact_cal, _ = run(lambda x, k: exact_fn(clf.params, x, k), x_cal)
@@ -113,17 +120,19 @@ def main():
 
     if saved is None:
         exact, exact_s = run(lambda x, k: exact_fn(clf.params, x, k))
-    else:  # scored by evaluate.py; timed here on a few of the images
-        exact = saved["test"]
-        n = min(args.timing_images, len(y_all))
-        exact_s = run(lambda x, k: exact_fn(clf.params, x, k), x_all[:n], batch=n)[1] * len(y_all) / n
+    else:  # scored by evaluate.py; timed here on a few of the images (what the speedups need)
+        exact, exact_s = saved["test"], None
+        if parts & {"bound", "adaptive"}:
+            n = min(args.timing_images, len(y_all))
+            exact_s = run(lambda x, k: exact_fn(clf.params, x, k), x_all[:n], batch=n)[1] * len(y_all) / n
     win = exact.argmax(1)
     result = dict(workdir=args.workdir, exact_from=args.exact_from, num_images=int(len(y_all)),
                   num_probes=int(ode.num_probes),
                   cpu=cpu_model(), devices=len(jax.local_devices()), batch=args.batch,
-                  exact=dict(accuracy=float(np.mean(win == y_all)), seconds_per_image=exact_s / len(y_all)),
-                  bound={})
-    for n in map(int, args.draws.split(",")):
+                  exact=dict(accuracy=float(np.mean(win == y_all))), bound={})
+    if exact_s is not None:
+        result["exact"]["seconds_per_image"] = exact_s / len(y_all)
+    for n in map(int, args.draws.split(",")) if "bound" in parts else ():
         bound, s = run(jax.jit(lambda x, k, n=n: score.class_bounds(module, ode, clf.params, x, k, n)))
         gap = (exact - bound) / (dim * math.log(2))  # bits/dim, > 0: the bound below
         rank = (bound > bound[np.arange(len(win)), win][:, None]).sum(1)  # 0: the exact winner is first
@@ -140,40 +149,41 @@ def main():
             gap_bits_per_dim_exact_winner_sd=float(gap[np.arange(len(win)), win].std()),
             seconds_per_image=s / len(y_all), speedup_vs_exact=exact_s / s)
         print(json.dumps({n: result["bound"][str(n)]}))
-    # the ODE's own reproducibility: the exact winner solved again alone (same key: the same image
-    # and probes); only the batch shape differs, which moves the adaptive steps, so this spread is
-    # the tolerance any re-solve of the same (image, class) carries
-    again, _ = run(jax.jit(lambda x, k, w: score.class_likelihoods(module, ode, clf.params, x, k, w[:, None]).logp),
-                   x_all, win)
-    noise = np.abs(again[:, 0] - exact.max(1))
-    tol = float(noise.max())
-    result["exact"]["resolve_abs_diff_nats"] = dict(median=float(np.median(noise)), max=tol)
-    # classify='adaptive': the same images and keys; what must equal exact's
-    top = clf.num_classes if margin is not None else args.adaptive_top
+    if "adaptive" in parts:
+        # the ODE's own reproducibility: the exact winner solved again alone (same key: the same image
+        # and probes); only the batch shape differs, which moves the adaptive steps, so this spread is
+        # the tolerance any re-solve of the same (image, class) carries
+        again, _ = run(jax.jit(lambda x, k, w: score.class_likelihoods(module, ode, clf.params, x, k, w[:, None]).logp),
+                       x_all, win)
+        noise = np.abs(again[:, 0] - exact.max(1))
+        tol = float(noise.max())
+        result["exact"]["resolve_abs_diff_nats"] = dict(median=float(np.median(noise)), max=tol)
+        # classify='adaptive': the same images and keys; what must equal exact's
+        top = clf.num_classes if margin is not None else args.adaptive_top
 
-    def adaptive_fn(x, k):
-        ll, solved = score.adaptive_likelihoods(module, ode, clf.params, x, k, args.adaptive_draws, top, margin)
-        return jnp.concatenate([ll, solved.astype(ll.dtype)], 1)
-    both, s = run(jax.jit(adaptive_fn))
-    adaptive, solved = both[:, :clf.num_classes], both[:, clf.num_classes:] > 0.5
-    diff = np.abs(adaptive.max(1) - exact.max(1))
-    close = exact.max(1, keepdims=True) - exact <= 2 * tol  # runner-up within the solver's spread
-    same = dict(prediction=adaptive.argmax(1) == win,
-                winner_log_likelihood=diff <= tol)  # within the exact solve's own spread
-    for name, t in (clf.thresholds or {}).items():
-        if name.startswith("p"):
-            same[f"rejection_{name}"] = gcj.rejection.reject(adaptive, np.asarray(t)) == gcj.rejection.reject(
-                exact, np.asarray(t))
-    result["adaptive"] = dict(top=top, margin_nats=margin, calibration=calibration, draws=args.adaptive_draws,
-                              classes_solved_mean=float(solved.sum(1).mean()),
-                              classes_solved_counts=np.bincount(solved.sum(1), minlength=clf.num_classes + 1).tolist(),
-                              seconds_per_image=s / len(y_all),
-                              speedup_vs_exact=exact_s / s, accuracy=float(np.mean(adaptive.argmax(1) == y_all)),
-                              agreement={k: float(v.mean()) for k, v in same.items()},
-                              winner_abs_diff_nats=dict(median=float(np.median(diff)), max=float(diff.max())),
-                              disagreements_with_a_tie=int(np.sum(~same["prediction"] & (close.sum(1) > 1))),
-                              all_agree=float(np.mean(np.all(np.stack(list(same.values())), 0))))
-    print(json.dumps(dict(adaptive=result["adaptive"])))
+        def adaptive_fn(x, k):
+            ll, solved = score.adaptive_likelihoods(module, ode, clf.params, x, k, args.adaptive_draws, top, margin)
+            return jnp.concatenate([ll, solved.astype(ll.dtype)], 1)
+        both, s = run(jax.jit(adaptive_fn))
+        adaptive, solved = both[:, :clf.num_classes], both[:, clf.num_classes:] > 0.5
+        diff = np.abs(adaptive.max(1) - exact.max(1))
+        close = exact.max(1, keepdims=True) - exact <= 2 * tol  # runner-up within the solver's spread
+        same = dict(prediction=adaptive.argmax(1) == win,
+                    winner_log_likelihood=diff <= tol)  # within the exact solve's own spread
+        for name, t in (clf.thresholds or {}).items():
+            if name.startswith("p"):
+                same[f"rejection_{name}"] = gcj.rejection.reject(adaptive, np.asarray(t)) == gcj.rejection.reject(
+                    exact, np.asarray(t))
+        result["adaptive"] = dict(top=top, margin_nats=margin, calibration=calibration, draws=args.adaptive_draws,
+                                  classes_solved_mean=float(solved.sum(1).mean()),
+                                  classes_solved_counts=np.bincount(solved.sum(1), minlength=clf.num_classes + 1).tolist(),
+                                  seconds_per_image=s / len(y_all),
+                                  speedup_vs_exact=exact_s / s, accuracy=float(np.mean(adaptive.argmax(1) == y_all)),
+                                  agreement={k: float(v.mean()) for k, v in same.items()},
+                                  winner_abs_diff_nats=dict(median=float(np.median(diff)), max=float(diff.max())),
+                                  disagreements_with_a_tie=int(np.sum(~same["prediction"] & (close.sum(1) > 1))),
+                                  all_agree=float(np.mean(np.all(np.stack(list(same.values())), 0))))
+        print(json.dumps(dict(adaptive=result["adaptive"])))
     # the score_flow method (SciPy RK45 on the host, one class at a time: bench/likelihood_speed.py)
     # on exact's first batch, with its dequantization and probe (key fold_in(key, 0)); network
     # evaluations per image (summed over classes) beside exact's on the same images
@@ -198,10 +208,13 @@ def main():
             bits_per_dim_exact=float(np.mean(bpd(exact[:len(x_ref)]))), bits_per_dim_score_flow=float(np.mean(bpd(ll_ref))),
             bits_per_dim_max_abs_difference=float(np.max(np.abs(bpd(exact[:len(x_ref)]) - bpd(ll_ref)))))
         result["exact"]["network_evaluations_per_image"] = float(nfe.sum(1).mean())
-        result["adaptive"]["network_evaluations_per_image"] = (  # the bound's draws, then the exact solves
-            args.adaptive_draws * clf.num_classes + result["adaptive"]["classes_solved_mean"] * per_class)
+        if "adaptive" in result:
+            result["adaptive"]["network_evaluations_per_image"] = (  # the bound's draws, then the exact solves
+                args.adaptive_draws * clf.num_classes + result["adaptive"]["classes_solved_mean"] * per_class)
         for name in ("exact", "adaptive"):
-            result[name]["speedup_vs_score_flow"] = result["score_flow"]["seconds_per_image"] / result[name]["seconds_per_image"]
+            if "seconds_per_image" in result.get(name, {}):
+                result[name]["speedup_vs_score_flow"] = (result["score_flow"]["seconds_per_image"]
+                                                         / result[name]["seconds_per_image"])
         print(json.dumps(dict(score_flow=result["score_flow"])))
     print(json.dumps(result["exact"]))
     if args.out:
