@@ -82,6 +82,9 @@ def main():
     p.add_argument("--judge_probes", type=int, default=0,
                    help="also judge the returned images (and their clean originals) by the exact classifier with "
                         "this many Hutchinson probes (0: not): how much of the robustness is the likelihood's noise")
+    p.add_argument("--eot_parallel", action="store_true",
+                   help="each gradient's EoT draws at once (attacks.pgd(eot_parallel=True)): on a GPU about one "
+                        "draw's time; the same draws and results, so a rerun may mix chunks made either way")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu_devices", type=int, default=0,
                    help="CPU devices the attacked images are split over (0: as evaluate.py chooses)")
@@ -99,7 +102,7 @@ def main():
     order = np.asarray(jax.random.permutation(key, len(test.labels)))[:args.num_images + args.num_images // 5 + 4]
     x_all = data.to_float(test.images[order])
     partial = (args.out or "score_attack") + ".partial.npz"  # what a rerun resumes from
-    settings = json.dumps({k: v for k, v in vars(args).items() if k != "out"}, sort_keys=True)
+    settings = json.dumps({k: v for k, v in vars(args).items() if k not in ("out", "eot_parallel")}, sort_keys=True)
     done = dict(np.load(partial)) if os.path.exists(partial) else {"settings": np.asarray(settings)}
     if str(done["settings"]) != settings:
         raise SystemExit(f"{partial} holds chunks of another run ({done['settings']}): remove it to start anew")
@@ -161,7 +164,8 @@ def main():
             t0 = time.time()
             k = jax.random.fold_in(key, 3)  # all images at once: the key of the unchunked runs
             r = attacks.pgd(attacker, put(x_np[i:i + n]), put(y_np[i:i + n]), k if n >= len(y_np) else jax.random.fold_in(k, i),
-                            eps=eps, norm=norm, steps=args.steps, step_size=step, loss="margin", eot=args.eot)
+                            eps=eps, norm=norm, steps=args.steps, step_size=step, loss="margin", eot=args.eot,
+                            eot_parallel=args.eot_parallel)
             done.update({f"{tag}/x": np.asarray(r.x), f"{tag}/success": np.asarray(r.success),
                          f"{tag}/seconds": np.float64(time.time() - t0), f"{tag}/device": np.asarray(device)})
             np.savez(partial, **done)

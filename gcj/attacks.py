@@ -141,28 +141,33 @@ def is_success(ll, y, targeted: bool = False, thresholds=None):
 # ------------------------------------------------------------------------------ PGD and FGSM
 
 def loss_gradient(model, x, labels, key, *, loss: str = "margin", targeted: bool = False,
-                  thresholds=None, eot: int = 1, source=None) -> jax.Array:
+                  thresholds=None, eot: int = 1, source=None, eot_parallel: bool = False) -> jax.Array:
     """∇_x of the summed attack loss: the direction every white-box attack here ascends (for the
     score family, through its ODE, divergence term included). ``eot`` > 1: Expectation over
     Transformation, the mean of the gradients under ``eot`` likelihood draws (keys
-    ``jax.random.split(key, eot)``; stochastic families: dequantization, Hutchinson probes)."""
+    ``jax.random.split(key, eot)``; stochastic families: dequantization, Hutchinson probes), one
+    draw after another (the memory of one), or with ``eot_parallel`` all at once (vmapped: ``eot``
+    times the memory; on an accelerator a solver-bound likelihood such as the score family's ODE
+    takes about the time of one draw). The same draws and values either way."""
     fn, params = as_function(model)
     x, labels = _check(x, labels)
     source = labels if source is None else _check(x, source)[1]
     g, _ = _loss_gradient(fn, params, x, labels, key, _thresholds(thresholds), source, loss=loss,
-                          targeted=targeted, eot=eot)
+                          targeted=targeted, eot=eot, eot_parallel=eot_parallel)
     return g
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "loss", "targeted", "eot"))
-def _loss_gradient(fn, params, x, y, key, thresholds, source, *, loss, targeted, eot):
-    return jax.grad(_objective(fn, params, y, thresholds, loss, targeted, eot, source), has_aux=True)(x, key)
+@functools.partial(jax.jit, static_argnames=("fn", "loss", "targeted", "eot", "eot_parallel"))
+def _loss_gradient(fn, params, x, y, key, thresholds, source, *, loss, targeted, eot, eot_parallel):
+    return jax.grad(_objective(fn, params, y, thresholds, loss, targeted, eot, source, eot_parallel),
+                    has_aux=True)(x, key)
 
 
-def _objective(fn, params, y, thresholds, loss, targeted, eot=1, source=None):
+def _objective(fn, params, y, thresholds, loss, targeted, eot=1, source=None, eot_parallel=False):
     """``(x, key) -> (Σ_b l_b, (l [B], ll [B, C]))``: the attack loss averaged over ``eot``
-    likelihood draws (keys split from ``key``; one draw uses ``key`` itself), ``ll`` the draws'
-    mean class log-likelihoods; its ``jax.grad`` is the mean of the per-draw gradients (EoT)."""
+    likelihood draws (keys split from ``key``; one draw uses ``key`` itself; sequential, or
+    vmapped with ``eot_parallel``), ``ll`` the draws' mean class log-likelihoods; its ``jax.grad``
+    is the mean of the per-draw gradients (EoT)."""
     if eot < 1:
         raise UserError(f"eot must be >= 1 likelihood draws per gradient, got {eot}")
 
@@ -173,8 +178,9 @@ def _objective(fn, params, y, thresholds, loss, targeted, eot=1, source=None):
     def total(xa, key):
         if eot == 1:
             l, ll = one(xa, key)
-        else:  # one draw after another (memory of one), the mean of their losses
-            l, ll = jax.lax.map(lambda k: one(xa, k), jax.random.split(key, eot))
+        else:  # one draw after another (memory of one) or all at once, the mean of their losses
+            l, ll = jax.lax.map(lambda k: one(xa, k), jax.random.split(key, eot),
+                                batch_size=eot if eot_parallel else None)
             l, ll = l.mean(0), ll.mean(0)
         return l.sum(), (l, ll)
 
@@ -269,10 +275,10 @@ def _better(s, l, best_s, best_l):
 
 
 @functools.partial(jax.jit, static_argnames=("fn", "norm", "steps", "loss", "targeted",
-                                              "random_start", "restarts", "eot"))
+                                              "random_start", "restarts", "eot", "eot_parallel"))
 def _pgd(fn, params, x, y, key, eps, step_size, thresholds, *, norm, steps, loss, targeted,
-         random_start, restarts, eot):
-    objective = _objective(fn, params, y, thresholds, loss, targeted, eot)
+         random_start, restarts, eot, eot_parallel):
+    objective = _objective(fn, params, y, thresholds, loss, targeted, eot, eot_parallel=eot_parallel)
     grad_fn = jax.grad(objective, has_aux=True)
     better = _better
 
@@ -311,7 +317,8 @@ def _pgd(fn, params, x, y, key, eps, step_size, thresholds, *, norm, steps, loss
 
 def pgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 40,
         step_size: float | None = None, loss: str = "margin", targeted: bool = False,
-        random_start: bool = True, restarts: int = 1, thresholds=None, eot: int = 1) -> AttackResult:
+        random_start: bool = True, restarts: int = 1, thresholds=None, eot: int = 1,
+        eot_parallel: bool = False) -> AttackResult:
     """Projected gradient ascent of ``loss`` in the ``norm`` ball of radius ``eps`` (∩ [0, 1]).
 
     ``norm``: ``"linf"`` (signed gradient steps) or ``"l2"`` (normalised gradient steps).
@@ -319,7 +326,8 @@ def pgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 4
     labels, or the targets when ``targeted``. Each restart starts uniformly in the ball (if
     ``random_start``); per example the best iterate over all steps and restarts is returned
     (successful first, then the highest loss), so more steps or restarts never weaken it.
-    ``eot``: likelihood draws per gradient (Expectation over Transformation, ``loss_gradient``).
+    ``eot``, ``eot_parallel``: likelihood draws per gradient (Expectation over Transformation) and
+    whether they run at once (``loss_gradient``).
     """
     if loss == "dlr" and targeted:
         raise UserError("the targeted DLR loss needs the true labels too: use apgd(..., targets=)")
@@ -330,14 +338,14 @@ def pgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 4
         step_size = eps / 30 if norm == "linf" else 0.025 * eps
     return _pgd(fn, params, x, labels, key, jnp.float32(eps), jnp.float32(step_size),
                 _thresholds(thresholds), norm=norm, steps=steps, loss=loss, targeted=targeted,
-                random_start=random_start, restarts=restarts, eot=eot)
+                random_start=random_start, restarts=restarts, eot=eot, eot_parallel=eot_parallel)
 
 
 def fgsm(model, x, labels, key, *, eps: float, loss: str = "ce", targeted: bool = False,
-         thresholds=None, eot: int = 1) -> AttackResult:
+         thresholds=None, eot: int = 1, eot_parallel: bool = False) -> AttackResult:
     """Fast gradient sign method: one L∞ step of size ``eps`` from ``x`` (Goodfellow et al.)."""
     return pgd(model, x, labels, key, eps=eps, norm="linf", steps=1, step_size=eps, loss=loss,
-               targeted=targeted, random_start=False, thresholds=thresholds, eot=eot)
+               targeted=targeted, random_start=False, thresholds=thresholds, eot=eot, eot_parallel=eot_parallel)
 
 
 # ------------------------------------------------------------------------------------- APGD
@@ -404,11 +412,11 @@ def _apgd_restart(grad_fn, success_fn, x, xa, key, eps, norm, steps, alpha, rho)
 
 
 @functools.partial(jax.jit, static_argnames=("fn", "norm", "steps", "loss", "targeted", "hit_target",
-                                              "random_start", "restarts", "eot"))
+                                              "random_start", "restarts", "eot", "eot_parallel"))
 def _apgd(fn, params, x, y, t, key, eps, thresholds, alpha, rho, *, norm, steps, loss, targeted,
-          hit_target, random_start, restarts, eot):
-    grad_fn = jax.grad(_objective(fn, params, t if targeted else y, thresholds, loss, targeted, eot, y),
-                       has_aux=True)
+          hit_target, random_start, restarts, eot, eot_parallel):
+    grad_fn = jax.grad(_objective(fn, params, t if targeted else y, thresholds, loss, targeted, eot, y,
+                                  eot_parallel), has_aux=True)
 
     def success_fn(ll):
         return is_success(ll, t, True, thresholds) if hit_target else is_success(ll, y, False, thresholds)
@@ -429,7 +437,7 @@ def _apgd(fn, params, x, y, t, key, eps, thresholds, alpha, rho, *, norm, steps,
 
 def apgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 100, loss: str = "ce",
          targets=None, restarts: int = 1, eot: int = 1, random_start: bool = True, thresholds=None,
-         alpha: float = 0.75, rho: float = 0.75) -> AttackResult:
+         alpha: float = 0.75, rho: float = 0.75, eot_parallel: bool = False) -> AttackResult:
     """Auto-PGD (Croce & Hein 2020, Alg. 1) on the class log-likelihoods as logits.
 
     From x⁰ (uniform in the ``norm`` ball of radius ``eps`` if ``random_start``), step size
@@ -439,27 +447,28 @@ def apgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 
     ``_apgd_restart``). ``loss``: ``"ce"``, ``"dlr"`` (scale-free: the default of AutoAttack's
     second run), ``"margin"`` or ``"rejection"`` (needs ``thresholds``: fooled AND accepted).
     ``targets``: a targeted run towards them (success = classified as the target). ``eot``: likelihood
-    draws per gradient (EoT). Per example the best point over all steps and ``restarts`` is returned
+    draws per gradient (EoT; all at once with ``eot_parallel``, ``loss_gradient``). Per example the best point over all steps and ``restarts`` is returned
     (successful first, then the highest loss).
     """
     _check_arguments(norm, loss, eps, steps, restarts, thresholds)
     return _apgd_call(model, x, labels, targets, key, eps, norm, steps, loss, restarts, eot, random_start,
-                      thresholds, alpha, rho, hit_target=targets is not None)[0]
+                      thresholds, alpha, rho, hit_target=targets is not None, eot_parallel=eot_parallel)[0]
 
 
 def _apgd_call(model, x, labels, targets, key, eps, norm, steps, loss, restarts, eot, random_start,
-               thresholds, alpha, rho, hit_target):
+               thresholds, alpha, rho, hit_target, eot_parallel=False):
     fn, params = as_function(model)
     x, labels = _check(x, labels)
     t = labels if targets is None else _check(x, targets)[1]
     return _apgd(fn, params, x, labels, t, key, jnp.float32(eps), _thresholds(thresholds),
                  jnp.float32(alpha), jnp.float32(rho), norm=norm, steps=steps, loss=loss,
                  targeted=targets is not None, hit_target=hit_target, random_start=random_start,
-                 restarts=restarts, eot=eot)
+                 restarts=restarts, eot=eot, eot_parallel=eot_parallel)
 
 
 def apgd_targeted(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 100,
-                  num_targets: int = 9, loss: str = "dlr", eot: int = 1, thresholds=None) -> AttackResult:
+                  num_targets: int = 9, loss: str = "dlr", eot: int = 1, thresholds=None,
+                  eot_parallel: bool = False) -> AttackResult:
     """APGD-T (AutoAttack): ``steps`` of targeted APGD (``loss`` DLR, eq. 7) towards each of the
     ``num_targets`` most likely other classes of the clean image in turn (2nd, 3rd, ...); success
     = misclassified (and accepted with ``thresholds``) — by any of the runs, whose first success
@@ -473,7 +482,7 @@ def apgd_targeted(model, x, labels, key, *, eps: float, norm: str = "linf", step
     out, success = x, jnp.zeros(labels.shape, bool)
     for i in range(num_targets):
         r, _ = _apgd_call(model, x, labels, order[:, i + 1], jax.random.fold_in(key, i), eps, norm, steps,
-                          loss, 1, eot, True, thresholds, 0.75, 0.75, hit_target=False)
+                          loss, 1, eot, True, thresholds, 0.75, 0.75, hit_target=False, eot_parallel=eot_parallel)
         take = ~success
         out = jnp.where(take[:, None, None, None], r.x, out)
         success = success | r.success

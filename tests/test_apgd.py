@@ -141,6 +141,14 @@ def test_eot_gradient_is_the_mean_of_per_draw_gradients(data):
                                   attacks.loss_gradient(noisy, x, y, key, loss="ce"))
     with pytest.raises(ValueError, match="eot"):
         attacks.loss_gradient(noisy, x, y, key, eot=0)
+    # all draws at once (vmapped): the same draws, so the same gradient and the same attack
+    np.testing.assert_allclose(attacks.loss_gradient(noisy, x, y, key, loss="ce", eot=4, eot_parallel=True), g,
+                               atol=1e-5 * scale)
+    kw = dict(eps=0.3, steps=3, eot=3)
+    np.testing.assert_allclose(attacks.pgd(noisy, x, y, key, eot_parallel=True, **kw).x,
+                               attacks.pgd(noisy, x, y, key, **kw).x, atol=1e-5)
+    np.testing.assert_allclose(attacks.apgd(noisy, x, y, key, eot_parallel=True, **kw).x,
+                               attacks.apgd(noisy, x, y, key, **kw).x, atol=1e-5)
 
 
 def test_success_under_draws_and_is_stochastic(data):

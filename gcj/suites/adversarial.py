@@ -141,13 +141,14 @@ def chosen_attacks(options) -> list[AttackSpec]:
     return [s for s in specs if s.name in only]
 
 
-def _attack(spec: AttackSpec, clf, x, labels, key, threshold, eot: int, starts, detector: dict):
+def _attack(spec: AttackSpec, clf, x, labels, key, threshold, eot: int, starts, detector: dict,
+            eot_parallel: bool = False):
     """``spec``'s attack on one batch: the registered function with the spec's parameters and what
     the suite supplies (``labels``: the targets of a targeted spec)."""
     attack = attacks.get(spec.attack)
     kw = dict(spec.params)
     if attack.eot:
-        kw["eot"] = eot
+        kw.update(eot=eot, eot_parallel=eot_parallel)
     if attack.needs_starts:
         kw["starts"] = starts
     if spec.detector == "median":
@@ -416,7 +417,8 @@ def run(ctx: Context) -> dict:
         x_adv, verdict, stopped = attack_batches(
             lambda i, spec=spec, xs=xs, ys=ys, ts=ts, st=st, k=k: _attack(
                 spec, local, put(xs[i:i + b]), put((ts if spec.targeted else ys)[i:i + b]), jax.random.fold_in(k, i),
-                thr.get(primary), eot, None if st is None else put(st[i:i + b]), detector), np.asarray(xs), b)
+                thr.get(primary), eot, None if st is None else put(st[i:i + b]), detector, o.eot_parallel),
+            np.asarray(xs), b)
         ll_adv = classifier.batched_log_likelihoods(clf, x_adv, ctx.batch_size, keys.named(k, "likelihood"))
         ll_clean = ctx.ll_test[idx[:n]]
         r = attack_metrics(ll_adv, ll_clean, x_adv, np.asarray(xs), ys, ts if spec.targeted else None, thr,
@@ -503,6 +505,9 @@ OPTIONS = (
            "untargeted CW L2 (default all; see gcj.suites.adversarial.default_attacks and ENSEMBLES)."),
     Option("eot", 0, "likelihood draws per gradient of PGD / APGD (Expectation over Transformation) for a "
            "stochastic log p(x|y) (dequantization, Hutchinson probes); 0: 20. A deterministic one: always 1."),
+    Option("eot_parallel", False, "run a gradient's EoT draws at once (vmapped: eot times the memory; on an "
+           "accelerator a solver-bound likelihood, the score family's, takes about one draw's time) instead of "
+           "one after another; the same draws and results."),
     Option("eot_check_draws", 20, "fresh likelihood draws on which a stochastic model's adversarials are "
            "re-judged (adversarial_under_draws)."),
     Option("apgd_steps", 100, "APGD steps per run (APGD-T: per target, 9 targets)."),
