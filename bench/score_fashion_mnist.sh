@@ -28,7 +28,7 @@ if stale $P/report/report.json; then
       --ood_dataset mnist5k --ood_split all --max_test_images $N_TEST --max_images $N_OTHER \
       --save_log_likelihoods --resumable --out $P/report/report.json | tee $P/report/tables.txt
 fi
-out=bench/results/score_flow_sbgc_fashion_mnist.json  # (about 20 min on 2 CPU cores)
+out=bench/results/score_flow_sbgc_fashion_mnist.json  # (about 10 min on 2 CPU cores)
 [ -f $out ] || $PY bench/score_bound.py --workdir $P --exact_from $P/report/report_log_likelihoods.npz \
     --parts score_flow --score_flow_images 5 --out $out
 out=bench/results/score_bound_sbgc_fashion_mnist.json  # (hours of 2 CPU cores)
