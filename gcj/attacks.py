@@ -447,8 +447,8 @@ def apgd(model, x, labels, key, *, eps: float, norm: str = "linf", steps: int = 
     ``_apgd_restart``). ``loss``: ``"ce"``, ``"dlr"`` (scale-free: the default of AutoAttack's
     second run), ``"margin"`` or ``"rejection"`` (needs ``thresholds``: fooled AND accepted).
     ``targets``: a targeted run towards them (success = classified as the target). ``eot``: likelihood
-    draws per gradient (EoT; all at once with ``eot_parallel``, ``loss_gradient``). Per example the best point over all steps and ``restarts`` is returned
-    (successful first, then the highest loss).
+    draws per gradient (EoT; all at once with ``eot_parallel``, ``loss_gradient``). Per example the
+    best point over all steps and ``restarts`` is returned (successful first, then the highest loss).
     """
     _check_arguments(norm, loss, eps, steps, restarts, thresholds)
     return _apgd_call(model, x, labels, targets, key, eps, norm, steps, loss, restarts, eot, random_start,
