@@ -84,7 +84,8 @@ def main():
                         "this many Hutchinson probes (0: not): how much of the robustness is the likelihood's noise")
     p.add_argument("--eot_parallel", action="store_true",
                    help="each gradient's EoT draws at once (attacks.pgd(eot_parallel=True)): on a GPU about one "
-                        "draw's time; the same draws and results, so a rerun may mix chunks made either way")
+                        "draw's time; the same draws (values up to float rounding, which the ODE's adaptive "
+                        "steps can amplify), so a rerun may mix chunks made either way")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu_devices", type=int, default=0,
                    help="CPU devices the attacked images are split over (0: as evaluate.py chooses)")
@@ -167,7 +168,8 @@ def main():
                             eps=eps, norm=norm, steps=args.steps, step_size=step, loss="margin", eot=args.eot,
                             eot_parallel=args.eot_parallel)
             done.update({f"{tag}/x": np.asarray(r.x), f"{tag}/success": np.asarray(r.success),
-                         f"{tag}/seconds": np.float64(time.time() - t0), f"{tag}/device": np.asarray(device)})
+                         f"{tag}/seconds": np.float64(time.time() - t0), f"{tag}/device": np.asarray(device),
+                         f"{tag}/eot_parallel": np.asarray(args.eot_parallel)})
             np.savez(partial, **done)
             print(f"{name}: images {i}-{i + len(r.x) - 1} in {done[f'{tag}/seconds']:.0f} s", flush=True)
         r = attacks.AttackResult(x=put(np.concatenate([done[f"{name}/{i}/x"] for i in starts])),
@@ -175,7 +177,8 @@ def main():
         seconds = float(sum(done[f"{name}/{i}/seconds"] for i in starts))
         # a resumed run's chunks may have run on different machines: each with its own
         chunks = [dict(images=f"{i}-{min(i + n, len(y_np)) - 1}", seconds=float(done[f"{name}/{i}/seconds"]),
-                       device=str(done.get(f"{name}/{i}/device", "not recorded"))) for i in starts]
+                       device=str(done.get(f"{name}/{i}/device", "not recorded")),
+                       eot_parallel=bool(done.get(f"{name}/{i}/eot_parallel", False))) for i in starts]
         draws = np.asarray(attacks.success_under_draws(clf, r.x, y, jax.random.fold_in(key, 4),
                                                        draws=args.check_draws))
         d = (np.asarray(r.x, np.float64) - np.asarray(x, np.float64)).reshape(len(y), -1)

@@ -507,7 +507,8 @@ OPTIONS = (
            "stochastic log p(x|y) (dequantization, Hutchinson probes); 0: 20. A deterministic one: always 1."),
     Option("eot_parallel", False, "run a gradient's EoT draws at once (vmapped: eot times the memory; on an "
            "accelerator a solver-bound likelihood, the score family's, takes about one draw's time) instead of "
-           "one after another; the same draws and results."),
+           "one after another; the same draws (equal results up to float rounding, which an adaptive ODE "
+           "solver can amplify)."),
     Option("eot_check_draws", 20, "fresh likelihood draws on which a stochastic model's adversarials are "
            "re-judged (adversarial_under_draws)."),
     Option("apgd_steps", 100, "APGD steps per run (APGD-T: per target, 9 targets)."),
