@@ -50,11 +50,10 @@ def main():
     p.add_argument("--calibration_images", type=int, default=200,
                    help="validation images the adaptive margin is fitted on (0: no margin, --adaptive_top classes)")
     p.add_argument("--margin_quantile", type=float, default=0.995)
-    p.add_argument("--score_flow", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time the score_flow method on the first batch")
     p.add_argument("--parts", default="bound,adaptive,score_flow",
-                   help="what to run, of bound, adaptive, score_flow (e.g. score_flow alone with --exact_from: "
-                        "its bits/dim against the saved exact ones, without exact's timing)")
+                   help="what to run, of bound, adaptive, score_flow (the score_flow method timed on the first "
+                        "batch; alone with --exact_from: its bits/dim against the saved exact ones, without "
+                        "exact's timing)")
     p.add_argument("--cpu_devices", type=int, default=0,
                    help="CPU devices each batch is split over (0: as evaluate.py chooses)")
     p.add_argument("--exact_from", default=None,
@@ -67,7 +66,6 @@ def main():
     parts = set(args.parts.split(","))
     if parts - {"bound", "adaptive", "score_flow"}:
         raise SystemExit(f"--parts: unknown {sorted(parts - {'bound', 'adaptive', 'score_flow'})}")
-    args.score_flow = args.score_flow and "score_flow" in parts
     cli.use_cpu_devices(args.cpu_devices)
     # exact: every class by the ODE, whatever the model's config says (adaptive is built below)
     single = gcj.load(args.workdir, overrides={"model.score.classify": "exact"})  # (the score_flow method's, on one device)
@@ -187,7 +185,7 @@ def main():
     # the score_flow method (SciPy RK45 on the host, one class at a time: bench/likelihood_speed.py)
     # on exact's first batch, with its dequantization and probe (key fold_in(key, 0)); network
     # evaluations per image (summed over classes) beside exact's on the same images
-    if args.score_flow:
+    if "score_flow" in parts:
         n, k0 = min(args.score_flow_images, args.batch, len(y_all)), jax.random.fold_in(key, 0)
         xc, probes = score.ode_inputs(ode, jnp.asarray(x_all[:args.batch]), k0)  # the first batch's,
         x_ref, xc = jnp.asarray(x_all[:n]), xc[:n]                                # its first n images

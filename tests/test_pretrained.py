@@ -36,6 +36,16 @@ def test_pretrained_model_matches_its_report(name):
 # The score model's ODE is bound by running its compiled code, not by compiling it: in a process
 # of its own at XLA's default optimizations (conftest.py's level 0 is for the compile-bound rest),
 # its 8 images take about 40% less time.
+def _run_optimized(script: str, *args: str) -> dict:
+    """``script`` (printing one JSON line last) in a process of its own at XLA's default
+    optimizations: the score models' tests run compiled code far more than they compile it."""
+    flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE, "")
+    r = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, env=dict(os.environ, XLA_FLAGS=flags),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 _SCORE_FIRST_TEST_IMAGES = """
 import json, sys
 import numpy as np
@@ -59,12 +69,7 @@ def test_pretrained_sbgc_digits_matches_its_report():
     the per-image spread is ~0.33 bits/dim)."""
     path = os.path.join(ROOT, "pretrained", "sbgc_digits")
     report = json.load(open(os.path.join(path, "report", "report.json")))
-    flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE, "")
-    env = dict(os.environ, XLA_FLAGS=flags)
-    r = subprocess.run([sys.executable, "-c", _SCORE_FIRST_TEST_IMAGES, path, "8"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    got = json.loads(r.stdout.strip().splitlines()[-1])
+    got = _run_optimized(_SCORE_FIRST_TEST_IMAGES, path, "8")
     assert got["pred"] == got["labels"]
     assert abs(float(np.mean(got["bpd"])) - report["clean"]["bits_per_dim"]) < 0.35, got["bpd"]
 
@@ -96,17 +101,12 @@ def test_pretrained_sbgc_fashion_mnist_bound_sits_below_its_reported_likelihoods
     accepted: a mean of 1.2 to 2.0, each above 0.8) and picks the exact winner on 7 of 8 (accepted:
     >= 4). Checked to fail: weights scaled by 1 + 5% noise (gap 3.07), the next 8 images (one
     winner picked, one gap -0.2)."""
-    import math
-
     path = os.path.join(ROOT, "pretrained", "sbgc_fashion_mnist")
     exact = np.load(os.path.join(path, "report", "report_log_likelihoods.npz"))["test"][:8]
-    flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE, "")
-    r = subprocess.run([sys.executable, "-c", _SCORE_BOUND_ON_REPORTED_IMAGES, path, "8"], cwd=ROOT,
-                       env=dict(os.environ, XLA_FLAGS=flags), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    bound = np.asarray(json.loads(r.stdout.strip().splitlines()[-1])["bound"])
+    bound = np.asarray(_run_optimized(_SCORE_BOUND_ON_REPORTED_IMAGES, path, "8")["bound"])
     win = exact.argmax(1)
-    gap = (exact - bound)[np.arange(8), win] / (28 * 28 * math.log(2))
+    bpd = lambda ll: np.asarray(gcj.diffusion.bits_per_dim(ll[np.arange(8), win], 28 * 28))  # noqa: E731
+    gap = bpd(bound) - bpd(exact)  # the bound's bits/dim above exact's
     assert 1.2 < gap.mean() < 2.0 and gap.min() > 0.8, gap
     assert np.sum(bound.argmax(1) == win) >= 4, (bound.argmax(1), win)
 
