@@ -21,9 +21,10 @@ classifier on fresh draws; ``accuracy_under_fresh_draws`` comes with its 95% Wil
         --num_images 50 --steps 20 --eot 2 --check_draws 4 --out bench/results/score_attack_elbo_sbgc_digits.json
 
 and the same PGD through the ODE on those 50 images (the same seed picks them), for the cost and
-the success side by side, 25 images at a time (resumable: a rerun starts after the last chunk done;
-40 ODE gradients per image and threat at ~6 s each on 2 CPU cores, so about 100 min per chunk; on
-one GPU (H200, with PY=python3) the first chunk took 212 s):
+the success side by side, 25 images at a time (resumable: a rerun starts after the last chunk
+done, in chunks of its own ``--chunk``; 40 ODE gradients per image and threat at ~6 s each on 2
+CPU cores, about 4 min per image; on one GPU (H200, with PY=python3) the first chunk of 25 took
+212 s; on a 24 GB CPU machine use ``--chunk 5``: 25 outgrew its memory):
 
     nohup .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through ode --chunk 25 \
         --num_images 50 --steps 20 --eot 2 --check_draws 4 --judge_probes 10 \
@@ -103,9 +104,10 @@ def main():
     order = np.asarray(jax.random.permutation(key, len(test.labels)))[:args.num_images + args.num_images // 5 + 4]
     x_all = data.to_float(test.images[order])
     partial = (args.out or "score_attack") + ".partial.npz"  # what a rerun resumes from
-    settings = json.dumps({k: v for k, v in vars(args).items() if k not in ("out", "eot_parallel")}, sort_keys=True)
-    done = dict(np.load(partial)) if os.path.exists(partial) else {"settings": np.asarray(settings)}
-    if str(done["settings"]) != settings:
+    # what makes two runs one (a rerun may change --chunk: each chunk keeps its own images and key)
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "eot_parallel", "chunk")}
+    done = dict(np.load(partial)) if os.path.exists(partial) else {"settings": np.asarray(json.dumps(settings, sort_keys=True))}
+    if {k: v for k, v in json.loads(str(done["settings"])).items() if k != "chunk"} != settings:
         raise SystemExit(f"{partial} holds chunks of another run ({done['settings']}): remove it to start anew")
     attacker = clf if args.through == "ode" else classifier.surrogate(clf, args.through)
     judge = None
@@ -156,11 +158,13 @@ def main():
                   **json.loads(str(done["preamble"])), attacks={})
     print(json.dumps({k: v for k, v in result.items() if k != "attacks"}), flush=True)
     x_np, y_np = np.asarray(x), np.asarray(y)
-    starts = range(0, len(y_np), n)
     for name, eps, norm, step in (("pgd_linf_8", 8 / 255, "linf", 4 / 255), ("pgd_l2_0.5", 0.5, "l2", 0.125)):
-        for i in starts:
+        starts, i = [], 0  # the chunks, done ones as they were made (a rerun's --chunk may differ)
+        while i < len(y_np):
+            starts.append(i)
             tag = f"{name}/{i}"
             if f"{tag}/x" in done:
+                i += len(done[f"{tag}/x"])
                 continue
             t0 = time.time()
             k = jax.random.fold_in(key, 3)  # all images at once: the key of the unchunked runs
@@ -172,11 +176,12 @@ def main():
                          f"{tag}/eot_parallel": np.asarray(args.eot_parallel)})
             np.savez(partial, **done)
             print(f"{name}: images {i}-{i + len(r.x) - 1} in {done[f'{tag}/seconds']:.0f} s", flush=True)
+            i += len(r.x)
         r = attacks.AttackResult(x=put(np.concatenate([done[f"{name}/{i}/x"] for i in starts])),
                                  success=np.concatenate([done[f"{name}/{i}/success"] for i in starts]))
         seconds = float(sum(done[f"{name}/{i}/seconds"] for i in starts))
         # a resumed run's chunks may have run on different machines: each with its own
-        chunks = [dict(images=f"{i}-{min(i + n, len(y_np)) - 1}", seconds=float(done[f"{name}/{i}/seconds"]),
+        chunks = [dict(images=f"{i}-{i + len(done[f'{name}/{i}/x']) - 1}", seconds=float(done[f"{name}/{i}/seconds"]),
                        device=str(done.get(f"{name}/{i}/device", "not recorded")),
                        eot_parallel=bool(done.get(f"{name}/{i}/eot_parallel", False))) for i in starts]
         draws = np.asarray(attacks.success_under_draws(clf, r.x, y, jax.random.fold_in(key, 4),

@@ -47,11 +47,16 @@ def main():
     p.add_argument("--draws", default="16,64,256", help="bound draws per (image, class)")
     p.add_argument("--adaptive_top", type=int, default=3, help="classify='adaptive': classes solved exactly")
     p.add_argument("--adaptive_draws", type=int, default=64)
+    p.add_argument("--adaptive_rank", default="bound", choices=score.RANKS,
+                   help="classify='adaptive': what ranks the classes (the bound, or a loose ODE solve)")
+    p.add_argument("--adaptive_rank_tol", type=float, default=1e-4, help="--adaptive_rank ode: its rtol = atol")
+    p.add_argument("--loose_tols", default="1e-3,1e-4",
+                   help="part 'loose': the tolerances (rtol = atol) of the loose solves ranked like the bound")
     p.add_argument("--calibration_images", type=int, default=200,
                    help="validation images the adaptive margin is fitted on (0: no margin, --adaptive_top classes)")
     p.add_argument("--margin_quantile", type=float, default=0.995)
     p.add_argument("--parts", default="bound,adaptive,score_flow",
-                   help="what to run, of bound, adaptive, score_flow (the score_flow method timed on the first "
+                   help="what to run, of bound, loose, adaptive, score_flow (the score_flow method timed on the first "
                         "batch; alone with --exact_from: its bits/dim against the saved exact ones, without "
                         "exact's timing)")
     p.add_argument("--cpu_devices", type=int, default=0,
@@ -64,8 +69,8 @@ def main():
     p.add_argument("--out", default=None)
     args = p.parse_args()
     parts = set(args.parts.split(","))
-    if parts - {"bound", "adaptive", "score_flow"}:
-        raise SystemExit(f"--parts: unknown {sorted(parts - {'bound', 'adaptive', 'score_flow'})}")
+    if parts - {"bound", "loose", "adaptive", "score_flow"}:
+        raise SystemExit(f"--parts: unknown {sorted(parts - {'bound', 'loose', 'adaptive', 'score_flow'})}")
     cli.use_cpu_devices(args.cpu_devices)
     # exact: every class by the ODE, whatever the model's config says (adaptive is built below)
     single = gcj.load(args.workdir, overrides={"model.score.classify": "exact"})  # (the score_flow method's, on one device)
@@ -102,14 +107,18 @@ def main():
         return np.concatenate(out), seconds
 
     # the adaptive margin, fitted on validation images: the --margin_quantile of how far below the
-    # best bound the exact winner's bound lies (the smallest margin that keeps that share of decisions)
-    bound_fn = jax.jit(lambda x, k: score.class_bounds(module, ode, clf.params, x, k, args.adaptive_draws))
+    # best estimate the exact winner's estimate lies (the smallest margin that keeps that share of decisions)
+    if args.adaptive_rank == "bound":
+        rank_fn = jax.jit(lambda x, k: score.class_bounds(module, ode, clf.params, x, k, args.adaptive_draws))
+    else:
+        rank_fn = jax.jit(lambda x, k: score.class_likelihoods(
+            module, score.loose(ode, args.adaptive_rank_tol), clf.params, x, k).logp)
     margin, calibration = None, None
     if args.calibration_images and "adaptive" in parts:
         _, val = data.load_train_val(clf.config)  # held out from training, as the conformal thresholds
         x_cal = data.to_float(val.images[:args.calibration_images])
         exact_cal, _ = run(lambda x, k: exact_fn(clf.params, x, k), x_cal)
-        bound_cal, _ = run(bound_fn, x_cal)
+        bound_cal, _ = run(rank_fn, x_cal)
         lag = bound_cal.max(1) - bound_cal[np.arange(len(x_cal)), exact_cal.argmax(1)]
         margin = float(np.quantile(lag, args.margin_quantile))
         calibration = dict(validation_images=len(x_cal), quantile=args.margin_quantile, margin_nats=margin,
@@ -120,7 +129,7 @@ def main():
         exact, exact_s = run(lambda x, k: exact_fn(clf.params, x, k))
     else:  # scored by evaluate.py; timed here on a few of the images (what the speedups need)
         exact, exact_s = saved["test"], None
-        if parts & {"bound", "adaptive"}:
+        if parts & {"bound", "loose", "adaptive"}:
             n = min(args.timing_images, len(y_all))
             exact_s = run(lambda x, k: exact_fn(clf.params, x, k), x_all[:n], batch=n)[1] * len(y_all) / n
     win = exact.argmax(1)
@@ -130,23 +139,35 @@ def main():
                   exact=dict(accuracy=float(np.mean(win == y_all))), bound={})
     if exact_s is not None:
         result["exact"]["seconds_per_image"] = exact_s / len(y_all)
-    for n in map(int, args.draws.split(",")) if "bound" in parts else ():
-        bound, s = run(jax.jit(lambda x, k, n=n: score.class_bounds(module, ode, clf.params, x, k, n)))
-        gap = (exact - bound) / (dim * math.log(2))  # bits/dim, > 0: the bound below
-        rank = (bound > bound[np.arange(len(win)), win][:, None]).sum(1)  # 0: the exact winner is first
-        result["bound"][str(n)] = dict(
-            accuracy=float(np.mean(bound.argmax(1) == y_all)),
-            argmax_agrees_with_exact=float(np.mean(bound.argmax(1) == win)),
-            exact_winner_rank=np.bincount(rank, minlength=clf.num_classes).tolist(),
+
+    def ranking(est, seconds):  # a cheap estimate of every class against the exact values
+        gap = (exact - est) / (dim * math.log(2))  # bits/dim, > 0: the estimate below
+        rank = (est > est[np.arange(len(win)), win][:, None]).sum(1)  # 0: the exact winner is first
+        counts = np.bincount(rank, minlength=clf.num_classes)
+        return dict(
+            accuracy=float(np.mean(est.argmax(1) == y_all)),
+            argmax_agrees_with_exact=float(np.mean(est.argmax(1) == win)),
+            exact_winner_rank=counts.tolist(),
             # classify='adaptive' with adaptive_top = k keeps the exact prediction iff rank < k
-            prediction_kept_by_top_k=(np.cumsum(np.bincount(rank, minlength=clf.num_classes)) / len(rank)).tolist(),
-            smallest_top_k_keeping_995=int(np.argmax(np.cumsum(np.bincount(rank, minlength=clf.num_classes))
-                                                     >= 0.995 * len(rank)) + 1),
+            prediction_kept_by_top_k=(np.cumsum(counts) / len(rank)).tolist(),
+            smallest_top_k_keeping_995=int(np.argmax(np.cumsum(counts) >= 0.995 * len(rank)) + 1),
+            # how far below the best estimate the exact winner's lies (what a margin must cover)
+            winner_lag_nats_quantiles={str(q): float(np.quantile(est.max(1) - est[np.arange(len(win)), win], q))
+                                       for q in (0.5, 0.9, 0.99, 1.0)},
             gap_bits_per_dim_all_classes=float(gap.mean()),
             gap_bits_per_dim_exact_winner=float(gap[np.arange(len(win)), win].mean()),
             gap_bits_per_dim_exact_winner_sd=float(gap[np.arange(len(win)), win].std()),
-            seconds_per_image=s / len(y_all), speedup_vs_exact=exact_s / s)
+            seconds_per_image=seconds / len(y_all), speedup_vs_exact=exact_s / seconds)
+
+    for n in map(int, args.draws.split(",")) if "bound" in parts else ():
+        result["bound"][str(n)] = ranking(*run(jax.jit(lambda x, k, n=n: score.class_bounds(module, ode, clf.params, x, k, n))))
         print(json.dumps({n: result["bound"][str(n)]}))
+    # the loose solves: the same image and probes as exact, at rtol = atol = tol
+    for tol in map(float, args.loose_tols.split(",")) if "loose" in parts else ():
+        ll, s = run(jax.jit(lambda x, k, tol=tol: score.class_likelihoods(module, score.loose(ode, tol), clf.params, x, k)
+                            .logp))
+        result.setdefault("loose", {})[str(tol)] = ranking(ll, s)
+        print(json.dumps({f"loose {tol}": result["loose"][str(tol)]}))
     if "adaptive" in parts:
         # the ODE's own reproducibility: the exact winner solved again alone (same key: the same image
         # and probes); only the batch shape differs, which moves the adaptive steps, so this spread is
@@ -160,7 +181,8 @@ def main():
         top = clf.num_classes if margin is not None else args.adaptive_top
 
         def adaptive_fn(x, k):
-            ll, solved = score.adaptive_likelihoods(module, ode, clf.params, x, k, args.adaptive_draws, top, margin)
+            ll, solved = score.adaptive_likelihoods(module, ode, clf.params, x, k, args.adaptive_draws, top, margin,
+                                                    args.adaptive_rank, args.adaptive_rank_tol)
             return jnp.concatenate([ll, solved.astype(ll.dtype)], 1)
         both, s = run(jax.jit(adaptive_fn))
         adaptive, solved = both[:, :clf.num_classes], both[:, clf.num_classes:] > 0.5
@@ -172,7 +194,8 @@ def main():
             if name.startswith("p"):
                 same[f"rejection_{name}"] = gcj.rejection.reject(adaptive, np.asarray(t)) == gcj.rejection.reject(
                     exact, np.asarray(t))
-        result["adaptive"] = dict(top=top, margin_nats=margin, calibration=calibration, draws=args.adaptive_draws,
+        result["adaptive"] = dict(top=top, margin_nats=margin, rank=args.adaptive_rank,
+                                  rank_tol=args.adaptive_rank_tol if args.adaptive_rank == "ode" else None, calibration=calibration, draws=args.adaptive_draws,
                                   classes_solved_mean=float(solved.sum(1).mean()),
                                   classes_solved_counts=np.bincount(solved.sum(1), minlength=clf.num_classes + 1).tolist(),
                                   seconds_per_image=s / len(y_all),
@@ -207,8 +230,13 @@ def main():
             bits_per_dim_max_abs_difference=float(np.max(np.abs(bpd(exact[:len(x_ref)]) - bpd(ll_ref)))))
         result["exact"]["network_evaluations_per_image"] = float(nfe.sum(1).mean())
         if "adaptive" in result:
-            result["adaptive"]["network_evaluations_per_image"] = (  # the bound's draws, then the exact solves
-                args.adaptive_draws * clf.num_classes + result["adaptive"]["classes_solved_mean"] * per_class)
+            if args.adaptive_rank == "bound":  # the bound's draws, or the loose solves; then the exact solves
+                ranked = args.adaptive_draws * clf.num_classes
+            else:
+                ranked = float(np.asarray(jax.jit(lambda x, k: score.class_likelihoods(
+                    module, score.loose(ode, args.adaptive_rank_tol), single.params, x, k).nfe)(x_ref, k0)).sum(1).mean())
+            result["adaptive"]["network_evaluations_per_image"] = (
+                ranked + result["adaptive"]["classes_solved_mean"] * per_class)
         for name in ("exact", "adaptive"):
             if "seconds_per_image" in result.get(name, {}):
                 result[name]["speedup_vs_score_flow"] = (result["score_flow"]["seconds_per_image"]

@@ -34,6 +34,8 @@ ADDED = {
     "model.score.classify": ("0.6.0", "exact"),  # every class by the ODE
     "model.score.adaptive_top": ("0.6.0", 3),  # (unused with 'exact')
     "model.score.adaptive_margin": ("0.6.0", None),
+    "model.score.adaptive_rank": ("0.6.1", "bound"),  # ranked by the variational bound
+    "model.score.adaptive_rank_tol": ("0.6.1", 1e-4),  # (unused with 'bound')
     "max_scored_images": ("0.6.0", 0),          # every training and validation image scored
     "model.sdim.loss_scale": ("0.6.0", "per_dim"),  # NLL and margin on log p / d
     "model.sdim_logit.loss_scale": ("0.6.0", "per_dim"),

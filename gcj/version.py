@@ -2,7 +2,7 @@
 import jax
 import jaxlib
 
-__version__ = "0.6.0"
+__version__ = "0.6.1"
 
 
 def provenance() -> dict:

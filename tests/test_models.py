@@ -173,6 +173,20 @@ def test_score_bounds_and_adaptive_classification():
     assert solved_m.sum(1).tolist() == want.tolist() and want[0] == 2
     assert np.all(solved_m[np.arange(2), order[:, 0]])
     np.testing.assert_allclose(with_margin[np.arange(2), order[:, 0]], ref[:, 0], rtol=1e-5, atol=1e-3)
+    # ranked by a solve at the exact tolerance (rank='ode'): the ranking is the exact one, so the one
+    # class solved is the exact winner: the exact classifier's argmax, and the winner's value that
+    # of its solve alone (a batch of another shape moves a loose solve by nats)
+    full = np.asarray(jax.jit(lambda v, k: score.class_likelihoods(module, ode, exact.params, v, k).logp)(x, key))
+    by_ode, solved_o = (np.asarray(a) for a in jax.jit(lambda v, k: score.adaptive_likelihoods(
+        module, ode, exact.params, v, k, 8, 1, rank="ode", rank_tol=ode.rtol))(x, key))
+    assert solved_o.sum(1).tolist() == [1, 1] and np.all(solved_o[np.arange(2), full.argmax(1)])
+    np.testing.assert_array_equal(by_ode.argmax(1), full.argmax(1))
+    np.testing.assert_allclose(by_ode.max(1), solve(x, key, jnp.asarray(full.argmax(1))[:, None]), rtol=1e-5, atol=1e-3)
+    # the others hold the ranking solve's values (the all-class solve's), capped below the winner
+    np.testing.assert_allclose(by_ode[~solved_o], np.minimum(full, by_ode.max(1, keepdims=True))[~solved_o],
+                               rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown model.score.adaptive_rank 'guess'"):
+        score.adaptive_likelihoods(module, ode, exact.params, x, key, 8, 1, rank="guess")
     # the config's classify='adaptive' is that function
     c.unlock()
     c.model.score.update(dict(classify="adaptive", adaptive_top=2))

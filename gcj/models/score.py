@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import types
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -258,25 +259,40 @@ def class_bounds(module: ScoreModel, ode: Any, variables, x, key, num_draws: int
     return res.bound.reshape(b, k) + math.prod(shape) * math.log(2.0)  # density on [-1, 1] -> on [0, 1]
 
 
+def loose(ode: Any, tol: float):
+    """``ode`` with ``rtol = atol = tol`` (everything else, the probes included, as it is)."""
+    return types.SimpleNamespace(**{**dict(ode.items()), "rtol": tol, "atol": tol})
+
+
+RANKS = ("bound", "ode")
+
+
 def adaptive_likelihoods(module: ScoreModel, ode: Any, variables, x, key, num_draws: int, top: int,
-                         margin: float | None = None):
-    """Classification with few exact solves: every class ranked by its variational bound
-    (``class_bounds``, ``num_draws`` draws), then the best solved exactly (``class_likelihoods``,
-    the same key: the same dequantized image and probes): the ``top`` best, or with ``margin``
-    (nats) those whose bound lies within ``margin`` of the image's best bound, at least one and at
-    most ``top`` — each image its own number, the rest of the batch's solves skipped once no image
-    needs them. Returns ``(ll [B, C], exact [B, C] bool)``: the exact log p(v|y) where ``exact``;
-    elsewhere the bound, capped just below the lowest solved value, so an unsolved class never
-    outranks a solved one (a bound is below the exact value only on average). The argmax and the
+                         margin: float | None = None, rank: str = "bound", rank_tol: float = 1e-4):
+    """Classification with few exact solves: every class ranked by a cheap estimate of log p(v|y),
+    then the best solved exactly (``class_likelihoods``, the same key: the same dequantized image
+    and probes): the ``top`` best, or with ``margin`` (nats) those whose estimate lies within
+    ``margin`` of the image's best, at least one and at most ``top`` — each image its own number,
+    the rest of the batch's solves skipped once no image needs them. ``rank``: ``bound``, the
+    variational bound (``class_bounds``, ``num_draws`` draws, no ODE); ``ode``, a loose solve
+    (``class_likelihoods`` at ``rtol = atol = rank_tol``, the same key: the same image and probes,
+    so the ranking shares the exact solve's probe noise). Returns ``(ll [B, C], exact [B, C]
+    bool)``: the exact log p(v|y) where ``exact``; elsewhere the estimate, capped just below the
+    lowest solved value, so an unsolved class never outranks a solved one. The argmax and the
     winner's log-likelihood are therefore always those of an exact solve, and those of the
     all-class exact classifier whenever its winner is among the classes solved
     (``bench/score_bound.py`` measures how often)."""
-    bounds = class_bounds(module, ode, variables, x, key, num_draws)
-    order = jnp.argsort(-bounds, axis=1)[:, :top]                      # [B, top] best first
+    if rank == "bound":
+        est = class_bounds(module, ode, variables, x, key, num_draws)
+    elif rank == "ode":
+        est = class_likelihoods(module, loose(ode, rank_tol), variables, x, key).logp
+    else:
+        raise UserError(f"unknown model.score.adaptive_rank {rank!r}; use one of {', '.join(RANKS)}")
+    order = jnp.argsort(-est, axis=1)[:, :top]  # [B, top] best first
     if margin is None:
         wanted = jnp.full(x.shape[0], top)
-    else:  # the classes within margin of the best bound (the best itself always)
-        near = bounds >= bounds.max(axis=1, keepdims=True) - margin
+    else:  # the classes within margin of the best estimate (the best itself always)
+        near = est >= est.max(axis=1, keepdims=True) - margin
         wanted = jnp.clip(near.sum(axis=1), 1, top)
     rows = jnp.arange(x.shape[0])
 
@@ -288,30 +304,34 @@ def adaptive_likelihoods(module: ScoreModel, ode: Any, variables, x, key, num_dr
         ll = ll.at[rows, order[:, j]].set(jnp.where(use, value, ll[rows, order[:, j]]))
         return (ll, solved.at[rows, order[:, j]].set(use | solved[rows, order[:, j]])), None
 
-    (ll, solved), _ = jax.lax.scan(solve, (bounds, jnp.zeros(bounds.shape, bool)), jnp.arange(top))
+    (ll, solved), _ = jax.lax.scan(solve, (est, jnp.zeros(est.shape, bool)), jnp.arange(top))
     lowest = jnp.min(jnp.where(solved, ll, jnp.inf), axis=1, keepdims=True)
     below = jnp.nextafter(jax.lax.stop_gradient(lowest), -jnp.inf)
-    return jnp.where(solved, ll, jnp.minimum(bounds, below)), solved
+    return jnp.where(solved, ll, jnp.minimum(est, below)), solved
 
 
 CLASSIFY = ("exact", "adaptive")
 
 
 def make_log_likelihood_fn(module: ScoreModel, ode: Any, classify: str = "exact", elbo_draws: int = 64,
-                           adaptive_top: int = 3, adaptive_margin: float | None = None):
+                           adaptive_top: int = 3, adaptive_margin: float | None = None,
+                           adaptive_rank: str = "bound", adaptive_rank_tol: float = 1e-4):
     """The contract ``(variables, x [B,H,W,C] in [0,1], key) -> log p(v|y) [B, C]`` in nats
     (see ``class_likelihoods``); with ``classes=[B, K]`` only those classes, ``[B, K]``, exactly
     (``takes_classes``: the attacks use it to differentiate only the classes their loss needs).
     ``classify``: ``exact``, every class solved; ``adaptive``, ``adaptive_likelihoods`` (the
-    classes best by the bound solved, at most ``adaptive_top``, with ``adaptive_margin`` those
-    within that many nats of the best bound; bounds for the others)."""
+    classes best by the ``adaptive_rank`` estimate solved, at most ``adaptive_top``, with
+    ``adaptive_margin`` those within that many nats of the best estimate; estimates for the others)."""
     if classify not in CLASSIFY:
         raise UserError(f"unknown model.score.classify {classify!r}; use one of {', '.join(CLASSIFY)}")
+    if adaptive_rank not in RANKS:
+        raise UserError(f"unknown model.score.adaptive_rank {adaptive_rank!r}; use one of {', '.join(RANKS)}")
 
     def log_likelihood_fn(variables, x, key, classes=None):
         if classify == "adaptive" and classes is None:
             return adaptive_likelihoods(module, ode, variables, x, key, elbo_draws,
-                                        min(adaptive_top, module.num_classes), adaptive_margin)[0]
+                                        min(adaptive_top, module.num_classes), adaptive_margin,
+                                        adaptive_rank, adaptive_rank_tol)[0]
         return class_likelihoods(module, ode, variables, x, key, classes).logp
     log_likelihood_fn.takes_classes = True
     return log_likelihood_fn
@@ -342,9 +362,11 @@ def config() -> dict:
                  checkpoints=None,  # backward-pass solver states of the 'recursive' adjoint
                  adjoint="recursive"),  # or 'backsolve' (diffusion.make_adjoint)
         elbo_draws=64,  # (t, noise) draws of the variational bound (class_bounds; no ODE)
-        classify="exact",  # 'exact': every class by the ODE; 'adaptive': ranked by the bound, the
+        classify="exact",  # 'exact': every class by the ODE; 'adaptive': ranked by a cheap estimate, the
         adaptive_top=3,    # adaptive_top best solved exactly (adaptive_likelihoods), or with
-        adaptive_margin=None)  # a margin (nats) those within it of the best bound, at most adaptive_top
+        adaptive_margin=None,  # a margin (nats) those within it of the best estimate, at most adaptive_top
+        adaptive_rank="bound",  # the estimate: 'bound' (elbo_draws draws) or 'ode' (a loose solve,
+        adaptive_rank_tol=1e-4)  # rtol = atol = adaptive_rank_tol, the same probes)
 
 
 def build(cfg: Any, num_classes: int, channels: int) -> ScoreModel:
@@ -363,6 +385,7 @@ FAMILY = family.Family(
     "score", config, lambda c, base_fn: build(c.model.score, c.data.num_classes, c.data.channels),
     lambda module, c: make_log_likelihood_fn(module, c.model.score.ode, c.model.score.classify,
                                              c.model.score.elbo_draws, c.model.score.adaptive_top,
-                                             c.model.score.adaptive_margin),
+                                             c.model.score.adaptive_margin, c.model.score.adaptive_rank,
+                                             c.model.score.adaptive_rank_tol),
     density=True,
     surrogates=dict(elbo=lambda module, c: make_bound_fn(module, c.model.score.ode, c.model.score.elbo_draws)))
