@@ -42,7 +42,8 @@ from machine import cpu_model  # noqa: E402
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--workdir", default="pretrained/sbgc_digits")
-    p.add_argument("--num_images", type=int, default=40)
+    p.add_argument("--num_images", type=int, default=0,
+                   help="test images (0: 40, or with --exact_from all it scored; else its first n)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--draws", default="16,64,256", help="bound draws per (image, class)")
     p.add_argument("--adaptive_top", type=int, default=3, help="classify='adaptive': classes solved exactly")
@@ -80,11 +81,11 @@ def main():
     test = data.load_dataset(clf.config.data, "test")
     saved = np.load(args.exact_from) if args.exact_from else None
     if saved is None:
-        chosen, key = np.arange(min(args.num_images, len(test.labels))), jax.random.key(0)
+        chosen, key = np.arange(min(args.num_images or 40, len(test.labels))), jax.random.key(0)
     else:  # evaluate.py's images, keys and batches (gcj.evaluate.log_likelihoods_path)
-        chosen, args.batch = saved["test_indices"], int(saved["batch_size"])
+        chosen, args.batch = saved["test_indices"][:args.num_images or None], int(saved["batch_size"])
         key = gcj.keys.named(jax.random.key(int(saved["seed"])), "test", "likelihood")
-        if not np.array_equal(saved["test_labels"], test.labels[chosen]):
+        if not np.array_equal(saved["test_labels"][:len(chosen)], test.labels[chosen]):
             raise SystemExit(f"{args.exact_from} does not hold this test set's labels")
     x_all, y_all = data.to_float(test.images[chosen]), test.labels[chosen]
     dim = math.prod(x_all.shape[1:])
@@ -128,7 +129,7 @@ def main():
     if saved is None:
         exact, exact_s = run(lambda x, k: exact_fn(clf.params, x, k))
     else:  # scored by evaluate.py; timed here on a few of the images (what the speedups need)
-        exact, exact_s = saved["test"], None
+        exact, exact_s = saved["test"][:len(chosen)], None
         if parts & {"bound", "loose", "adaptive"}:
             n = min(args.timing_images, len(y_all))
             exact_s = run(lambda x, k: exact_fn(clf.params, x, k), x_all[:n], batch=n)[1] * len(y_all) / n
@@ -136,7 +137,9 @@ def main():
     result = dict(workdir=args.workdir, exact_from=args.exact_from, num_images=int(len(y_all)),
                   num_probes=int(ode.num_probes),
                   cpu=cpu_model(), devices=len(jax.local_devices()), batch=args.batch,
-                  exact=dict(accuracy=float(np.mean(win == y_all))), bound={})
+                  exact=dict(accuracy=float(np.mean(win == y_all)),  # how far apart its best two classes are
+                             winner_margin_nats_median=float(np.median(np.diff(np.sort(exact, 1)[:, -2:], axis=1)))),
+                  bound={})
     if exact_s is not None:
         result["exact"]["seconds_per_image"] = exact_s / len(y_all)
 
