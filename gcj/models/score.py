@@ -267,6 +267,12 @@ def loose(ode: Any, tol: float):
 RANKS = ("bound", "ode")
 
 
+def check_rank(rank: str) -> None:
+    """``rank`` is one of ``RANKS``, or a ``UserError`` naming them."""
+    if rank not in RANKS:
+        raise UserError(f"unknown model.score.adaptive_rank {rank!r}; use one of {', '.join(RANKS)}")
+
+
 def adaptive_likelihoods(module: ScoreModel, ode: Any, variables, x, key, num_draws: int, top: int,
                          margin: float | None = None, rank: str = "bound", rank_tol: float = 1e-4):
     """Classification with few exact solves: every class ranked by a cheap estimate of log p(v|y),
@@ -282,12 +288,11 @@ def adaptive_likelihoods(module: ScoreModel, ode: Any, variables, x, key, num_dr
     winner's log-likelihood are therefore always those of an exact solve, and those of the
     all-class exact classifier whenever its winner is among the classes solved
     (``bench/score_bound.py`` measures how often)."""
+    check_rank(rank)
     if rank == "bound":
         est = class_bounds(module, ode, variables, x, key, num_draws)
-    elif rank == "ode":
-        est = class_likelihoods(module, loose(ode, rank_tol), variables, x, key).logp
     else:
-        raise UserError(f"unknown model.score.adaptive_rank {rank!r}; use one of {', '.join(RANKS)}")
+        est = class_likelihoods(module, loose(ode, rank_tol), variables, x, key).logp
     order = jnp.argsort(-est, axis=1)[:, :top]  # [B, top] best first
     if margin is None:
         wanted = jnp.full(x.shape[0], top)
@@ -324,8 +329,7 @@ def make_log_likelihood_fn(module: ScoreModel, ode: Any, classify: str = "exact"
     ``adaptive_margin`` those within that many nats of the best estimate; estimates for the others)."""
     if classify not in CLASSIFY:
         raise UserError(f"unknown model.score.classify {classify!r}; use one of {', '.join(CLASSIFY)}")
-    if adaptive_rank not in RANKS:
-        raise UserError(f"unknown model.score.adaptive_rank {adaptive_rank!r}; use one of {', '.join(RANKS)}")
+    check_rank(adaptive_rank)  # at build time, not at the first call
 
     def log_likelihood_fn(variables, x, key, classes=None):
         if classify == "adaptive" and classes is None:
