@@ -17,6 +17,13 @@ the same dequantized images and probes); exact is then timed on ``--timing_image
 scored again. Each batch is compiled before it is timed (ahead of time: no batch is run twice)
 and the last one padded, as evaluate.py does.
 
+Part ``redraw`` scores the same images exactly once more under other draws (``--redraws``; another
+dequantization and probe per image) and reports how often that agrees with the first: the exact
+classifier's own reproducibility, the floor for any agreement with one draw of it:
+
+    .venv/bin/python bench/score_bound.py --workdir pretrained/sbgc_digits --num_images 360 --parts redraw \
+        --out bench/results/score_redraw_sbgc_digits.json
+
 gcj's methods run as evaluate.py runs them (each batch split over the CPU devices it chooses); the
 score_flow method on one device, as written.
 """
@@ -37,6 +44,7 @@ from gcj import cli, data  # noqa: E402
 from gcj.models import score  # noqa: E402
 from likelihood_speed import reference  # noqa: E402
 from machine import cpu_model  # noqa: E402
+from score_attack import wilson  # noqa: E402
 
 
 def main():
@@ -57,9 +65,11 @@ def main():
                    help="validation images the adaptive margin is fitted on (0: no margin, --adaptive_top classes)")
     p.add_argument("--margin_quantile", type=float, default=0.995)
     p.add_argument("--parts", default="bound,adaptive,score_flow",
-                   help="what to run, of bound, loose, adaptive, score_flow (the score_flow method timed on the first "
+                   help="what to run, of bound, loose, adaptive, redraw, score_flow (the score_flow method timed on the first "
                         "batch; alone with --exact_from: its bits/dim against the saved exact ones, without "
                         "exact's timing)")
+    p.add_argument("--redraws", type=int, default=1,
+                   help="part 'redraw': exact scorings under other draws, each against the first")
     p.add_argument("--cpu_devices", type=int, default=0,
                    help="CPU devices each batch is split over (0: as evaluate.py chooses)")
     p.add_argument("--exact_from", default=None,
@@ -70,8 +80,9 @@ def main():
     p.add_argument("--out", default=None)
     args = p.parse_args()
     parts = set(args.parts.split(","))
-    if parts - {"bound", "loose", "adaptive", "score_flow"}:
-        raise SystemExit(f"--parts: unknown {sorted(parts - {'bound', 'loose', 'adaptive', 'score_flow'})}")
+    known = {"bound", "loose", "adaptive", "redraw", "score_flow"}
+    if parts - known:
+        raise SystemExit(f"--parts: unknown {sorted(parts - known)}; use some of {', '.join(sorted(known))}")
     cli.use_cpu_devices(args.cpu_devices)
     # exact: every class by the ODE, whatever the model's config says (adaptive is built below)
     single = gcj.load(args.workdir, overrides={"model.score.classify": "exact"})  # (the score_flow method's, on one device)
@@ -90,6 +101,9 @@ def main():
     x_all, y_all = data.to_float(test.images[chosen]), test.labels[chosen]
     dim = math.prod(x_all.shape[1:])
     exact_fn = jax.jit(clf.log_likelihood_fn)
+
+    def solve(params, x, k, tol=None, classes=None):  # the ODE likelihoods, exact or at rtol = atol = tol
+        return score.class_likelihoods(module, ode if tol is None else score.loose(ode, tol), params, x, k, classes)
 
     def run(fn, images=x_all, *per_image, batch=None):  # fn(x, key, *per_image arrays of the batch)
         batch = batch or args.batch
@@ -112,8 +126,7 @@ def main():
     if args.adaptive_rank == "bound":
         rank_fn = jax.jit(lambda x, k: score.class_bounds(module, ode, clf.params, x, k, args.adaptive_draws))
     else:
-        rank_fn = jax.jit(lambda x, k: score.class_likelihoods(
-            module, score.loose(ode, args.adaptive_rank_tol), clf.params, x, k).logp)
+        rank_fn = jax.jit(lambda x, k: solve(clf.params, x, k, args.adaptive_rank_tol).logp)
     margin, calibration = None, None
     if args.calibration_images and "adaptive" in parts:
         _, val = data.load_train_val(clf.config)  # held out from training, as the conformal thresholds
@@ -162,20 +175,41 @@ def main():
             gap_bits_per_dim_exact_winner_sd=float(gap[np.arange(len(win)), win].std()),
             seconds_per_image=seconds / len(y_all), speedup_vs_exact=exact_s / seconds)
 
+    def agreement(ll, tol=None):  # what must equal exact's: per image, and the winner's |difference|
+        diff = np.abs(ll.max(1) - exact.max(1))
+        same = dict(prediction=ll.argmax(1) == win)
+        if tol is not None:  # within the exact solve's own spread (the same draw solved again)
+            same["winner_log_likelihood"] = diff <= tol
+        for name, t in (clf.thresholds or {}).items():
+            if name.startswith("p"):
+                same[f"rejection_{name}"] = (gcj.rejection.reject(ll, np.asarray(t))
+                                             == gcj.rejection.reject(exact, np.asarray(t)))
+        return same, diff
+
+    def summary(same, diff, tol=None):  # its shares, and how close exact's best two were where the predictions differ
+        apart = np.diff(np.sort(exact, 1)[:, -2:], axis=1)[:, 0][~same["prediction"]]
+        out = dict(agreement={k: float(v.mean()) for k, v in same.items()},
+                   prediction_agreement_95=wilson(float(same["prediction"].mean()), len(win)),
+                   winner_abs_diff_nats=dict(median=float(np.median(diff)), max=float(diff.max())),
+                   disagreements_exact_best_two_apart_nats=sorted(np.round(apart, 3).tolist()),
+                   all_agree=float(np.mean(np.all(np.stack(list(same.values())), 0))))
+        if tol is not None:  # runner-up within twice the solver's spread
+            out["disagreements_with_a_tie"] = int(np.sum(apart <= 2 * tol))
+        return out
+
     for n in map(int, args.draws.split(",")) if "bound" in parts else ():
         result["bound"][str(n)] = ranking(*run(jax.jit(lambda x, k, n=n: score.class_bounds(module, ode, clf.params, x, k, n))))
         print(json.dumps({n: result["bound"][str(n)]}))
     # the loose solves: the same image and probes as exact, at rtol = atol = tol
     for tol in map(float, args.loose_tols.split(",")) if "loose" in parts else ():
-        ll, s = run(jax.jit(lambda x, k, tol=tol: score.class_likelihoods(module, score.loose(ode, tol), clf.params, x, k)
-                            .logp))
+        ll, s = run(jax.jit(lambda x, k, tol=tol: solve(clf.params, x, k, tol).logp))
         result.setdefault("loose", {})[str(tol)] = ranking(ll, s)
         print(json.dumps({f"loose {tol}": result["loose"][str(tol)]}))
     if "adaptive" in parts:
         # the ODE's own reproducibility: the exact winner solved again alone (same key: the same image
         # and probes); only the batch shape differs, which moves the adaptive steps, so this spread is
         # the tolerance any re-solve of the same (image, class) carries
-        again, _ = run(jax.jit(lambda x, k, w: score.class_likelihoods(module, ode, clf.params, x, k, w[:, None]).logp),
+        again, _ = run(jax.jit(lambda x, k, w: solve(clf.params, x, k, classes=w[:, None]).logp),
                        x_all, win)
         noise = np.abs(again[:, 0] - exact.max(1))
         tol = float(noise.max())
@@ -189,25 +223,24 @@ def main():
             return jnp.concatenate([ll, solved.astype(ll.dtype)], 1)
         both, s = run(jax.jit(adaptive_fn))
         adaptive, solved = both[:, :clf.num_classes], both[:, clf.num_classes:] > 0.5
-        diff = np.abs(adaptive.max(1) - exact.max(1))
-        close = exact.max(1, keepdims=True) - exact <= 2 * tol  # runner-up within the solver's spread
-        same = dict(prediction=adaptive.argmax(1) == win,
-                    winner_log_likelihood=diff <= tol)  # within the exact solve's own spread
-        for name, t in (clf.thresholds or {}).items():
-            if name.startswith("p"):
-                same[f"rejection_{name}"] = gcj.rejection.reject(adaptive, np.asarray(t)) == gcj.rejection.reject(
-                    exact, np.asarray(t))
+        same, diff = agreement(adaptive, tol)
         result["adaptive"] = dict(top=top, margin_nats=margin, rank=args.adaptive_rank,
                                   rank_tol=args.adaptive_rank_tol if args.adaptive_rank == "ode" else None, calibration=calibration, draws=args.adaptive_draws,
                                   classes_solved_mean=float(solved.sum(1).mean()),
                                   classes_solved_counts=np.bincount(solved.sum(1), minlength=clf.num_classes + 1).tolist(),
                                   seconds_per_image=s / len(y_all),
                                   speedup_vs_exact=exact_s / s, accuracy=float(np.mean(adaptive.argmax(1) == y_all)),
-                                  agreement={k: float(v.mean()) for k, v in same.items()},
-                                  winner_abs_diff_nats=dict(median=float(np.median(diff)), max=float(diff.max())),
-                                  disagreements_with_a_tie=int(np.sum(~same["prediction"] & (close.sum(1) > 1))),
-                                  all_agree=float(np.mean(np.all(np.stack(list(same.values())), 0))))
+                                  **summary(same, diff, tol))
         print(json.dumps(dict(adaptive=result["adaptive"])))
+    # the exact classifier against itself under other draws (another dequantization and probe for
+    # every image, fold_in(batch key, r)): how often its own decisions stand, the floor under
+    # which no cheaper classifier's agreement with one draw of it means much
+    for r in range(1, args.redraws + 1) if "redraw" in parts else ():
+        other, _ = run(lambda x, k, r=r: exact_fn(clf.params, x, jax.random.fold_in(k, r)))
+        same, diff = agreement(other)
+        result.setdefault("redraw", {})[str(r)] = dict(accuracy=float(np.mean(other.argmax(1) == y_all)),
+                                                       **summary(same, diff))
+        print(json.dumps({f"redraw {r}": result["redraw"][str(r)]}))
     # the score_flow method (SciPy RK45 on the host, one class at a time: bench/likelihood_speed.py)
     # on exact's first batch, with its dequantization and probe (key fold_in(key, 0)); network
     # evaluations per image (summed over classes) beside exact's on the same images
@@ -219,7 +252,7 @@ def main():
         ll_ref, nfe_ref = reference(module, single.params, xc, probes, ode, clf.num_classes)
         ref_s = time.time() - t0
         # exact's network evaluations on these images (counted anew, with their own dequantization)
-        nfe = np.asarray(jax.jit(lambda x, k: score.class_likelihoods(module, ode, single.params, x, k).nfe)(x_ref, k0))
+        nfe = np.asarray(jax.jit(lambda x, k: solve(single.params, x, k).nfe)(x_ref, k0))
 
         def bpd(ll):
             return np.asarray(gcj.diffusion.bits_per_dim(jnp.asarray(ll), dim))
@@ -236,8 +269,8 @@ def main():
             if args.adaptive_rank == "bound":  # the bound's draws, or the loose solves; then the exact solves
                 ranked = args.adaptive_draws * clf.num_classes
             else:
-                ranked = float(np.asarray(jax.jit(lambda x, k: score.class_likelihoods(
-                    module, score.loose(ode, args.adaptive_rank_tol), single.params, x, k).nfe)(x_ref, k0)).sum(1).mean())
+                ranked = float(np.asarray(jax.jit(lambda x, k: solve(single.params, x, k, args.adaptive_rank_tol).nfe)(
+                    x_ref, k0)).sum(1).mean())
             result["adaptive"]["network_evaluations_per_image"] = (
                 ranked + result["adaptive"]["classes_solved_mean"] * per_class)
         for name in ("exact", "adaptive"):
