@@ -147,11 +147,11 @@ def main():
             n = min(args.timing_images, len(y_all))
             exact_s = run(lambda x, k: exact_fn(clf.params, x, k), x_all[:n], batch=n)[1] * len(y_all) / n
     win = exact.argmax(1)
+    apart = np.diff(np.sort(exact, 1)[:, -2:], axis=1)[:, 0]  # how far apart exact's best two classes are
     result = dict(workdir=args.workdir, exact_from=args.exact_from, num_images=int(len(y_all)),
                   num_probes=int(ode.num_probes),
                   cpu=cpu_model(), devices=len(jax.local_devices()), batch=args.batch,
-                  exact=dict(accuracy=float(np.mean(win == y_all)),  # how far apart its best two classes are
-                             winner_margin_nats_median=float(np.median(np.diff(np.sort(exact, 1)[:, -2:], axis=1)))),
+                  exact=dict(accuracy=float(np.mean(win == y_all)), winner_margin_nats_median=float(np.median(apart))),
                   bound={})
     if exact_s is not None:
         result["exact"]["seconds_per_image"] = exact_s / len(y_all)
@@ -187,14 +187,14 @@ def main():
         return same, diff
 
     def summary(same, diff, tol=None):  # its shares, and how close exact's best two were where the predictions differ
-        apart = np.diff(np.sort(exact, 1)[:, -2:], axis=1)[:, 0][~same["prediction"]]
+        changed = apart[~same["prediction"]]
         out = dict(agreement={k: float(v.mean()) for k, v in same.items()},
                    prediction_agreement_95=wilson(float(same["prediction"].mean()), len(win)),
                    winner_abs_diff_nats=dict(median=float(np.median(diff)), max=float(diff.max())),
-                   disagreements_exact_best_two_apart_nats=sorted(np.round(apart, 3).tolist()),
+                   disagreements_exact_best_two_apart_nats=sorted(np.round(changed, 3).tolist()),
                    all_agree=float(np.mean(np.all(np.stack(list(same.values())), 0))))
         if tol is not None:  # runner-up within twice the solver's spread
-            out["disagreements_with_a_tie"] = int(np.sum(apart <= 2 * tol))
+            out["disagreements_with_a_tie"] = int(np.sum(changed <= 2 * tol))
         return out
 
     for n in map(int, args.draws.split(",")) if "bound" in parts else ():
