@@ -23,8 +23,9 @@ classifier on fresh draws; ``accuracy_under_fresh_draws`` comes with its 95% Wil
 and the same PGD through the ODE on those 50 images (the same seed picks them), for the cost and
 the success side by side, 25 images at a time (resumable: a rerun starts after the last chunk
 done, in chunks of its own ``--chunk``; 40 ODE gradients per image and threat at ~6 s each on 2
-CPU cores, about 4 min per image; on one GPU (H200, with PY=python3) the first chunk of 25 took
-212 s; on a 24 GB CPU machine use ``--chunk 5``: 25 outgrew its memory):
+CPU cores, about 4 min per image uncontended; on one GPU (H200, with PY=python3) a chunk of 25 took
+212 s, or 100 to 200 s with ``--eot_parallel``; on a 24 GB CPU machine use ``--chunk 5``: 25 outgrew
+its memory):
 
     nohup .venv/bin/python bench/score_attack.py --workdir pretrained/sbgc_digits --through ode --chunk 25 \
         --num_images 50 --steps 20 --eot 2 --check_draws 4 --judge_probes 10 \
@@ -34,6 +35,11 @@ CPU cores, about 4 min per image; on one GPU (H200, with PY=python3) the first c
 classifier with K Hutchinson probes instead of the model's one (``accuracy_judge``,
 ``clean_accuracy_judge``): if the attacked images fool a less noisy likelihood more often, part of
 the robustness under fresh draws is the noise of the one-probe estimate, not the model.
+
+The checks for gradient masking run the same attack on other radii (``--linf_eps``, ``--l2_eps``,
+``--norms``), with more draws per gradient (``--eot``) or steps, on chosen images
+(``--test_indices``: e.g. those an earlier run left robust); ``bench/score_gradients.py`` measures how
+alike the gradients of independent draws are.
 
 Paper 004 attacked 216 CIFAR-10 images with Foolbox PGD on the negative cross-entropy (90 min per
 forward + backward pass on a V100); here PGD ascends the margin loss (gcj's strongest for
@@ -63,6 +69,18 @@ def wilson(p: float, n: int, z: float = 1.96) -> list:
     return [float(centre - half), float(centre + half)]
 
 
+def candidates(test: data.Split, key: jax.Array, num_images: int) -> np.ndarray:
+    """The test indices an attack of ``num_images`` picks from (a permutation by ``key``, with room
+    for the misclassified): the first ``num_images`` of them that ``correct`` keeps are attacked."""
+    return np.asarray(jax.random.permutation(key, len(test.labels)))[:num_images + num_images // 5 + 4]
+
+
+def correct(clf, put, x, labels, key) -> np.ndarray:
+    """The positions of ``x`` that ``clf`` classifies correctly (one draw, key fold_in(key, 1))."""
+    ll = np.asarray(clf.class_log_likelihoods(put(x), jax.random.fold_in(key, 1)))
+    return np.flatnonzero(ll.argmax(1) == labels)
+
+
 EXACT = {"model.score.classify": "exact"}  # every class by the ODE, whatever the model's config says
 
 
@@ -87,6 +105,12 @@ def main():
                    help="each gradient's EoT draws at once (attacks.pgd(eot_parallel=True)): on a GPU about one "
                         "draw's time; the same draws (values up to float rounding, which the ODE's adaptive "
                         "steps can amplify), so a rerun may mix chunks made either way")
+    p.add_argument("--linf_eps", type=float, default=8, help="the L∞ radius, in steps of 1/255 (paper 004: 8)")
+    p.add_argument("--l2_eps", type=float, default=0.5, help="the L2 radius (paper 004: 0.5)")
+    p.add_argument("--norms", default="linf,l2", help="the threats attacked, in this order")
+    p.add_argument("--test_indices", default="",
+                   help="comma-separated test images to attack (those classified correctly) instead of --num_images "
+                        "picked by the seed (e.g. the ones an earlier run's attack left robust: its test_indices)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu_devices", type=int, default=0,
                    help="CPU devices the attacked images are split over (0: as evaluate.py chooses)")
@@ -101,8 +125,6 @@ def main():
     # where this process runs (a resumed run's chunks may each have run elsewhere: each records its own)
     device = f"{cpu_model()}, {len(jax.devices())} {jax.devices()[0].platform} device(s)" \
         if jax.default_backend() == "cpu" else f"{jax.devices()[0].device_kind} ({len(jax.devices())})"
-    order = np.asarray(jax.random.permutation(key, len(test.labels)))[:args.num_images + args.num_images // 5 + 4]
-    x_all = data.to_float(test.images[order])
     partial = (args.out or "score_attack") + ".partial.npz"  # what a rerun resumes from
     # what makes two runs one (a rerun may change --chunk: each chunk keeps its own images and key)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "eot_parallel", "chunk")}
@@ -116,11 +138,13 @@ def main():
             gcj.load(args.workdir, overrides={**EXACT, "model.score.ode.num_probes": args.judge_probes}))[0]
     n = args.chunk or args.num_images
     ode = clf.config.model.score.ode
+    order = np.asarray([int(i) for i in args.test_indices.split(",")]) if args.test_indices else \
+        candidates(test, key, args.num_images)
+    x_all = data.to_float(test.images[order])
     if "preamble" not in done:  # the images and the costs before the attacks (minutes): kept for a rerun
         t0 = time.time()
-        ll = np.asarray(clf.class_log_likelihoods(put(x_all), jax.random.fold_in(key, 1)))
+        ok = correct(clf, put, x_all, test.labels[order], key)[:None if args.test_indices else args.num_images]
         forward_s = time.time() - t0
-        ok = np.flatnonzero(ll.argmax(1) == test.labels[order])[:args.num_images]
         x, y = put(x_all[ok]), put(test.labels[order][ok])
         module = classifier.build_module(clf.config)
         nfe = np.asarray(jax.jit(lambda prm, v, k: score.class_likelihoods(module, ode, prm, v, k).nfe)(
@@ -152,13 +176,16 @@ def main():
     ok = done["ok"]
     x, y = put(x_all[ok]), put(test.labels[order][ok])
     result = dict(workdir=args.workdir, cpu=cpu_model(), devices=str(jax.devices()), num_images=int(len(y)),
+                  test_indices=order[ok].tolist(),
                   through=args.through, elbo_draws=int(clf.config.model.score.elbo_draws),
                   steps=args.steps, eot=args.eot, check_draws=args.check_draws, loss="margin",
                   ode=dict(rtol=ode.rtol, atol=ode.atol, num_probes=ode.num_probes, probe=ode.probe),
                   **json.loads(str(done["preamble"])), attacks={})
     print(json.dumps({k: v for k, v in result.items() if k != "attacks"}), flush=True)
     x_np, y_np = np.asarray(x), np.asarray(y)
-    for name, eps, norm, step in (("pgd_linf_8", 8 / 255, "linf", 4 / 255), ("pgd_l2_0.5", 0.5, "l2", 0.125)):
+    threats = {"linf": (f"pgd_linf_{args.linf_eps:g}", args.linf_eps / 255, "linf", args.linf_eps / 2 / 255),
+               "l2": (f"pgd_l2_{args.l2_eps:g}", args.l2_eps, "l2", args.l2_eps / 4)}
+    for name, eps, norm, step in (threats[t] for t in args.norms.split(",")):
         starts, i = [], 0  # the chunks, done ones as they were made (a rerun's --chunk may differ)
         while i < len(y_np):
             starts.append(i)
