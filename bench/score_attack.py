@@ -108,6 +108,9 @@ def main():
     p.add_argument("--linf_eps", type=float, default=8, help="the L∞ radius, in steps of 1/255 (paper 004: 8)")
     p.add_argument("--l2_eps", type=float, default=0.5, help="the L2 radius (paper 004: 0.5)")
     p.add_argument("--norms", default="linf,l2", help="the threats attacked, in this order")
+    p.add_argument("--square_queries", type=int, default=0,
+                   help="run Square (the black-box score attack, L∞ only; one fixed likelihood draw as its oracle) "
+                        "with this many queries per image instead of PGD (0: PGD)")
     p.add_argument("--test_indices", default="",
                    help="comma-separated test images to attack (those classified correctly) instead of --num_images "
                         "picked by the seed (e.g. the ones an earlier run's attack left robust: its test_indices)")
@@ -116,6 +119,8 @@ def main():
                    help="CPU devices the attacked images are split over (0: as evaluate.py chooses)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
+    if args.square_queries and args.norms != "linf":
+        raise SystemExit("Square is an L∞ attack here: pass --norms linf with --square_queries")
     cli.use_cpu_devices(args.cpu_devices)
 
     # as evaluate.py attacks: the images split over the devices, the parameters replicated
@@ -175,16 +180,17 @@ def main():
         np.savez(partial, **done)
     ok = done["ok"]
     x, y = put(x_all[ok]), put(test.labels[order][ok])
+    kind = "square" if args.square_queries else "pgd"
     result = dict(workdir=args.workdir, cpu=cpu_model(), devices=str(jax.devices()), num_images=int(len(y)),
                   test_indices=order[ok].tolist(),
                   through=args.through, elbo_draws=int(clf.config.model.score.elbo_draws),
-                  steps=args.steps, eot=args.eot, check_draws=args.check_draws, loss="margin",
+                  attack=kind, steps=args.steps, eot=args.eot, check_draws=args.check_draws, loss="margin",
                   ode=dict(rtol=ode.rtol, atol=ode.atol, num_probes=ode.num_probes, probe=ode.probe),
                   **json.loads(str(done["preamble"])), attacks={})
     print(json.dumps({k: v for k, v in result.items() if k != "attacks"}), flush=True)
     x_np, y_np = np.asarray(x), np.asarray(y)
-    threats = {"linf": (f"pgd_linf_{args.linf_eps:g}", args.linf_eps / 255, "linf", args.linf_eps / 2 / 255),
-               "l2": (f"pgd_l2_{args.l2_eps:g}", args.l2_eps, "l2", args.l2_eps / 4)}
+    threats = {"linf": (f"{kind}_linf_{args.linf_eps:g}", args.linf_eps / 255, "linf", args.linf_eps / 2 / 255),
+               "l2": (f"{kind}_l2_{args.l2_eps:g}", args.l2_eps, "l2", args.l2_eps / 4)}
     for name, eps, norm, step in (threats[t] for t in args.norms.split(",")):
         starts, i = [], 0  # the chunks, done ones as they were made (a rerun's --chunk may differ)
         while i < len(y_np):
@@ -195,12 +201,19 @@ def main():
                 continue
             t0 = time.time()
             k = jax.random.fold_in(key, 3)  # all images at once: the key of the unchunked runs
-            r = attacks.pgd(attacker, put(x_np[i:i + n]), put(y_np[i:i + n]), k if n >= len(y_np) else jax.random.fold_in(k, i),
-                            eps=eps, norm=norm, steps=args.steps, step_size=step, loss="margin", eot=args.eot,
-                            eot_parallel=args.eot_parallel)
+            k = k if n >= len(y_np) else jax.random.fold_in(k, i)
+            if args.square_queries:
+                r = attacks.square(attacker, put(x_np[i:i + n]), put(y_np[i:i + n]), k, eps=eps,
+                                   queries=args.square_queries, loss="margin")
+            else:
+                r = attacks.pgd(attacker, put(x_np[i:i + n]), put(y_np[i:i + n]), k, eps=eps, norm=norm,
+                                steps=args.steps, step_size=step, loss="margin", eot=args.eot,
+                                eot_parallel=args.eot_parallel)
             done.update({f"{tag}/x": np.asarray(r.x), f"{tag}/success": np.asarray(r.success),
                          f"{tag}/seconds": np.float64(time.time() - t0), f"{tag}/device": np.asarray(device),
                          f"{tag}/eot_parallel": np.asarray(args.eot_parallel)})
+            if args.square_queries:
+                done[f"{tag}/queries"] = np.asarray(r.queries)
             np.savez(partial, **done)
             print(f"{name}: images {i}-{i + len(r.x) - 1} in {done[f'{tag}/seconds']:.0f} s", flush=True)
             i += len(r.x)
@@ -214,10 +227,15 @@ def main():
         draws = np.asarray(attacks.success_under_draws(clf, r.x, y, jax.random.fold_in(key, 4),
                                                        draws=args.check_draws))
         d = (np.asarray(r.x, np.float64) - np.asarray(x, np.float64)).reshape(len(y), -1)
+        if args.square_queries:  # the queries each image made (it stops at its first success)
+            queries = np.concatenate([done[f"{name}/{i}/queries"] for i in starts])
+            cost = dict(queries_per_image_max=args.square_queries, queries_per_image_mean=float(queries.mean()),
+                        seconds_per_query_per_image=seconds / float(queries.sum()))
+        else:
+            cost = dict(step_size=step, gradients_per_image=args.steps * args.eot,
+                        seconds_per_gradient_per_image=seconds / len(y) / (args.steps * args.eot + 1))
         result["attacks"][name] = dict(
-            eps=eps, norm=norm, step_size=step, seconds=seconds, seconds_per_image=seconds / len(y), chunks=chunks,
-            gradients_per_image=args.steps * args.eot,
-            seconds_per_gradient_per_image=seconds / len(y) / (args.steps * args.eot + 1),
+            eps=eps, norm=norm, seconds=seconds, seconds_per_image=seconds / len(y), chunks=chunks, **cost,
             success_during_attack=float(np.mean(np.asarray(r.success))),
             adversarial_under_fresh_draws=draws.tolist(), accuracy_under_fresh_draws=float(1 - draws.mean()),
             robust_under_every_draw=int(np.sum(draws == 0)),
