@@ -38,8 +38,9 @@ the robustness under fresh draws is the noise of the one-probe estimate, not the
 
 The checks for gradient masking run the same attack on other radii (``--linf_eps``, ``--l2_eps``,
 ``--norms``), with more draws per gradient (``--eot``) or steps, on chosen images
-(``--test_indices``: e.g. those an earlier run left robust); ``bench/score_gradients.py`` measures how
-alike the gradients of independent draws are.
+(``--test_indices``: e.g. those an earlier run left robust), or Square instead of PGD
+(``--square_queries``: the black-box check, no gradients, one fixed draw as its oracle);
+``bench/score_gradients.py`` measures how alike the gradients of independent draws are.
 
 Paper 004 attacked 216 CIFAR-10 images with Foolbox PGD on the negative cross-entropy (90 min per
 forward + backward pass on a V100); here PGD ascends the margin loss (gcj's strongest for
@@ -141,10 +142,10 @@ def main():
     if args.judge_probes:  # the same weights, a less noisy likelihood (its draws: its own keys)
         judge = classifier.local_data_parallel(
             gcj.load(args.workdir, overrides={**EXACT, "model.score.ode.num_probes": args.judge_probes}))[0]
-    n = args.chunk or args.num_images
     ode = clf.config.model.score.ode
     order = np.asarray([int(i) for i in args.test_indices.split(",")]) if args.test_indices else \
         candidates(test, key, args.num_images)
+    n = args.chunk or (len(order) if args.test_indices else args.num_images)  # images attacked at a time
     x_all = data.to_float(test.images[order])
     if "preamble" not in done:  # the images and the costs before the attacks (minutes): kept for a rerun
         t0 = time.time()
