@@ -79,19 +79,23 @@ def main():
     margins = np.stack([np.asarray(attacks.attack_loss(clf.class_log_likelihoods(put(x), jax.random.fold_in(k, r)), y))
                         for r in range(args.draws)])  # [draws, images]
     pairs = list(itertools.combinations(range(args.draws), 2))
-    cos = np.array([[cosine(g[a, i], g[b, i]) for a, b in pairs] for i in range(len(y))])
-    sign = np.array([[float(np.mean(np.sign(g[a, i]) == np.sign(g[b, i]))) for a, b in pairs] for i in range(len(y))])
-    rho = float(cos.mean())
+
+    def between_draws(grads, alike):  # [images]: alike(one draw, another), averaged over the pairs
+        return np.array([np.mean([alike(grads[a, i], grads[b, i]) for a, b in pairs]) for i in range(len(y))])
+
+    cos = between_draws(g, cosine)
+    sign = between_draws(g, lambda u, v: float(np.mean(np.sign(u) == np.sign(v))))
+    rho = float(cos.mean())  # every image has as many pairs: the mean over all pairs
     transfer = [cosine(g[:, i].mean(0), gb[:, i].mean(0)) for i in range(len(y))]
-    bound_cos = [float(np.mean([cosine(gb[a, i], gb[b, i]) for a, b in pairs])) for i in range(len(y))]
+    bound_cos = between_draws(gb, cosine)
     result = dict(
         workdir=args.workdir, cpu=cpu_model(), devices=str(jax.devices()), num_images=int(len(y)),
         test_indices=order[ok].tolist(), draws=args.draws, loss="margin",
         num_probes=int(clf.config.model.score.ode.num_probes),
         ode_seconds_per_gradient_per_image=ode_seconds / args.draws / len(y),
-        ode_cosine_between_draws_mean=rho, ode_cosine_between_draws_per_image=cos.mean(1).tolist(),
+        ode_cosine_between_draws_mean=rho, ode_cosine_between_draws_per_image=cos.tolist(),
         ode_sign_agreement_between_draws_mean=float(sign.mean()),
-        ode_sign_agreement_per_image=sign.mean(1).tolist(),
+        ode_sign_agreement_per_image=sign.tolist(),
         eot_cosine={str(m): m * max(rho, 0) / (1 + (m - 1) * max(rho, 0)) for m in (1, 2, 10)},
         bound_cosine_between_draws_mean=float(np.mean(bound_cos)),
         bound_to_ode_cosine_of_means_mean=float(np.mean(transfer)), bound_to_ode_cosine_of_means_per_image=transfer,
