@@ -32,6 +32,11 @@ def auto_cpu_devices(cores: int, batch_sizes=()) -> int:
     return max(k for k in range(1, min(cores, 8) + 1) if all(b % k == 0 for b in batch_sizes))
 
 
+# XLA:CPU's waits at a collective between this process's devices (seconds): warn after 10 min, abort after an hour
+COLLECTIVE_TIMEOUTS = ("--xla_cpu_collective_call_warn_stuck_timeout_seconds=600",
+                       "--xla_cpu_collective_call_terminate_timeout_seconds=3600")
+
+
 def use_cpu_devices(n: int = 0, batch_sizes=()) -> int:
     """Splits the CPU into ``n`` JAX devices (before JAX starts its backends), so that the data-parallel
     mesh of training and evaluation runs a slice of each batch on each core: XLA:CPU leaves most of
@@ -40,10 +45,18 @@ def use_cpu_devices(n: int = 0, batch_sizes=()) -> int:
     ``n`` = 0: ``auto_cpu_devices(cores, batch_sizes)``. Nothing changes where ``XLA_FLAGS``
     already sets a host device count (returns 0 then); else returns the number set.
     Only the CPU backend is affected; on GPU / TPU the accelerator devices are used as they are.
+
+    With more than one device it also gives XLA:CPU's collectives between them ``COLLECTIVE_TIMEOUTS``
+    (unless ``XLA_FLAGS`` sets them): by default XLA aborts the process when one device reaches an
+    all-reduce 40 s after the other, which another job on the same cores makes happen in a long
+    ODE solve (the loop's stopping test is an all-reduce per step).
     """
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in xla_flags:
         return 0
     n = n if n > 0 else auto_cpu_devices(os.cpu_count() or 1, batch_sizes)
+    if n > 1 and "xla_cpu_collective_call" not in xla_flags:
+        os.environ["XLA_FLAGS"] = " ".join([xla_flags, *COLLECTIVE_TIMEOUTS]).strip()
     jax.config.update("jax_num_cpu_devices", n)
     return n
 

@@ -46,3 +46,20 @@ def test_an_error_ends_the_process_whatever_threads_are_left():
         r = subprocess.run([sys.executable, "-c", code.format(error=error)], cwd=ROOT, capture_output=True,
                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
         assert r.returncode == status, r.stderr[-2000:]
+
+
+def test_split_cpu_devices_wait_for_each_other_at_collectives():
+    """use_cpu_devices gives XLA:CPU's collectives timeouts this XLA accepts (an unknown flag
+    aborts the process) and long enough for a job sharing its cores; a user's own XLA_FLAGS win."""
+    code = ("import os, jax, jax.numpy as jnp\nfrom gcj import cli\nn = cli.use_cpu_devices(2)\n"
+            "mesh = jax.make_mesh((len(jax.devices()),), ('d',))\n"  # a sum over the devices: an all-reduce
+            "x = jax.device_put(jnp.arange(6.0), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('d')))\n"
+            "print(n, len(jax.devices()), float(jax.jit(jnp.sum)(x)), os.environ.get('XLA_FLAGS', ''))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[:3] == ["2", "2", "15.0"] and "terminate_timeout_seconds=3600" in r.stdout
+    own = "--xla_force_host_platform_device_count=3"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={"PATH": "/usr/bin:/bin", "XLA_FLAGS": own})
+    assert r.returncode == 0 and r.stdout.split() == ["0", "3", "15.0", own], r.stderr[-2000:]

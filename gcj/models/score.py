@@ -213,7 +213,9 @@ def class_likelihoods(module: ScoreModel, ode: Any, variables, x, key,
     ``classes`` ``[B, K]`` (integers): only those classes of each image, in that order (the class
     axis is then K long): an attack whose loss needs two classes solves two ODEs, not C. Every
     (image, class) pair is its own solve with its own step-size control, so a pair's value does
-    not depend on which other classes are solved beside it.
+    not depend on which other classes are solved beside it, up to rounding: the batch's shape
+    changes the rounding, the adaptive steps follow it, and a value moves within the solver's
+    tolerance (``bench/score_bound.py`` measures how far).
 
     ``v = (255 x + u) / 256`` with ``u`` ~ U[0,1)^D drawn from ``key`` (``v = x`` when
     ``ode.dequantize`` is off), so bits/dim = -log p / (D ln 2) + 8 (``diffusion.bits_per_dim``).
