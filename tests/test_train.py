@@ -477,10 +477,13 @@ def test_scoring_resumes_at_its_next_batch_only_from_its_own_rows(trained_workdi
 
 def test_a_resumable_evaluation_gives_the_same_report_and_removes_its_scores(trained_workdir, tmp_path):
     out = str(tmp_path / "report.json")
-    a = evaluate(trained_workdir[0], ("clean", "rejection"), out=out, plots=False, log=lambda *_: None,
-                 max_images=40, resumable=True)
+    suites, corrupt = ("clean", "rejection", "corruptions"), dict(corruptions=("contrast",), corruption_images=8)
+    kept = set()  # what the scores folder held while the suites logged (each corrupted set's scores too)
+    a = evaluate(trained_workdir[0], suites, out=out, plots=False, max_images=40, resumable=True, options=corrupt,
+                 log=lambda *_: kept.update(os.listdir(gcj.evaluate.scores_dir(out))))
+    assert {f"corruptions_contrast_{s}.npz" for s in range(1, 6)} <= kept, kept
     assert not os.path.exists(gcj.evaluate.scores_dir(out))
-    b = evaluate(trained_workdir[0], ("clean", "rejection"), plots=False, log=lambda *_: None, max_images=40)
-    assert a["clean"] == b["clean"] and a["rejection"] == b["rejection"]
+    b = evaluate(trained_workdir[0], suites, plots=False, log=lambda *_: None, max_images=40, options=corrupt)
+    assert a["clean"] == b["clean"] and a["rejection"] == b["rejection"] and a["corruptions"] == b["corruptions"]
     with pytest.raises(ValueError, match="give out"):
         evaluate(trained_workdir[0], ("clean",), resumable=True)

@@ -65,7 +65,7 @@ def run(ctx: Context) -> dict:
             split, used = corrupted_test_set(ctx.config.data, name, sev, keys.named(key, "images"),
                                              o.corruption_source, None, indices)
             sources.add(used)
-            ll = classifier.batched_log_likelihoods(ctx.clf, split.images, ctx.batch_size, k)
+            ll = ctx.log_likelihoods(split.images, k, f"corruptions_{name}_{sev}")  # (resumable)
             q = np.asarray(ops.log_marginal(jnp.asarray(ll)))
             r = dict(accuracy=float((ll.argmax(1) == split.labels).mean()),
                      entropy_change=metrics.mean_posterior_entropy(ll) - h_clean,
