@@ -82,6 +82,21 @@ def correct(clf, put, x, labels, key) -> np.ndarray:
     return np.flatnonzero(ll.argmax(1) == labels)
 
 
+def attacked(clf, put, test: data.Split, key: jax.Array, num_images: int) -> tuple:
+    """``(order, ok)``: the test indices scored (``candidates``, then as many more of the same
+    permutation, batch after batch, while fewer than ``num_images`` are classified correctly, as
+    on a model that misclassifies many) and the positions in ``order`` of the first
+    ``num_images`` that ``correct`` keeps."""
+    order = candidates(test, key, num_images)
+    ok = correct(clf, put, data.to_float(test.images[order]), test.labels[order], key)
+    perm, m = np.asarray(jax.random.permutation(key, len(test.labels))), len(order)
+    while len(ok) < num_images and len(order) < len(perm):
+        more = perm[len(order):len(order) + m]
+        ok = np.concatenate([ok, len(order) + correct(clf, put, data.to_float(test.images[more]), test.labels[more], key)])
+        order = perm[:len(order) + len(more)]
+    return order, ok[:num_images]
+
+
 EXACT = {"model.score.classify": "exact"}  # every class by the ODE, whatever the model's config says
 
 
@@ -143,15 +158,16 @@ def main():
         judge = classifier.local_data_parallel(
             gcj.load(args.workdir, overrides={**EXACT, "model.score.ode.num_probes": args.judge_probes}))[0]
     ode = clf.config.model.score.ode
-    order = np.asarray([int(i) for i in args.test_indices.split(",")]) if args.test_indices else \
-        candidates(test, key, args.num_images)
-    n = args.chunk or (len(order) if args.test_indices else args.num_images)  # images attacked at a time
-    x_all = data.to_float(test.images[order])
+    chosen = np.asarray([int(i) for i in args.test_indices.split(",")]) if args.test_indices else None
+    n = args.chunk or (len(chosen) if args.test_indices else args.num_images)  # images attacked at a time
     if "preamble" not in done:  # the images and the costs before the attacks (minutes): kept for a rerun
         t0 = time.time()
-        ok = correct(clf, put, x_all, test.labels[order], key)[:None if args.test_indices else args.num_images]
+        if chosen is None:
+            order, ok = attacked(clf, put, test, key, args.num_images)
+        else:
+            order, ok = chosen, correct(clf, put, data.to_float(test.images[chosen]), test.labels[chosen], key)
         forward_s = time.time() - t0
-        x, y = put(x_all[ok]), put(test.labels[order][ok])
+        x, y = put(data.to_float(test.images[order[ok]])), put(test.labels[order][ok])
         module = classifier.build_module(clf.config)
         nfe = np.asarray(jax.jit(lambda prm, v, k: score.class_likelihoods(module, ode, prm, v, k).nfe)(
             clf.params, x, jax.random.fold_in(key, 2)))
@@ -177,10 +193,11 @@ def main():
         if judge is not None:
             clean = np.asarray(attacks.success_under_draws(judge, x, y, jax.random.fold_in(key, 6), draws=1))
             pre.update(judge_probes=args.judge_probes, clean_accuracy_judge=float(1 - clean.mean()))
-        done.update(preamble=np.asarray(json.dumps(pre)), ok=ok)
+        done.update(preamble=np.asarray(json.dumps(pre)), ok=ok, order=order)
         np.savez(partial, **done)
-    ok = done["ok"]
-    x, y = put(x_all[ok]), put(test.labels[order][ok])
+    # (a partial written before the order was kept scored candidates() alone)
+    order, ok = done.get("order", chosen if chosen is not None else candidates(test, key, args.num_images)), done["ok"]
+    x, y = put(data.to_float(test.images[order[ok]])), put(test.labels[order][ok])
     kind = "square" if args.square_queries else "pgd"
     result = dict(workdir=args.workdir, cpu=cpu_model(), devices=str(jax.devices()), num_images=int(len(y)),
                   test_indices=order[ok].tolist(),

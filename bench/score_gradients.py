@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gcj  # noqa: E402
 from gcj import attacks, classifier, cli, data  # noqa: E402
 from machine import cpu_model  # noqa: E402
-from score_attack import EXACT, candidates, correct  # noqa: E402
+from score_attack import EXACT, attacked  # noqa: E402
 
 
 def cosine(a, b):
@@ -57,10 +57,8 @@ def main():
     bound = classifier.surrogate(clf, "elbo")
     test = data.load_dataset(clf.config.data, "test")
     key = jax.random.key(args.seed)
-    order = candidates(test, key, args.num_images)
-    x_all = data.to_float(test.images[order])
-    ok = correct(clf, put, x_all, test.labels[order], key)[:args.num_images]
-    x, y = x_all[ok], test.labels[order][ok]
+    order, ok = attacked(clf, put, test, key, args.num_images)
+    x, y = data.to_float(test.images[order[ok]]), test.labels[order][ok]
     k = jax.random.fold_in(key, 8)  # draws of their own, apart from the attacks' keys
 
     def gradients(model):  # [draws, images, pixels], per chunk of images
