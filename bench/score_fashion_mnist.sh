@@ -46,10 +46,11 @@ out=bench/results/score_bound_sbgc_fashion_mnist.json  # (hours of 2 CPU cores)
     --parts bound,adaptive --draws 64 --adaptive_top 3 --calibration_images 0 --out $out
 [ -n "${ROBUSTNESS:-}" ] || exit 0
 A="--steps 20 --eot 2 --check_draws 4 --chunk 2"
+todo() { [ ! -f "$1" ] || [ -f "$1.partial.npz" ]; }  # (an attack writes its report after each threat)
 out=bench/results/score_attack_elbo_sbgc_fashion_mnist.json
-[ -f $out ] || $PY bench/score_attack.py --workdir $P --through elbo --num_images 20 --ode_gradient_images 0 $A --out $out
+todo $out && $PY bench/score_attack.py --workdir $P --through elbo --num_images 20 --ode_gradient_images 0 $A --out $out
 out=bench/results/score_attack_ode_sbgc_fashion_mnist.json
-[ -f $out ] || $PY bench/score_attack.py --workdir $P --through ode $A --out $out \
+todo $out && $PY bench/score_attack.py --workdir $P --through ode $A --out $out \
     --test_indices 2427,9289,652,7881,6414,9709,7901,2961,2691,1379,7454
 if stale $P/report/robustness.json; then
   $PY evaluate.py --workdir $P --set model.score.classify=exact --suites clean,corruptions --max_test_images 10 \
