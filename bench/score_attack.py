@@ -209,7 +209,15 @@ def main():
     x_np, y_np = np.asarray(x), np.asarray(y)
     threats = {"linf": (f"{kind}_linf_{args.linf_eps:g}", args.linf_eps / 255, "linf", args.linf_eps / 2 / 255),
                "l2": (f"{kind}_l2_{args.l2_eps:g}", args.l2_eps, "l2", args.l2_eps / 4)}
+    def write(report):  # the report so far (after each threat)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(report, f, indent=2)
+
     for name, eps, norm, step in (threats[t] for t in args.norms.split(",")):
+        if f"{name}/report" in done:  # attacked and judged before a stop (judging takes minutes per image)
+            result["attacks"][name] = json.loads(str(done[f"{name}/report"]))
+            continue
         starts, i = [], 0  # the chunks, done ones as they were made (a rerun's --chunk may differ)
         while i < len(y_np):
             starts.append(i)
@@ -263,11 +271,12 @@ def main():
             fooled = np.asarray(attacks.success_under_draws(judge, r.x, y, jax.random.fold_in(key, 7), draws=1))
             acc = float(1 - fooled.mean())
             result["attacks"][name].update(accuracy_judge=acc, accuracy_judge_95=wilson(acc, len(y)))
+        done[f"{name}/report"] = np.asarray(json.dumps(result["attacks"][name]))
+        np.savez(partial, **done)
         result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
         print(json.dumps({name: result["attacks"][name]}), flush=True)
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump(result, f, indent=2)
+        write(result)
+    write(result)
     os.remove(partial)  # every chunk is in the report
 
 
