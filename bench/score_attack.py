@@ -217,6 +217,7 @@ def main():
     for name, eps, norm, step in (threats[t] for t in args.norms.split(",")):
         if f"{name}/report" in done:  # attacked and judged before a stop (judging takes minutes per image)
             result["attacks"][name] = json.loads(str(done[f"{name}/report"]))
+            write(result)
             continue
         starts, i = [], 0  # the chunks, done ones as they were made (a rerun's --chunk may differ)
         while i < len(y_np):
@@ -276,7 +277,6 @@ def main():
         result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
         print(json.dumps({name: result["attacks"][name]}), flush=True)
         write(result)
-    write(result)
     os.remove(partial)  # every chunk is in the report
 
 
