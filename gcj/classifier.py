@@ -291,7 +291,7 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
 
     out, pending = [], None
     if resume is not None:
-        mark = _fingerprint(clf, images, key, batch_size)
+        mark = fingerprint(clf, images, key, np.int64(batch_size))
         out = _resumed(resume, mark, batch_size, len(images))
 
     def keep(rows):  # a finished batch, and with resume the rows so far
@@ -327,15 +327,16 @@ def resume_path(folder: str | None, name: str) -> str | None:
     return os.path.join(folder, f"{name}.npz") if folder else None
 
 
-def _fingerprint(clf: Classifier, images: np.ndarray, key: jax.Array, batch_size: int) -> str:
-    """What fixes ``batched_log_likelihoods``' rows: the images, key, batch size, config and
-    parameters (sha256)."""
+def fingerprint(clf: Classifier, *parts, text: str = "") -> str:
+    """What fixes a kept result (sha256): ``parts`` (arrays; a key by its data), the classifier's
+    parameters and config, and ``text``."""
     h = hashlib.sha256()
-    raw = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    for part in (np.ascontiguousarray(images), np.asarray(raw), np.int64(batch_size),
-                 *(np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(clf.params))):
-        h.update(np.ascontiguousarray(part).tobytes())
+    raw = [jax.random.key_data(p) if isinstance(p, jax.Array) and jnp.issubdtype(p.dtype, jax.dtypes.prng_key)
+           else p for p in parts]
+    for part in (*raw, *jax.tree_util.tree_leaves(clf.params)):
+        h.update(np.ascontiguousarray(np.asarray(part)).tobytes())
     h.update(clf.config.to_json().encode())
+    h.update(text.encode())
     return h.hexdigest()
 
 

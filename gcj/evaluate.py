@@ -47,9 +47,10 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     suite ran with, the overrides and the config evaluated. ``save_log_likelihoods``: also the test
     images' ``[N, C]`` log-likelihoods, their positions in the test set and labels, in
     ``log_likelihoods_path(out)`` (for analyses that must not score them again). ``resumable``:
-    the test, training and OOD sets are scored in batches kept under ``scores_dir(out)`` (``batched_log_likelihoods``'
-    ``resume``), so a stopped evaluation run again with the same arguments resumes at its next
-    batch; the folder is removed once the report is written."""
+    the test, training, OOD and corrupted sets are scored in batches kept under ``scores_dir(out)``
+    (``batched_log_likelihoods``' ``resume``), and the adversarial suite keeps each attack's batches
+    and judged images there, so a stopped evaluation run again with the same arguments resumes at
+    its next batch; the folder is removed once the report is written."""
     classifier.read_config(workdir)  # a missing workdir is the first thing to say
     primary = jax.process_index() == 0  # (several processes: each computes the report, the first writes it)
     log = log if primary else (lambda *args, **kw: None)

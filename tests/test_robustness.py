@@ -2,6 +2,7 @@
 through evaluate.py on a committed model, and on CIFAR-10 from TFDS mock data."""
 import functools
 import json
+import os
 import sys
 
 import jax
@@ -412,3 +413,42 @@ def test_a_sanity_check_says_what_it_found():
     falling = {k: res(a) for k, a in (("pgd_linf_4_ce", 0.2), ("pgd_linf_6_ce", 0.1), ("pgd_linf_8_ce", 0.1))}
     assert adversarial.sanity_checks(falling) == [
         "ok: PGD L∞ (ce) accuracy falls monotonically with eps: 20.0% >= 10.0% >= 10.0%"]
+
+
+def test_a_resumable_adversarial_suite_resumes_at_its_next_batch(monkeypatch, trained_workdir, tmp_path):
+    """``resumable``: each finished attack batch is kept, and each finished attack with its judged
+    images, so an evaluation stopped in the middle of an attack attacks only the batches left; the
+    report is the one an evaluation in one go writes."""
+    from gcj import attacks
+
+    calls, stop_at = [], {"noise_linf_4": 2}  # (the first run stops at this attack's third batch)
+
+    def noise(model, x, labels, key, *, eps, thresholds=None):
+        name = f"noise_linf_{round(eps * 255)}"
+        calls.append(name)
+        if stop_at.get(name) == calls.count(name) - 1:
+            raise KeyboardInterrupt
+        return attacks.AttackResult(jnp.clip(x + eps * jnp.sign(jax.random.normal(key, x.shape)), 0.0, 1.0),
+                                    jnp.zeros(x.shape[0], bool))
+
+    monkeypatch.setitem(attacks.ATTACKS, "noise", attacks.Attack(noise))
+    specs = adversarial.default_attacks
+    monkeypatch.setattr(adversarial, "default_attacks", lambda **kw: specs(**kw) + [
+        adversarial.AttackSpec(f"noise_linf_{e}", "noise", (("eps", e / 255),)) for e in (8, 4)])
+    out = str(tmp_path / "report.json")
+    run = functools.partial(evaluate, trained_workdir[0], ("adversarial",), max_images=64, log=lambda *_: None,
+                            overrides={"eval_batch_size": "2"},
+                            options=dict(attacks=("noise_linf_8", "noise_linf_4"), attack_images=5))
+    with pytest.raises(KeyboardInterrupt):
+        run(out=out, resumable=True)
+    assert calls == ["noise_linf_8"] * 3 + ["noise_linf_4"] * 3
+    calls.clear()
+    a = run(out=out, resumable=True)
+    assert calls == ["noise_linf_4"] * 1  # batches 0 and 1 kept; the first attack kept whole
+    assert not os.path.exists(gcj.evaluate.scores_dir(out))
+    stop_at.clear()
+    b = run()
+    for r in (a, b):
+        for name in r["adversarial"]["attacks"]:
+            r["adversarial"]["attacks"][name].pop("seconds")
+    assert json.dumps(a["adversarial"]) == json.dumps(b["adversarial"])  # (NaN where no attack succeeded)

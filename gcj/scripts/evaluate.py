@@ -31,9 +31,10 @@ flags.DEFINE_integer("cpu_devices", 0, "On the CPU: JAX devices the batches are 
 cli.define_distributed_flags()
 flags.DEFINE_bool("save_log_likelihoods", False, "Also write the test images' [N, C] log-likelihoods (with "
                   "their test-set positions and labels) beside --out, as <name>_log_likelihoods.npz.")
-flags.DEFINE_bool("resumable", False, "Keep the test, training and OOD sets' scored batches beside --out (<name>_scores/, removed "
-                  "once the report is written): the same command, run again after a stop, resumes at the next "
-                  "batch. For expensive likelihoods (the score family's ODE).")
+flags.DEFINE_bool("resumable", False, "Keep the scored batches (test, training, OOD and corrupted sets) and "
+                  "the attacked ones (each attack's batches, then its judged images) beside --out (<name>_scores/, "
+                  "removed once the report is written): the same command, run again after a stop, resumes at the "
+                  "next batch. For expensive likelihoods (the score family's ODE).")
 flags.DEFINE_bool("plots", True, "Write each suite's PNG plot beside --out (--noplots: the JSON only).")
 
 

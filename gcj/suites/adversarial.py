@@ -6,6 +6,7 @@ images, the per-image worst case per threat model, and gradient-masking sanity c
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import jax
@@ -156,25 +157,62 @@ def _attack(spec: AttackSpec, clf, x, labels, key, threshold, eot: int, starts, 
     return attack.fn(clf, x, labels, key, thresholds=threshold if spec.detector == "threshold" else None, **kw)
 
 
-def attack_batches(run_batch, x: np.ndarray, batch_size: int):
+def attack_batches(run_batch, x: np.ndarray, batch_size: int, resume: str | None = None, mark: str = ""):
     """An attack on ``x`` batch by batch: ``run_batch(i)`` attacks the batch starting at ``i``
     (its own key: ``fold_in(key, i)``). Several processes each attack every P-th batch and share
-    the results, so each batch is the same computation as on one process. Returns ``(x_adv,
-    success, stopped or None)`` of all of ``x``."""
+    the results, so each batch is the same computation as on one process. ``resume``: a ``.npz``
+    path where the finished batches are kept for ``mark`` (what fixes them; process p > 0 keeps
+    its own in ``<path>.p<p>.npz``), so a stopped attack run again resumes at its next batch.
+    Returns ``(x_adv, success, stopped or None, seconds)`` of all of ``x``; ``seconds``: the
+    attack's time, its kept batches' included."""
     begins = list(range(0, len(x), batch_size))
     # each process fills its batches' rows, the others stay at the lowest value; with several
     # processes the maximum over them is then every row's one value
     x_adv = np.full(x.shape, -np.inf, np.float32)
     success, stopped = np.zeros(len(x), np.int8), np.full(len(x), -1, np.int8)  # stopped -1: none
-    for i in begins[jax.process_index()::jax.process_count()]:
+    done, seconds = np.zeros(len(begins), bool), 0.0
+    if resume is not None and jax.process_index() > 0:
+        resume = f"{os.path.splitext(resume)[0]}.p{jax.process_index()}.npz"
+    kept = _kept(resume, mark)
+    if kept is not None and kept["x_adv"].shape == x.shape:
+        x_adv, success, stopped, done = kept["x_adv"], kept["success"], kept["stopped"], kept["done"]
+        seconds = float(kept["seconds"])
+    for b, i in list(enumerate(begins))[jax.process_index()::jax.process_count()]:
+        if done[b]:
+            continue
+        t0 = time.time()
         a = run_batch(i)
         x_adv[i:i + batch_size], success[i:i + batch_size] = np.asarray(a.x), np.asarray(a.success)
         if a.stopped is not None:
             stopped[i:i + batch_size] = np.asarray(a.stopped)
+        done[b], seconds = True, seconds + time.time() - t0
+        if resume is not None:
+            _save(resume, fingerprint=mark, x_adv=x_adv, success=success, stopped=stopped, done=done,
+                  seconds=seconds)
     if jax.process_count() > 1:
         x_adv, success, stopped = (np.asarray(multihost_utils.process_allgather(v)).max(0)
                                    for v in (x_adv, success, stopped))
-    return x_adv, success.astype(bool), None if np.all(stopped < 0) else stopped.astype(bool)
+        seconds = float(np.asarray(multihost_utils.process_allgather(np.float64(seconds))).max())
+    return x_adv, success.astype(bool), None if np.all(stopped < 0) else stopped.astype(bool), seconds
+
+
+def _save(path: str, **arrays) -> None:
+    """``arrays`` in ``path`` (written whole, then moved into place: a stop never leaves half a file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _kept(path: str | None, mark: str) -> dict | None:
+    """The arrays ``_save`` kept in ``path`` for ``mark``, or None (None: nothing kept)."""
+    if path is None:
+        return None
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files} if str(f["fingerprint"]) == mark else None
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def attack_metrics(ll_adv, ll_clean, x_adv, x, labels, targets, thresholds: dict,
@@ -412,14 +450,34 @@ def run(ctx: Context) -> dict:
         xs, ys, ts = x[:n], labels[:n], targets[:n]
         st = None if starts is None else starts[:n]
         k = keys.named(key, "attack", spec.name)
-        t0 = time.time()
         b = ctx.batch_size
-        x_adv, verdict, stopped = attack_batches(
-            lambda i, spec=spec, xs=xs, ys=ys, ts=ts, st=st, k=k: _attack(
-                spec, local, put(xs[i:i + b]), put((ts if spec.targeted else ys)[i:i + b]), jax.random.fold_in(k, i),
-                thr.get(primary), eot, None if st is None else put(st[i:i + b]), detector, o.eot_parallel),
-            np.asarray(xs), b)
-        ll_adv = classifier.batched_log_likelihoods(clf, x_adv, ctx.batch_size, keys.named(k, "likelihood"))
+        # what fixes the attack's images and their judgement (a resumable evaluation keeps both)
+        mark = classifier.fingerprint(clf, xs, ys, ts, k, np.float32(thr.get(primary, np.nan)),
+                                      np.float32(np.nan) if st is None else st,
+                                      text=f"{spec!r} {eot} {o.eot_parallel} {b} {o.attack_surrogate!r} {detector} "
+                                           f"{o.eot_check_draws}")
+        keep = classifier.resume_path(ctx.scores_dir, f"adversarial_{spec.name}")
+        kept = _kept(keep, mark)
+        if kept is None:
+            x_adv, verdict, stopped, seconds = attack_batches(
+                lambda i, spec=spec, xs=xs, ys=ys, ts=ts, st=st, k=k: _attack(
+                    spec, local, put(xs[i:i + b]), put((ts if spec.targeted else ys)[i:i + b]),
+                    jax.random.fold_in(k, i), thr.get(primary), eot, None if st is None else put(st[i:i + b]),
+                    detector, o.eot_parallel),
+                np.asarray(xs), b, classifier.resume_path(ctx.scores_dir, f"adversarial_{spec.name}_batches"), mark)
+            t0 = time.time()  # judged by the model
+            kept = dict(x_adv=x_adv, verdict=verdict, ll_adv=classifier.batched_log_likelihoods(
+                clf, x_adv, ctx.batch_size, keys.named(k, "likelihood")))
+            if stopped is not None:
+                kept["stopped"] = stopped
+            if stochastic:
+                kept["draws"] = np.asarray(attacks.success_under_draws(
+                    clf, x_adv, ts if spec.targeted else ys, keys.named(k, "draws"), draws=o.eot_check_draws,
+                    targeted=spec.targeted))
+            kept["seconds"] = np.float64(seconds + time.time() - t0)
+            if keep and jax.process_index() == 0:
+                _save(keep, fingerprint=mark, **kept)
+        x_adv, verdict, ll_adv, stopped = kept["x_adv"], kept["verdict"], kept["ll_adv"], kept.get("stopped")
         ll_clean = ctx.ll_test[idx[:n]]
         r = attack_metrics(ll_adv, ll_clean, x_adv, np.asarray(xs), ys, ts if spec.targeted else None, thr,
                            o.max_l2, train_q, stopped)
@@ -428,10 +486,8 @@ def run(ctx: Context) -> dict:
             verdict = verdict & (np.sqrt(((x_adv - np.asarray(xs)) ** 2).reshape(len(ys), -1).sum(1)) <= o.max_l2)
         r["success_rate_attack_draw"] = float(verdict.mean())
         if stochastic:
-            r["adversarial_under_draws"] = float(np.mean(attacks.success_under_draws(
-                clf, x_adv, ts if spec.targeted else ys, keys.named(k, "draws"), draws=o.eot_check_draws,
-                targeted=spec.targeted)))
-        r["seconds"] = time.time() - t0
+            r["adversarial_under_draws"] = float(np.mean(kept["draws"]))
+        r["seconds"] = float(kept["seconds"])  # (over the runs a resumed attack took)
         results[spec.name] = r
         d = (x_adv.astype(np.float64) - np.asarray(xs, np.float64)).reshape(len(ys), -1)
         outcomes[spec.name] = dict(misclassified=ll_adv.argmax(1) != ys, l2=np.sqrt((d ** 2).sum(1)),
