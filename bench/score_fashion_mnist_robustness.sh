@@ -5,7 +5,8 @@
 #   nohup bash bench/score_fashion_mnist_robustness.sh > workdirs/score_fashion_mnist_robustness.log 2>&1 &
 # PGD L∞ 8/255 and L2 0.5 through the variational bound on 20 seeded test images, judged by the
 # exact classifier (2 images per chunk: the bound's gradient keeps every draw's activations,
-# 22 GB for 5 images); the APGD worst case at L∞ 8/255 through the bound on 10, judged by exact
+# 22 GB for 5 images); the APGD worst case at L∞ 8/255 through the bound on 10 (2 at a time, the
+# same memory), judged by exact
 # (APGD-CE, APGD-DLR and the rejection-aware APGD, 20 steps, 2 draws per gradient: APGD-T's
 # 9 targets of 100 steps would take 1.5 h per image here), the table's worst-case cells; the
 # corruption suite on 10 test images (75 sets, exact), the table's corruption cell; PGD through
@@ -24,7 +25,8 @@ todo $out && $PY bench/score_attack.py --workdir $P --through elbo --num_images 
 mkdir -p bench/results/worst_case
 out=bench/results/worst_case/sbgc_fashion_mnist.json
 if stale $out; then
-  $PY evaluate.py --workdir $P --set model.score.classify=exact --suites clean,adversarial --max_test_images 20 \
+  $PY evaluate.py --workdir $P --set model.score.classify=exact --set eval_batch_size=2 \
+      --suites clean,adversarial --max_test_images 20 \
       --max_images 20 --attacks apgd_ce_linf_8,apgd_dlr_linf_8,apgd_rejection_linf_8 --apgd_steps 20 \
       --attack_surrogate elbo --attack_images 10 --eot 2 --eot_check_draws 4 --noplots --resumable --out $out
 fi
