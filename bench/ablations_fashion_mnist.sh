@@ -12,7 +12,7 @@
 # Resumable (train.py resumes; a report of this gcj version is kept). On 2 CPU cores: SDIM 1 to 1.5 h,
 # IB-INN ~30 min, its CW table ~10 min.
 #   [TRAIN_FLAGS="--cpu_devices 1"] nohup bash bench/ablations_fashion_mnist.sh > workdirs/ablations.log 2>&1 &
-# (one JAX device when other jobs share the cores: XLA:CPU's collectives between devices can stall)
+# (one JAX device when other jobs share the cores: no device then waits for another to catch up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
