@@ -229,9 +229,11 @@ def cross_family():
     run recorded epoch_cpu_seconds, as runs made beside other jobs do), the report (accuracy, bits/dim, rejection
     and OOD at the 1st-percentile thresholds; OOD on max_y log p(x|y)), the robustness report's
     mean corruption accuracy (15 corruptions x 5 severities) and the worst case over the
-    autoattack ensemble at L∞ 8/255 (bench/results/worst_case/)."""
+    autoattack ensemble at L∞ 8/255 (bench/results/worst_case/; a cell says where a model faced
+    fewer attacks, or attacks through a surrogate)."""
     import jax
     import gcj
+    from gcj.suites.adversarial import ENSEMBLES
 
     p = lambda v, n: f"{100 * v:.1f} ({n})"  # noqa: E731
     print("| model | parameters | train hours | accuracy % | bits/dim | acc-left p1 % | rejected p1 % "
@@ -266,7 +268,11 @@ def cross_family():
                      if rb and "corruptions" in rb else "—")
         w = _json("bench", "results", "worst_case", name + ".json")
         if w:
-            t, m = w["adversarial"]["worst_case"]["linf 8/255"], w["adversarial"]["num_images"]
+            a = w["adversarial"]
+            t, m = a["worst_case"]["linf 8/255"], str(a["num_images"])
+            if len(a["attacks"]) < len(ENSEMBLES["autoattack"]) or a.get("attack_surrogate"):  # said in the cell
+                m += f": {len(a['attacks'])} attacks" + (f" via the {a['attack_surrogate']}"
+                                                         if a.get("attack_surrogate") else "")
             cells += [p(t["robust_accuracy"], m), p(t["robust_or_rejected"]["p1"], m)]
         else:
             cells += ["—", "—"]
