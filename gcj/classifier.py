@@ -297,10 +297,7 @@ def batched_log_likelihoods(clf: Classifier, images: np.ndarray, batch_size: int
     def keep(rows):  # a finished batch, and with resume the rows so far
         out.append(rows)
         if resume is not None and jax.process_index() == 0:
-            os.makedirs(os.path.dirname(os.path.abspath(resume)), exist_ok=True)
-            tmp = resume + ".tmp.npz"
-            np.savez(tmp, fingerprint=mark, ll=np.concatenate(out))
-            os.replace(tmp, resume)
+            save_kept(resume, mark, ll=np.concatenate(out))
 
     start = sum(len(rows) for rows in out)  # (whole batches)
     for i in progress(range(start, len(images), batch_size), "scoring", len(images) - start > batch_size):
@@ -340,16 +337,34 @@ def fingerprint(clf: Classifier, *parts, text: str = "") -> str:
     return h.hexdigest()
 
 
+def save_kept(path: str, mark: str, **arrays) -> None:
+    """``arrays`` kept in ``path`` for ``mark`` (``fingerprint``), written whole and then moved into
+    place: a stop never leaves half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, fingerprint=mark, **arrays)
+    os.replace(tmp, path)
+
+
+def load_kept(path: str | None, mark: str) -> dict | None:
+    """The arrays ``save_kept`` kept in ``path`` for ``mark``; None when there is no such file (or
+    no path) or it was made from something else."""
+    if path is None:
+        return None
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files if k != "fingerprint"} if str(f["fingerprint"]) == mark else None
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def _resumed(path: str, mark: str, batch_size: int, n: int) -> list:
     """The whole batches of rows ``batched_log_likelihoods`` kept in ``path`` for ``mark``
     (none when there is no such file or it was made from something else)."""
-    try:
-        with np.load(path) as f:
-            if str(f["fingerprint"]) != mark:
-                return []
-            ll = f["ll"]
-    except (OSError, KeyError, ValueError):
+    kept = load_kept(path, mark)
+    if kept is None or "ll" not in kept:
         return []
+    ll = kept["ll"]
     done = n if len(ll) >= n else len(ll) // batch_size * batch_size
     return [ll[:done]] if done else []
 

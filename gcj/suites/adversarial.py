@@ -173,7 +173,7 @@ def attack_batches(run_batch, x: np.ndarray, batch_size: int, resume: str | None
     done, seconds = np.zeros(len(begins), bool), 0.0
     if resume is not None and jax.process_index() > 0:
         resume = f"{os.path.splitext(resume)[0]}.p{jax.process_index()}.npz"
-    kept = _kept(resume, mark)
+    kept = classifier.load_kept(resume, mark)
     if kept is not None and kept["x_adv"].shape == x.shape:
         x_adv, success, stopped, done = kept["x_adv"], kept["success"], kept["stopped"], kept["done"]
         seconds = float(kept["seconds"])
@@ -187,32 +187,13 @@ def attack_batches(run_batch, x: np.ndarray, batch_size: int, resume: str | None
             stopped[i:i + batch_size] = np.asarray(a.stopped)
         done[b], seconds = True, seconds + time.time() - t0
         if resume is not None:
-            _save(resume, fingerprint=mark, x_adv=x_adv, success=success, stopped=stopped, done=done,
-                  seconds=seconds)
+            classifier.save_kept(resume, mark, x_adv=x_adv, success=success, stopped=stopped, done=done,
+                                 seconds=seconds)
     if jax.process_count() > 1:
         x_adv, success, stopped = (np.asarray(multihost_utils.process_allgather(v)).max(0)
                                    for v in (x_adv, success, stopped))
         seconds = float(np.asarray(multihost_utils.process_allgather(np.float64(seconds))).max())
     return x_adv, success.astype(bool), None if np.all(stopped < 0) else stopped.astype(bool), seconds
-
-
-def _save(path: str, **arrays) -> None:
-    """``arrays`` in ``path`` (written whole, then moved into place: a stop never leaves half a file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _kept(path: str | None, mark: str) -> dict | None:
-    """The arrays ``_save`` kept in ``path`` for ``mark``, or None (None: nothing kept)."""
-    if path is None:
-        return None
-    try:
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files} if str(f["fingerprint"]) == mark else None
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def attack_metrics(ll_adv, ll_clean, x_adv, x, labels, targets, thresholds: dict,
@@ -457,7 +438,7 @@ def run(ctx: Context) -> dict:
                                       text=f"{spec!r} {eot} {o.eot_parallel} {b} {o.attack_surrogate!r} {detector} "
                                            f"{o.eot_check_draws}")
         keep = classifier.resume_path(ctx.scores_dir, f"adversarial_{spec.name}")
-        kept = _kept(keep, mark)
+        kept = classifier.load_kept(keep, mark)
         if kept is None:
             x_adv, verdict, stopped, seconds = attack_batches(
                 lambda i, spec=spec, xs=xs, ys=ys, ts=ts, st=st, k=k: _attack(
@@ -476,7 +457,7 @@ def run(ctx: Context) -> dict:
                     targeted=spec.targeted))
             kept["seconds"] = np.float64(seconds + time.time() - t0)
             if keep and jax.process_index() == 0:
-                _save(keep, fingerprint=mark, **kept)
+                classifier.save_kept(keep, mark, **kept)
         x_adv, verdict, ll_adv, stopped = kept["x_adv"], kept["verdict"], kept["ll_adv"], kept.get("stopped")
         ll_clean = ctx.ll_test[idx[:n]]
         r = attack_metrics(ll_adv, ll_clean, x_adv, np.asarray(xs), ys, ts if spec.targeted else None, thr,
