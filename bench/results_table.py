@@ -202,13 +202,15 @@ def worst_case():
                 only[k] = only.get(k, 0) + v
         square = [line for line in a["sanity"] if "square" in line]
         cells = []
-        for t in ("linf 8/255", "l2 0.5"):
-            cells += [p(w[t]["robust_accuracy"]), p(w[t]["robust_or_rejected"]["p1"]), p(w[t]["test_robust_accuracy"])]
+        for t in ("linf 8/255", "l2 0.5"):  # (a threat no attack faced: "—")
+            cells += ([p(w[t]["robust_accuracy"]), p(w[t]["robust_or_rejected"]["p1"]), p(w[t]["test_robust_accuracy"])]
+                      if t in w else ["—"] * 3)
         minutes = sum(v["seconds"] for v in a["attacks"].values()) / 60
         eot = a["eot"] if a["stochastic"] else "— (deterministic)"
         print(f"| {n} | {a['num_images']} | {len(a['attacks'])} | {p(r['clean']['accuracy'])} | {eot} | " + " | ".join(cells) + " | "
               + (", ".join(f"{k} {v}" for k, v in sorted(only.items(), key=lambda kv: -kv[1])) or "—") + " | "
-              + ("ok" if all(s_.startswith("ok") for s_ in square) else "WARNING") + f" | {minutes:.0f} |")
+              + ("—" if not square else "ok" if all(s_.startswith("ok") for s_ in square) else "WARNING")
+              + f" | {minutes:.0f} |")
 
 
 # the README's cross-family table: every family on Fashion-MNIST, MNIST-5k out (issue order of rows)
