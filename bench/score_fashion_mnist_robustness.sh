@@ -4,9 +4,8 @@
 # bench/wip.sh carries the partials across machines), tens of hours of 2 CPU cores in all:
 #   nohup bash bench/score_fashion_mnist_robustness.sh > workdirs/score_fashion_mnist_robustness.log 2>&1 &
 # PGD L∞ 8/255 and L2 0.5 through the variational bound on 20 seeded test images, judged by the
-# exact classifier (2 images per chunk: the bound's gradient keeps every draw's activations,
-# 22 GB for 5 images); the APGD worst case at L∞ 8/255 through the bound on 10 (2 at a time, the
-# same memory), judged by exact
+# exact classifier (2 images per chunk); the APGD worst case at L∞ 8/255 through the bound on 10
+# (2 at a time), judged by exact
 # (APGD-CE, APGD-DLR and the rejection-aware APGD, 20 steps, 2 draws per gradient: APGD-T's
 # 9 targets of 100 steps would take 1.5 h per image here), the table's worst-case cells; the
 # corruption suite on 10 test images (75 sets, exact), the table's corruption cell; PGD through

@@ -300,6 +300,8 @@ def elbo(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array, *, num_dra
     does not depend on its batch) and by every class: ``cond`` [B] passes each image's class, and
     evaluating one image under several classes with one key gives a paired comparison.
     ``score_fn(x [B, ...], t [B]) -> [B, ...]`` (``score_fn(x, t, cond)`` with ``cond``).
+    Its gradient recomputes each draw in the backward pass: memory does not grow with
+    ``num_draws`` (one more network evaluation per draw).
     """
     x = jnp.asarray(x)
     if x.ndim < 2:
@@ -323,7 +325,7 @@ def elbo(score_fn: ScoreFn, sde: VPSDE, x: jax.Array, key: jax.Array, *, num_dra
         # without the variance of ‖n‖²)
         return jnp.sum((s * (s + 2 * ni[None])).reshape(b, -1), axis=1) + dim
 
-    sq = jax.lax.map(one_draw, (t, noise)).T  # [B, K]
+    sq = jax.lax.map(jax.checkpoint(one_draw), (t, noise)).T  # [B, K]
     m_T, std_T = sde.marginal_mean_coef(sde.T), sde.marginal_std(sde.T)
     flat = x.reshape(b, -1)
     prior = -0.5 * dim * math.log(2 * math.pi) - 0.5 * (m_T ** 2 * jnp.sum(flat ** 2, 1) + dim * std_T ** 2)

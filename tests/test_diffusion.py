@@ -268,6 +268,25 @@ def test_the_bound_of_the_true_score_is_the_log_density_and_a_wrong_score_lowers
         assert diff.mean() < -4 * diff.std(ddof=1) / np.sqrt(len(diff)) < 0, (a, diff.mean())
 
 
+def test_the_bounds_gradient_keeps_one_draws_activations():
+    """Differentiating the bound keeps what one draw's backward pass needs, not every draw's: the
+    residuals of its VJP grow only by the draws' own (t, noise) as the draws go from 4 to 64 (a
+    bound of 64 draws over 5 images of a score network would otherwise keep 64 networks'
+    activations)."""
+    sde = VPSDE()
+    w1 = jax.random.normal(jax.random.key(0), (2, 512))
+    w2 = jax.random.normal(jax.random.key(1), (512, 2)) / 30
+    score = lambda v, t: jnp.tanh(v @ w1 + t[:, None]) @ w2  # noqa: E731  (activations [B, 512] per draw)
+    x = jnp.ones((8, 2), jnp.float32)
+
+    def residual_bytes(num_draws):
+        _, vjp = jax.vjp(lambda v: elbo(score, sde, v, jax.random.key(0), num_draws=num_draws).bound, x)
+        return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(vjp))
+
+    per_draw = (residual_bytes(64) - residual_bytes(4)) / 60
+    assert per_draw <= 4 * (1 + 2) * 2, per_draw  # float32 t and a noise of x's 2 dimensions, 2x slack
+
+
 def test_the_bound_shares_its_draws_and_has_the_contract_of_a_likelihood():
     """One image's bound does not depend on its batch; classes share the draws (``cond``); it is
     differentiable and vmappable; bad arguments are named."""
