@@ -48,11 +48,18 @@ class EventFile:
         self.close()
 
 
+def _ends_a_line(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
 class MetricWriter:
     """Training records of a workdir: ``write(record)`` appends ``record`` (with ``step``) to
     metrics.jsonl and its numbers as TensorBoard scalars at that step; ``config`` (if given) is
     recorded as the run's hparams. ``active=False`` (the other processes of a multi-process run):
-    writes nothing. A context manager: closed on exit. A write the filesystem refuses is a
+    writes nothing. Appends to a metrics.jsonl that is there (a resumed run's), on a line of its own.
+    A context manager: closed on exit. A write the filesystem refuses is a
     ``MetricWriteError``; on the way out of another error, closing adds none of its own."""
 
     def __init__(self, workdir: str, config: ml_collections.ConfigDict | None = None, active: bool = True):
@@ -60,6 +67,8 @@ class MetricWriter:
         if not active:
             return
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        if self._jsonl.tell() and not _ends_a_line(self._jsonl.name):
+            self._jsonl.write("\n")  # (a line cut short by a killed process stays a line of its own)
         self._board = EventFile(workdir)
         if config is not None:
             # the HParams tab: this run's flattened config (tuples and None as text)

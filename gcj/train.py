@@ -310,6 +310,13 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
         def save(s):  # asynchronous: training goes on while it is written (checkpoint.save)
             checkpoint.save(mgr, int(s["step"]), eval_variables(s), _train_item(s))
 
+        def validate(s, last: bool):  # (val/accuracy, [N, C]) of the scored validation images
+            scored = scored_subset(val, config, "val")  # the last epoch's scoring resumable (hours of ODEs)
+            ll = classifier.batched_log_likelihoods(_classifier(config, trainer.log_likelihood_fn, s), scored.images,
+                                                    config.eval_batch_size,
+                                                    resume=classifier.resume_path(_scores(workdir), "val") if last else None)
+            return float(np.mean(ll.argmax(1) == scored.labels)), ll
+
         def stop_preempted(s, where: str):  # SIGTERM: the step reached saved and written, then out
             if mgr.latest_step() != int(s["step"]):
                 save(s)
@@ -360,16 +367,20 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                     # score family) resumes with its training done
                 every = config.val_every_epochs
                 if len(val.labels) and (last or (every and (epoch + 1) % every == 0)):
-                    scored = scored_subset(val, config, "val")
-                    ll = classifier.batched_log_likelihoods(_classifier(config, trainer.log_likelihood_fn, state),
-                                                            scored.images, config.eval_batch_size,
-                                                            resume=classifier.resume_path(_scores(workdir), "val") if last else None)
-                    record["val/accuracy"] = float(np.mean(ll.argmax(1) == scored.labels))
+                    record["val/accuracy"], ll = validate(state, last)
                     final_val_ll = ll if last else None
-                log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+                log(_line(record))
                 writer.write(record)
                 if asked.is_set():  # (after the last epoch: before the thresholds' scorings)
                     stop_preempted(state, f"end of epoch {epoch + 1}")
+            if (start_step == config.num_epochs * spe and len(val.labels)
+                    and not _validated(workdir, config.num_epochs)):
+                # a run killed in the last epoch's validation, after its checkpoint: that epoch's
+                # record written now, its validation only (its training means went with the process)
+                accuracy, final_val_ll = validate(state, True)
+                record = {"step": start_step, "epoch": config.num_epochs, "val/accuracy": accuracy}
+                log(_line(record))
+                writer.write(record)
             checkpoint.wait(mgr)  # the last save written before the thresholds are fitted
     except metric_writer.MetricWriteError as e:  # (a full disk: say what is left to resume from)
         checkpoint.wait(mgr)
@@ -399,6 +410,28 @@ def scored_subset(split: data.Split, config, name: str) -> data.Split:
     """The images of ``split`` that validation or the thresholds score: all, or a seeded subset of
     ``config.max_scored_images``."""
     return data.subset(split, config.max_scored_images or None, keys.named(jax.random.key(config.seed), "scored", name))
+
+
+def _line(record: dict) -> str:
+    """An epoch's record as training prints it."""
+    return " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+
+
+def _validated(workdir: str, epoch: int) -> bool:
+    """Whether the workdir's metrics.jsonl holds the validation record of ``epoch`` (a line cut
+    short by a killed process is no record)."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("epoch") == epoch and "val/accuracy" in record:
+                return True
+    return False
 
 
 def _scores(workdir: str) -> str:

@@ -47,6 +47,20 @@ def test_records_go_to_json_lines_and_tensorboard_scalars(tmp_path):
     assert any(b"model.sdim.rep_dim" in c for c in hp) and any(b"optim.lr" in c for c in hp)
 
 
+def test_a_resumed_run_appends_on_a_line_of_its_own_after_a_line_cut_short(tmp_path):
+    """A process killed mid-write leaves metrics.jsonl ending inside a line: the next writer's
+    records start on a line of their own, readable; a file that ends a line gets no blank one."""
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "epoch": 1}\n{"step": 2, "ep')
+    with metric_writer.MetricWriter(str(tmp_path)) as w:
+        w.write({"step": 2, "epoch": 1, "val/accuracy": 0.5})
+    with metric_writer.MetricWriter(str(tmp_path)) as w:
+        w.write({"step": 3, "epoch": 2})
+    lines = (tmp_path / "metrics.jsonl").read_text().split("\n")
+    assert lines[1] == '{"step": 2, "ep' and lines[4] == ""
+    assert [json.loads(line) for line in lines[2:4]] == [{"step": 2, "epoch": 1, "val/accuracy": 0.5},
+                                                          {"step": 3, "epoch": 2}]
+
+
 def test_a_full_disk_is_an_error_of_the_write_itself(tmp_path, monkeypatch):
     """A TensorBoard write the filesystem refuses is a MetricWriteError raised by ``write`` (written
     from a thread instead, the error would kill that thread and the writes after it would block on

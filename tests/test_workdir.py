@@ -148,6 +148,34 @@ def test_sigterm_in_the_closing_validation_stops_after_it_and_the_rerun_trains_n
         np.testing.assert_allclose(resumed.thresholds[name], values, rtol=1e-6, atol=1e-3)  # nats
 
 
+@pytest.mark.slow
+def test_a_run_killed_in_the_closing_validation_writes_that_epochs_record_when_run_again(trained_workdir, tmp_path,
+                                                                                        monkeypatch):
+    """Killed outright (no SIGTERM to finish on) while the last epoch is validated, after its
+    checkpoint: metrics.jsonl lacks that epoch's record, perhaps ending in a line cut short. The
+    rerun trains no step, validates and writes the record once (the uninterrupted run's
+    val/accuracy); a rerun after that writes none."""
+    w = str(tmp_path / "w")
+    shutil.copytree(trained_workdir[0], w)
+    os.remove(os.path.join(w, "thresholds.json"))
+    path = os.path.join(w, "metrics.jsonl")
+    records = [json.loads(line) for line in open(path)]
+    closing = records[-1]
+    assert closing["epoch"] == 2 and "val/accuracy" in closing
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records[:-1])
+        f.write(json.dumps(closing)[:20])  # (killed mid-write)
+    monkeypatch.setattr(gcj_train, "train_epoch", lambda *a, **k: pytest.fail("trained again"))
+    for _ in range(2):
+        resumed = train_and_evaluate(smoke_config(), w)
+        lines = open(path).read().splitlines()
+        written = [json.loads(line) for line in lines[len(records):]]
+        assert lines[len(records) - 1] == json.dumps(closing)[:20]
+        assert written == [{"step": 12, "epoch": 2, "val/accuracy": closing["val/accuracy"]}]
+    for name, values in trained_workdir[1].thresholds.items():
+        np.testing.assert_allclose(resumed.thresholds[name], values, rtol=1e-6, atol=1e-3)  # nats
+
+
 def test_a_preempted_program_exits_143_and_says_where_to_resume():
     """What train.py does with the ``Preempted`` that training raises on SIGTERM (tested above):
     one line, exit status 143."""
