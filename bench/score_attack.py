@@ -252,11 +252,15 @@ def main():
                        device=str(done.get(f"{name}/{i}/device", "not recorded")),
                        eot_parallel=bool(done.get(f"{name}/{i}/eot_parallel", False))) for i in starts]
         # attacks.success_under_draws(clf, r.x, y, fold_in(key, 4), draws=check_draws) draw by draw (its
-        # keys), each kept as it is made: the judging of many ODE images resumes after its last draw
+        # keys), each kept as it is made: the judging of many ODE images resumes after its last draw.
+        # Images that do not divide over the devices are judged with copies of the last one added
+        # (put() would leave them on one device): other draws than the unpadded batch's, as good
+        pad = -len(y_np) % len(jax.local_devices())
+        xj, yj = (put(np.concatenate([a, np.repeat(a[-1:], pad, 0)])) for a in (np.asarray(r.x), y_np))
         for j, k in enumerate(jax.random.split(jax.random.fold_in(key, 4), args.check_draws)):
             if f"{name}/draw/{j}" not in done:
-                ll = clf.log_likelihood_fn(clf.params, r.x, k)
-                done[f"{name}/draw/{j}"] = np.asarray(attacks.is_success(ll, y))
+                ll = clf.log_likelihood_fn(clf.params, xj, k)
+                done[f"{name}/draw/{j}"] = np.asarray(attacks.is_success(ll, yj))[:len(y_np)]
                 np.savez(partial, **done)
                 print(f"{name}: fresh draw {j + 1} of {args.check_draws} judged", flush=True)
         draws = np.mean([done[f"{name}/draw/{j}"] for j in range(args.check_draws)], axis=0)
