@@ -48,6 +48,22 @@ class EventFile:
         self.close()
 
 
+def records(workdir: str) -> list[dict]:
+    """The records of ``workdir``'s metrics.jsonl in the order written ([] where there is none); a
+    line cut short by a killed process is no record."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
 def _ends_a_line(path: str) -> bool:
     with open(path, "rb") as f:
         f.seek(-1, os.SEEK_END)

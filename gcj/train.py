@@ -326,6 +326,10 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
 
         with metric_writer.MetricWriter(workdir, config, active=primary) as writer, \
                 _stop_on_sigterm() as asked:  # metrics.jsonl, TensorBoard
+            def write_epoch(record):  # printed, and written to every sink
+                log(_line(record))
+                writer.write(record)
+
             for epoch in range(start_step // spe, config.num_epochs):
                 t0, cpu0 = time.time(), time.process_time()
                 done = int(state["step"]) - epoch * spe  # > 0: resumed inside this epoch
@@ -369,18 +373,17 @@ def _train_and_evaluate(config, workdir: str, base_fn, primary: bool) -> classif
                 if len(val.labels) and (last or (every and (epoch + 1) % every == 0)):
                     record["val/accuracy"], ll = validate(state, last)
                     final_val_ll = ll if last else None
-                log(_line(record))
-                writer.write(record)
+                write_epoch(record)
                 if asked.is_set():  # (after the last epoch: before the thresholds' scorings)
                     stop_preempted(state, f"end of epoch {epoch + 1}")
             if (start_step == config.num_epochs * spe and len(val.labels)
-                    and not _validated(workdir, config.num_epochs)):
+                    and not any(r.get("epoch") == config.num_epochs and "val/accuracy" in r
+                                for r in metric_writer.records(workdir))):
                 # a run killed in the last epoch's validation, after its checkpoint: that epoch's
                 # record written now, its validation only (its training means went with the process)
                 accuracy, final_val_ll = validate(state, True)
                 record = {"step": start_step, "epoch": config.num_epochs, "val/accuracy": accuracy}
-                log(_line(record))
-                writer.write(record)
+                write_epoch(record)
             checkpoint.wait(mgr)  # the last save written before the thresholds are fitted
     except metric_writer.MetricWriteError as e:  # (a full disk: say what is left to resume from)
         checkpoint.wait(mgr)
@@ -415,23 +418,6 @@ def scored_subset(split: data.Split, config, name: str) -> data.Split:
 def _line(record: dict) -> str:
     """An epoch's record as training prints it."""
     return " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-
-
-def _validated(workdir: str, epoch: int) -> bool:
-    """Whether the workdir's metrics.jsonl holds the validation record of ``epoch`` (a line cut
-    short by a killed process is no record)."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("epoch") == epoch and "val/accuracy" in record:
-                return True
-    return False
 
 
 def _scores(workdir: str) -> str:

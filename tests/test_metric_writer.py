@@ -59,6 +59,9 @@ def test_a_resumed_run_appends_on_a_line_of_its_own_after_a_line_cut_short(tmp_p
     assert lines[1] == '{"step": 2, "ep' and lines[4] == ""
     assert [json.loads(line) for line in lines[2:4]] == [{"step": 2, "epoch": 1, "val/accuracy": 0.5},
                                                           {"step": 3, "epoch": 2}]
+    assert metric_writer.records(str(tmp_path)) == [{"step": 1, "epoch": 1}, {"step": 2, "epoch": 1, "val/accuracy": 0.5},
+                                                    {"step": 3, "epoch": 2}]  # (the cut line left out)
+    assert metric_writer.records(str(tmp_path / "none")) == []
 
 
 def test_a_full_disk_is_an_error_of_the_write_itself(tmp_path, monkeypatch):
