@@ -117,8 +117,9 @@ def main():
     p.add_argument("--stop_after", type=int, default=0,
                    help="end this process after this many pieces of work, each kept in the partial (an attacked "
                         "chunk, a fresh draw judged; 0: run to the end): a rerun goes on from there. XLA:CPU "
-                        "keeps memory from the ODE's gradients of a 28x28 model (measured: 0.3 to 0.4 GB a minute, "
-                        "none returned between chunks), so a long CPU attack runs best a process per chunk")
+                        "keeps memory from the ODE's gradients of a 28x28 model (measured: 0.3 to 0.45 GB a minute, "
+                        "21 GB by the end of a chunk of 2 images, none returned between chunks), so a long CPU "
+                        "attack runs best a process per chunk")
     p.add_argument("--judge_probes", type=int, default=0,
                    help="also judge the returned images (and their clean originals) by the exact classifier with "
                         "this many Hutchinson probes (0: not): how much of the robustness is the likelihood's noise")
