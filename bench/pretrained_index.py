@@ -9,8 +9,12 @@ this one (every model listed, no number copied by hand).
 import argparse
 import json
 import os
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from gcj.metric_writer import records  # noqa: E402
+
 PRETRAINED = os.path.join(ROOT, "pretrained")
 START, END = "<!-- index: bench/pretrained_index.py -->", "<!-- end of index -->"
 
@@ -18,9 +22,8 @@ START, END = "<!-- index: bench/pretrained_index.py -->", "<!-- end of index -->
 def _row(name: str) -> str:
     d = os.path.join(PRETRAINED, name)
     config = json.load(open(os.path.join(d, "config.json")))
-    with open(os.path.join(d, "metrics.jsonl")) as f:
-        epochs = [r["epoch"] for r in map(json.loads, f) if "epoch" in r]  # (steps logged: a run stopped
-        # after its last step, before that epoch's summary, still trained it)
+    epochs = [r["epoch"] for r in records(d) if "epoch" in r]  # (steps logged: a run stopped after its
+    # last step, before that epoch's summary, still trained it)
     report = json.load(open(os.path.join(d, "report", "report.json")))
     c = report.get("clean", {})
     numbers = [f"accuracy {100 * c['accuracy']:.2f}%"] if "accuracy" in c else []

@@ -16,6 +16,13 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import jax  # noqa: E402
+
+import gcj  # noqa: E402
+from gcj import classifier, data  # noqa: E402
+from gcj.metric_writer import records  # noqa: E402
+from gcj.suites.adversarial import ENSEMBLES  # noqa: E402
+
 # paper 000 (Tab. 2, 4, 6) and paper 003 targets; None where the paper gives no number
 PAPER = {
     "disc_fashion_mnist": dict(acc=94.25, epochs=100),
@@ -36,7 +43,7 @@ def main():
         if not os.path.exists(os.path.join(path, "report", "report.json")):
             continue
         r = json.load(open(os.path.join(path, "report", "report.json")))
-        epochs = [json.loads(l) for l in open(os.path.join(path, "metrics.jsonl")) if "epoch_seconds" in l]
+        epochs = [e for e in records(path) if "epoch_seconds" in e]
         ood = r["ood"]["mnist5k"]
         ours = dict(acc=100 * r["clean"]["accuracy"],
                     acc_left_p1=100 * r["rejection"]["p1"]["acc_left"],
@@ -85,10 +92,6 @@ IBINN_PAPER = {"1": (-1.90, 8.52, 4.34, 67.30), "4": (1.14, 8.14, 8.72, 73.69),
 def ibinn():
     """The IB-INN beta trade-off: test L_X and L_Y (the training definitions, with the model's
     label smoothing) recomputed on the test set, bits/dim and the rest from the reports."""
-    import jax
-    import gcj
-    from gcj import classifier, data
-
     print("| β | paper L_X | paper L_Y | paper bits/dim | paper acc % | gcj L_X | gcj L_Y | gcj bits/dim "
           "| gcj acc % | rejected p1 % | OOD AUROC % log p(x) / typicality / two-tailed | ECE % |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -233,10 +236,6 @@ def cross_family():
     mean corruption accuracy (15 corruptions x 5 severities) and the worst case over the
     autoattack ensemble at L∞ 8/255 (bench/results/worst_case/; a cell says where a model faced
     fewer attacks, or attacks through a surrogate)."""
-    import jax
-    import gcj
-    from gcj.suites.adversarial import ENSEMBLES
-
     p = lambda v, n: f"{100 * v:.1f} ({n})"  # noqa: E731
     print("| model | parameters | train hours | accuracy % | bits/dim | acc-left p1 % | rejected p1 % "
           "| OOD AUROC % | OOD detected p1 % | corruption acc % (75 sets) | APGD worst case L∞ 8/255: "
@@ -249,8 +248,7 @@ def cross_family():
             print(f"| {name} | (not trained yet) |" + " |" * 10)
             continue
         params = sum(v.size for v in jax.tree.leaves(gcj.load(path).params))
-        with open(os.path.join(path, "metrics.jsonl")) as f:
-            logged = [json.loads(line) for line in f]
+        logged = records(path)
         epochs = [e for e in logged if "epoch_seconds" in e]
         # an epoch paused or resumed counts as a typical one: the median epoch times the epochs
         # trained (a run stopped after its last step, before its epoch's summary, logged fewer);
@@ -317,7 +315,14 @@ def ablations():
             print(f"| {name} | {field} = {value} | " + " | ".join(cells) + " |")
 
 
+# each table by the name the command line takes, and the committed file that holds it
+TABLES = {"": (main, "fashion_mnist_table.md"), "glow": (glow, "glow_digits_table.md"),
+          "ibinn": (ibinn, "ibinn_digits_table.md"), "fashion_ood": (fashion_ood, "fashion_mnist_ood_table.md"),
+          "robustness": (robustness, "robustness_table.md"), "worst_case": (worst_case, "worst_case_table.md"),
+          "cross_family": (cross_family, "cross_family_table.md"), "ablations": (ablations, "ablations_table.md")}
+
 if __name__ == "__main__":
-    {"glow": glow, "ibinn": ibinn, "fashion_ood": fashion_ood, "robustness": robustness,
-     "worst_case": worst_case, "cross_family": cross_family,
-     "ablations": ablations}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+    name = sys.argv[1] if sys.argv[1:] else ""
+    if name not in TABLES:
+        sys.exit(f"no table {name!r}: one of {', '.join(repr(t) for t in TABLES)}")
+    TABLES[name][0]()

@@ -162,6 +162,19 @@ def test_pretrained_readme_lists_every_model_from_its_own_files():
     assert len(models) >= 17 and all(f"| `{n}` |" in listed for n in models)
 
 
+def test_committed_tables_are_what_results_table_prints_from_the_committed_reports(capsys):
+    """Each bench/results/*_table.md (the tables of the README and the docs) is bench/results_table.py's
+    output from the committed reports today: a report changed without its table fails here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_table", os.path.join(ROOT, "bench", "results_table.py"))
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    for name, (make, file) in tables.TABLES.items():
+        make()
+        assert capsys.readouterr().out == open(os.path.join(ROOT, "bench", "results", file)).read(), name
+
+
 def test_pretrained_holds_model_variables_only_and_stays_small():
     """Each committed checkpoint is the model variables alone (no optimizer state: ``bench/package.sh``),
     and all of ``pretrained/`` stays under 30 MB."""

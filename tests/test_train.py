@@ -14,14 +14,14 @@ import gcj
 from conftest import ROOT, smoke_config
 from gcj import checkpoint, cli, data, rejection
 from gcj.evaluate import evaluate
+from gcj.metric_writer import records
 from gcj.train import Trainer, fit_thresholds, scored_subset, train_and_evaluate, train_epoch
 
 X = np.random.default_rng(0).uniform(size=(4, 32, 32, 1)).astype(np.float32)
 
 
 def _epochs(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [r for r in map(json.loads, f) if "epoch_seconds" in r]
+    return [r for r in records(workdir) if "epoch_seconds" in r]
 
 
 def _copy(workdir, tmp_path):
@@ -38,11 +38,11 @@ def _run(args, env=None):
 def test_training_learns_and_writes_the_workdir(trained_workdir):
     workdir, clf = trained_workdir
     assert {"config.json", "metrics.jsonl", "thresholds.json", "checkpoints"} <= set(os.listdir(workdir))
-    records = _epochs(workdir)
-    assert [r["epoch"] for r in records] == [1, 2]
-    assert records[-1]["train/loss"] < records[0]["train/loss"]
+    epochs = _epochs(workdir)
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert epochs[-1]["train/loss"] < epochs[0]["train/loss"]
     # an epoch's CPU time: of this process's threads, at most every core busy for its wall time
-    assert all(0 < r["epoch_cpu_seconds"] <= os.cpu_count() * r["epoch_seconds"] + 1 for r in records)
+    assert all(0 < r["epoch_cpu_seconds"] <= os.cpu_count() * r["epoch_seconds"] + 1 for r in epochs)
     thr = json.load(open(os.path.join(workdir, "thresholds.json")))
     assert set(thr) == {"p1", "p2", "conformal0.01"} and all(len(v) == 10 for v in thr.values())
     # the same curves for TensorBoard: one event per metrics.jsonl line, after the file version
