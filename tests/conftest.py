@@ -1,4 +1,5 @@
 """Shared fixtures: strict JAX, one tiny trained workdir for the whole session."""
+import importlib.util
 import os
 import sys
 import tempfile
@@ -45,14 +46,17 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
-def load_config(name, arg=None):
-    """``configs/<name>.py``'s ``get_config(arg)``."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+def load_module(path):
+    """The Python file at ``path`` (relative to the repository: a config, a bench script) as a module."""
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], os.path.join(ROOT, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return module
+
+
+def load_config(name, arg=None):
+    """``configs/<name>.py``'s ``get_config(arg)``."""
+    return load_module(f"configs/{name}.py").get_config(arg)
 
 
 def smoke_config(name="demo", **overrides):

@@ -1,6 +1,5 @@
 """Every config builds; the paper-size models take one real training step at a tiny batch."""
 import glob
-import importlib.util
 import os
 
 import jax
@@ -8,24 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_config
 from gcj import classifier
 from gcj.train import init_state, make_optimizer, make_train_step
 
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
 
 
-def _get(name, arg=None):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m.get_config(arg)
-
-
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_builds_and_documents_its_command(name):
     for arg in (None, "smoke"):
-        c = _get(name, arg)
+        c = load_config(name, arg)
         v = jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))
         assert v["params"] and (c.model.family in classifier.DENSITY_FAMILIES or v["batch_stats"])
     with open(os.path.join(ROOT, "configs", f"{name}.py")) as f:
@@ -35,7 +27,7 @@ def test_config_builds_and_documents_its_command(name):
 @pytest.mark.parametrize("name", [pytest.param("sdim_cifar10", marks=pytest.mark.slow), "sdim_fashion_mnist",
                                   pytest.param("score_cifar10", marks=pytest.mark.slow)])
 def test_paper_size_model_takes_one_step(name):
-    c = _get(name)
+    c = load_config(name)
     c.optim.warmup_steps = 0  # a warm-up's first step has learning rate 0: nothing would move
     module = classifier.build_module(c)
     v = classifier.init_variables(c, jax.random.key(0))
@@ -65,7 +57,7 @@ def test_paper_001_glows_have_the_papers_architecture():
     """App. B: 4 levels of 12 steps with 128 channels (MNIST), of 16 steps with 256 (CIFAR-10);
     the counts are those of bench/results/param_counts_flows.md."""
     for name, steps, width, total in (("glow_mnist", 12, 128, 1_484_008), ("glow_cifar10", 16, 256, 9_464_480)):
-        c = _get(name)
+        c = load_config(name)
         g = c.model.glow
         assert (g.levels, g.steps, g.width, g.pad_to) == (4, steps, width, 32)
         v = jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import load_module
 from gcj import counterexample as ce
 
 
@@ -70,13 +71,7 @@ def test_the_learned_flows_of_the_bench_script_train_and_are_attacked_within_del
     weakness?"), shortened: one gcj coupling flow per class trained on draws of p in d = 100; the
     NLL falls and the flows classify (the README's 600 steps reach 99.9%); the attack report is
     computed on them as on the analytic q."""
-    import importlib.util
-    import os
-
-    from conftest import ROOT
-    spec = importlib.util.spec_from_file_location("ce_bench", os.path.join(ROOT, "bench", "counterexample.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_module("bench/counterexample.py")
     model = ce.CounterExample.from_proposition(100, 0.1, 0.1, 0.1)
     log_q, nll = bench.train_flows(model, jax.random.key(0), steps=5, batch=128, width=32)
     assert all(last < first for first, last in nll), nll  # per class

@@ -1,6 +1,5 @@
 """gcj.flows: every invertible layer inverts, and its logdet is log|det| of its Jacobian."""
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -114,7 +113,7 @@ def test_layers_name_bad_input():
 
 from scipy import stats  # noqa: E402
 
-from conftest import ROOT, smoke_config  # noqa: E402
+from conftest import load_config, smoke_config  # noqa: E402
 from gcj import classifier, data  # noqa: E402
 from gcj.suites import Context, Request, clean  # noqa: E402
 from gcj.models import flow  # noqa: E402
@@ -316,11 +315,7 @@ def test_flow_train_step(name, overrides):
 
 
 def test_ibinn_imagenet_layout_has_the_papers_parameter_count():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("c", os.path.join(ROOT, "configs", "ibinn_imagenet.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    c = mod.get_config()
+    c = load_config("ibinn_imagenet")
     p = jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))["params"]
     count = lambda t: sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(t))  # noqa: E731
     # paper 002 Tab. 2: 55.4M in the network, 77.5M with the class means

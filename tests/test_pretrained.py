@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gcj
-from conftest import FAST_COMPILE, ROOT
+from conftest import FAST_COMPILE, ROOT, load_module
 from gcj import data
 
 NAMES = ["sdim_fashion_mnist", "disc_fashion_mnist", "sdim_logit_fashion_mnist",
@@ -150,11 +150,7 @@ def test_loaded_flow_samples_are_classified_as_their_class():
 def test_pretrained_readme_lists_every_model_from_its_own_files():
     """pretrained/README.md's table is bench/pretrained_index.py's, generated from each committed
     model's config.json, metrics.jsonl and report.json: every model listed, no number by hand."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("pretrained_index", os.path.join(ROOT, "bench", "pretrained_index.py"))
-    index = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(index)
+    index = load_module("bench/pretrained_index.py")
     readme = open(os.path.join(ROOT, "pretrained", "README.md")).read()
     listed = readme[readme.index(index.START) + len(index.START):readme.index(index.END)].strip()
     assert listed == index.table().strip()
@@ -165,11 +161,7 @@ def test_pretrained_readme_lists_every_model_from_its_own_files():
 def test_committed_tables_are_what_results_table_prints_from_the_committed_reports(capsys):
     """Each bench/results/*_table.md (the tables of the README and the docs) is bench/results_table.py's
     output from the committed reports today: a report changed without its table fails here."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("results_table", os.path.join(ROOT, "bench", "results_table.py"))
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = load_module("bench/results_table.py")
     for name, (make, file) in tables.TABLES.items():
         make()
         assert capsys.readouterr().out == open(os.path.join(ROOT, "bench", "results", file)).read(), name
