@@ -206,10 +206,10 @@ def set_aside(mgr: ocp.CheckpointManager, after_step: int) -> list[str]:
 
 def restore_variables(workdir: str, target, step: int | None = None):
     """The model variables of ``step`` (default: the newest readable one) in a workdir."""
-    mgr = manager(workdir)
-    if step is not None:
-        return restore(mgr, step, target)[0]
-    latest = restore_latest(mgr, target)
+    with manager(workdir) as mgr:  # (closed: its threads do not outlive the read)
+        if step is not None:
+            return restore(mgr, step, target)[0]
+        latest = restore_latest(mgr, target)
     if latest is None:
         raise NotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
     return latest[1]

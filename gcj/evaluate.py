@@ -69,8 +69,9 @@ def evaluate(workdir: str, suites=DEFAULT_SUITES, ood_datasets=(), out: str | No
     clf = classifier.load(workdir, overrides=overrides)
     training = lock.holder(workdir)
     if training and lock.alive(training):  # (orbax lists only complete checkpoints)
-        log(f"{workdir} is still being trained by {lock.describe(training)}: evaluating its newest complete "
-            f"checkpoint, step {checkpoint.manager(workdir).latest_step()}")
+        with checkpoint.manager(workdir) as mgr:
+            log(f"{workdir} is still being trained by {lock.describe(training)}: evaluating its newest "
+                f"complete checkpoint, step {mgr.latest_step()}")
     for suite in chosen:
         suite.check_model(clf)
     if clf.thresholds is None and any(s.needs_thresholds for s in chosen):

@@ -35,6 +35,8 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
 jax.config.update("jax_persistent_cache_min_entry_size_bytes",
                   int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
 
+from gcj import checkpoint  # noqa: E402
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a test of 15 s or more on 2 CPU cores (runs first)")
@@ -57,6 +59,12 @@ def load_module(path):
 def load_config(name, arg=None):
     """``configs/<name>.py``'s ``get_config(arg)``."""
     return load_module(f"configs/{name}.py").get_config(arg)
+
+
+def checkpoint_steps(workdir):
+    """The steps of a workdir's complete checkpoints, read by a manager closed afterwards."""
+    with checkpoint.manager(workdir) as mgr:
+        return sorted(mgr.all_steps())
 
 
 def smoke_config(name="demo", **overrides):

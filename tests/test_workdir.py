@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import gcj
-from conftest import ROOT, smoke_config
+from conftest import ROOT, checkpoint_steps, smoke_config
 from gcj import checkpoint, classifier, lock, metric_writer
 from gcj import train as gcj_train
 from gcj.errors import Preempted
@@ -108,12 +108,12 @@ def test_sigterm_mid_epoch_saves_that_step_and_a_rerun_ends_bit_identical(traine
     with pytest.raises(Preempted, match=r"stopped by SIGTERM at step 4 \(epoch 1\): checkpoint saved in"):
         train_and_evaluate(cfg, w)
     monkeypatch.undo()
-    assert sorted(checkpoint.manager(w).all_steps()) == [3, 4]
+    assert checkpoint_steps(w) == [3, 4]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the training's only
     assert not os.path.exists(os.path.join(w, lock.NAME))
     resumed = train_and_evaluate(cfg, w)
     jax.tree_util.tree_map(np.testing.assert_array_equal, straight.params, resumed.params)
-    assert sorted(checkpoint.manager(w).all_steps())[-1] == 12
+    assert checkpoint_steps(w)[-1] == 12
 
 
 @pytest.mark.slow
@@ -262,7 +262,7 @@ def test_a_full_disk_stops_training_and_keeps_the_last_good_checkpoint(tmp_path)
         # awaits the save in progress before it reports the metrics)
         assert last.startswith("train.py: error: could not save the checkpoint of step 12 in ") and \
             "no space left on device" in last and "the last good checkpoint (step 6) is intact" in last
-        assert checkpoint.manager(w).all_steps() == [6]
+        assert checkpoint_steps(w) == [6]
         clf = gcj.load(w)
         assert np.all(np.isfinite(clf.class_log_likelihoods(np.zeros((1, 32, 32, 1), np.float32))))
         checkpoint.manager(w, training=True).close()  # what the next run does first
