@@ -36,6 +36,7 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes",
                   int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
 
 from gcj import checkpoint  # noqa: E402
+from gcj.train import train_and_evaluate  # noqa: E402
 
 
 def pytest_configure(config):
@@ -78,8 +79,6 @@ def smoke_config(name="demo", **overrides):
 @pytest.fixture(scope="session")
 def trained_workdir(tmp_path_factory):
     """A 2-epoch SDIM smoke run on MNIST-5k, with thresholds (shared: tests only read it)."""
-    from gcj.train import train_and_evaluate
-
     workdir = str(tmp_path_factory.mktemp("sdim_smoke"))
     clf = train_and_evaluate(smoke_config(), workdir)
     return workdir, clf

@@ -7,12 +7,11 @@ import pytest
 
 from gcj import attacks
 from gcj.suites import adversarial
-from test_attacks import C, boundary_distances, gauss, l2
+from test_attacks import MU, C, boundary_distances, gauss, l2
 
 
 @pytest.fixture(scope="module")
 def data():
-    from test_attacks import MU
     noise = 0.03 * jax.random.normal(jax.random.key(1), (C, 4, 16))
     x = jnp.clip(jnp.asarray(MU)[:, None] + noise, 0, 1).reshape(-1, 4, 4, 1)
     return x, jnp.repeat(jnp.arange(C), 4)

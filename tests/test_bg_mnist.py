@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from gcj import bg_mnist, data
+from gcj import bg_mnist, data, suites
+from gcj.suites.base import Request
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +52,6 @@ def test_blur_monotonically_lowers_the_pixel_entropy(sets):
 
 
 def test_names():
-    from gcj import suites
-    from gcj.suites.base import Request
-
     suites.SUITES["ood"].check(Request(ood_datasets=("bg_mnist_0", "bg_mnist_cifar_1")))  # an out-set
     with pytest.raises(ValueError, match="bg_mnist_<blur>"):
         suites.SUITES["ood"].check(Request(ood_datasets=("bg_mnist_x",)))

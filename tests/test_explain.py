@@ -11,6 +11,7 @@ from scipy import integrate
 import gcj
 from conftest import ROOT
 from gcj import data, explain
+from gcj.evaluate import evaluate, format_tables
 
 
 @pytest.mark.parametrize("delta_mu", [0.5, 1.0, 2.0, 4.0])
@@ -126,8 +127,6 @@ def test_the_explain_suite_through_evaluate(tmp_path):
     matrices (App. B's expected posterior from the class means), Fig. 6's four picked inputs in
     the rules' order, the heatmap identity's error; the three PNGs are written; a family without
     the latent is refused by name."""
-    from gcj.evaluate import evaluate, format_tables
-
     out = tmp_path / "report" / "report.json"
     r = evaluate(os.path.join(ROOT, "pretrained", "ibinn_digits_beta1"), ("explain",), out=str(out),
                  ood_datasets=("digits",), ood_split="test", max_images=40, log=lambda *_: None)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import gcj
-from conftest import smoke_config
+from conftest import load_config, smoke_config
 from gcj import classifier
 from gcj.models import score
 from gcj.models.sdim import count_params
@@ -86,7 +86,6 @@ def test_sbgc_cifar10_parameter_count():
     added to the time embedding: 61.81M. Paper 004 states 67.19M (8% more); score_sde's DDPM++ is
     ~62M, and the paper does not describe what adds 5.4M (per-block class projections would add
     ~5.2M), so the faithful build's count is asserted."""
-    from conftest import load_config
     c = load_config("score_cifar10")
     p = jax.eval_shape(lambda: classifier.init_variables(c, jax.random.key(0)))["params"]
     assert count_params(p) == 61_809_539

@@ -5,6 +5,7 @@ import sys
 import tomllib
 
 import pytest
+from packaging.version import Version
 
 import gcj
 from conftest import ROOT
@@ -43,8 +44,6 @@ def test_top_level_scripts_are_the_entry_points(script):
 
 def test_constraints_pin_every_requirement_at_or_above_its_floor():
     """constraints.txt (what CI installs) pins each requirement at a version its floor admits."""
-    from packaging.version import Version
-
     with open(os.path.join(ROOT, "constraints.txt")) as f:
         pins = {n.lower().replace("_", "-"): v for n, _, v in
                 (line.strip().partition("==") for line in f if "==" in line)}

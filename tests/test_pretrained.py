@@ -1,9 +1,11 @@
 """The committed models load from a fresh checkout and still score what their reports say."""
 import json
 import os
+import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -119,7 +121,6 @@ FLOWS = [f"glow_digits_{v}" for v in ("base", "reweighted", "split")] + [
 def test_pretrained_flow_digits_matches_its_report(name):
     """The whole test set (8x8 digits; BG-MNIST-0 padded to 32x32), with evaluate.py's key:
     accuracy and bits/dim as reported."""
-    import jax
     path = os.path.join(ROOT, "pretrained", name)
     clf = gcj.load(path)
     report = json.load(open(os.path.join(path, "report", "report.json")))
@@ -137,7 +138,6 @@ def test_loaded_flow_samples_are_classified_as_their_class():
     """x ~ p(x|y) from the loaded IB-INN (beta = 1): the classifier gives most samples back
     their class (measured: 88% of 200 at this key, after clipping to [0, 1]; chance is 10%),
     and forward inverts inverse."""
-    import jax
     clf = gcj.load(os.path.join(ROOT, "pretrained", "ibinn_digits_beta1"))
     labels = np.repeat(np.arange(10), 20)
     x = clf.sample(labels, jax.random.key(0))
@@ -185,8 +185,6 @@ def test_pretrained_names_no_path_of_the_machine_that_made_it():
     """No committed text file (configs, reports, orbax's commit markers) holds an absolute path to a
     workdir or to ``pretrained/``: ``bench/package.sh`` rewrites the markers, reports name their
     paths relative to themselves."""
-    import re
-
     absolute = re.compile(r"(^|[\s\"'=:(])/[^\s\"']*/(workdirs|pretrained)/")
     root = os.path.join(ROOT, "pretrained")
     for d, _, files in os.walk(root):

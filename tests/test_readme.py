@@ -7,6 +7,7 @@ import re
 import pytest
 
 from conftest import ROOT
+from gcj.suites import adversarial
 
 
 PAGES = ["README.md", *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True))]
@@ -35,8 +36,6 @@ def test_readme_python_block_runs(page, n, code, monkeypatch):
 
 
 def test_readme_counts_the_default_attacks():
-    from gcj.suites import adversarial
-
     with open(os.path.join(ROOT, "docs", "suites", "adversarial.md")) as f:
         said = re.search(r"`--suites adversarial` runs (\d+) attacks", f.read())
     assert said and int(said.group(1)) == len(adversarial.default_attacks())

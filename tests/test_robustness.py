@@ -3,17 +3,21 @@ through evaluate.py on a committed model, and on CIFAR-10 from TFDS mock data.""
 import functools
 import json
 import os
+import shutil
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 import gcj
 from conftest import smoke_config
-from gcj import corruptions, data, metrics, suites
+from gcj import attacks, corruptions, data, metrics, models, suites
 from gcj.evaluate import evaluate, format_tables, suite_options
+from gcj.models import get
 from gcj.suites import adversarial, interpolation
 from gcj.suites.corruptions import corrupted_test_set, mce
 
@@ -65,8 +69,6 @@ def test_frost_uses_the_imagecorruptions_photographs_where_installed(tmp_path, m
     """Without the package: the procedural layer. With it (a stand-in package dir holding five
     uniform 'photographs' of brightness 200 and one of 0): on a black image frost is c1 x the
     photograph (severity 1: 0.2 x 200), greyscaled for one channel; the source is reported."""
-    from PIL import Image
-
     monkeypatch.setattr(corruptions, "_frost_photographs", functools.lru_cache(maxsize=1)(
         corruptions._frost_photographs.__wrapped__))
     monkeypatch.setattr(sys, "path", [p for p in sys.path if "imagecorruptions" not in p])
@@ -142,10 +144,6 @@ def test_attack_metrics_on_a_hand_made_case():
 def test_bits_per_dim_thresholds_and_the_attack_threshold():
     """bpd thresholds (paper 001) sit beside the percentile ones, are one threshold on log p(x), and
     the chosen one comes first; a family without a pixel density refuses them."""
-    import types
-
-    from gcj.models import get
-    from gcj.suites import adversarial
 
     def ctx(family, **options):
         ll_test = options.pop("ll_test", None)
@@ -299,8 +297,6 @@ def test_corrupted_sets_are_the_scored_test_images():
 def test_a_suite_is_a_plug_in(monkeypatch, tmp_path):
     """A suite registered in gcj.suites.SUITES runs on the shared context with its own options;
     the report records the options every suite ran with and the config."""
-    from gcj import suites
-
     toy = suites.Suite("toy", run=lambda ctx: dict(n=len(ctx.ll_test), train=len(ctx.ll_train),
                                                    size=ctx.request.options.toy_size),
                        table=lambda block, report: [f"toy suite saw {block['n']} test images"],
@@ -323,8 +319,6 @@ def test_a_suite_is_a_plug_in(monkeypatch, tmp_path):
 
 def test_suites_report_the_configs_percentile_thresholds(tmp_path):
     """The thresholds the robustness suites report are the config's thresholds.percentiles."""
-    import shutil
-
     workdir = str(tmp_path / "w")
     shutil.copytree("pretrained/ibinn_digits_beta1", workdir, ignore=shutil.ignore_patterns("report"))
     with open(f"{workdir}/config.json") as f:
@@ -340,8 +334,6 @@ def test_suites_report_the_configs_percentile_thresholds(tmp_path):
 def test_a_new_attack_is_a_function_and_a_registry_line(monkeypatch, trained_workdir):
     """An attack registered in ``gcj.attacks.ATTACKS`` (keyword-only parameters) runs in the
     adversarial suite once an ``AttackSpec`` names it, with the suite's thresholds and metrics."""
-    from gcj import attacks
-
     calls = []
 
     def noise(model, x, labels, key, *, eps, thresholds=None):
@@ -368,8 +360,6 @@ def test_attacks_through_a_surrogate_are_judged_by_the_model(monkeypatch, traine
     """``--attack_surrogate``: the attacks are handed the family's surrogate of log p(x|y) (here a
     made-up one, the model's log-likelihoods negated, so that the two disagree on every image);
     their images are judged by the model itself, the surrogate's verdict kept beside."""
-    from gcj import attacks, models
-
     seen = []
 
     def unchanged(model, x, labels, key, *, thresholds=None):
@@ -419,8 +409,6 @@ def test_a_resumable_adversarial_suite_resumes_at_its_next_batch(monkeypatch, tr
     """``resumable``: each finished attack batch is kept, and each finished attack with its judged
     images, so an evaluation stopped in the middle of an attack attacks only the batches left; the
     report is the one an evaluation in one go writes."""
-    from gcj import attacks
-
     calls, stop_at = [], {"noise_linf_4": 2}  # (the first run stops at this attack's third batch)
 
     def noise(model, x, labels, key, *, eps, thresholds=None):

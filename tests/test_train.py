@@ -8,14 +8,18 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 import gcj
 from conftest import ROOT, checkpoint_steps, smoke_config
 from gcj import checkpoint, cli, data, rejection
+from gcj.config import base_config
 from gcj.evaluate import evaluate
 from gcj.metric_writer import records
-from gcj.train import Trainer, fit_thresholds, scored_subset, train_and_evaluate, train_epoch
+from gcj.recipes import paper_config
+from gcj.train import (Trainer, fit_thresholds, make_optimizer, make_schedule, scored_subset, train_and_evaluate,
+                       train_epoch)
 
 X = np.random.default_rng(0).uniform(size=(4, 32, 32, 1)).astype(np.float32)
 
@@ -280,15 +284,12 @@ def test_bad_requests_name_the_problem(trained_workdir, tmp_path):
     with pytest.raises(ValueError, match="sdim_logit needs config.model.sdim_logit.base_workdir"):
         train_and_evaluate(smoke_config("sdim_logit_fashion_mnist", **{"data.name": "mnist5k"}),
                            str(tmp_path / "nobase"))
-    from gcj.recipes import paper_config
     with pytest.raises(ValueError, match="unknown config argument"):
         paper_config("sdim", "mnist", "tiny")
 
 
 def test_sdim_logit_on_any_user_function(tmp_path):
     """A frozen user function x -> logits as the base: trains, reloads, differentiates through it."""
-    import jax.numpy as jnp
-
     w = jax.random.normal(jax.random.key(7), (32 * 32, 10)) / 32.0
     base_fn = lambda x: x.reshape(x.shape[0], -1) @ w  # noqa: E731
     cfg = smoke_config("sdim_logit_fashion_mnist", **{"data.name": "mnist5k"})
@@ -302,8 +303,6 @@ def test_sdim_logit_on_any_user_function(tmp_path):
 
 
 def test_learning_rate_schedules():
-    from gcj.config import base_config
-    from gcj.train import make_schedule
     cfg = base_config().optim
     cfg.update(dict(lr=1.0, warmup_steps=10, schedule="step", decay_every_epochs=2))
     lr = make_schedule(cfg, steps_per_epoch=5, num_epochs=10)
@@ -318,8 +317,6 @@ def test_learning_rate_schedules():
 
 
 def test_prior_lr_factor_trains_the_class_means_by_plain_sgd():
-    from gcj.config import base_config
-    from gcj.train import make_optimizer
     cfg = base_config().optim
     cfg.update(dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.5, prior_lr_factor=3.0))
     params = {"prior": {"mu": np.ones(2, np.float32)}, "flow": {"w": np.ones(2, np.float32)}}
@@ -342,8 +339,6 @@ def test_cpu_devices_split_the_batch_evenly():
 def test_a_failed_checkpoint_save_stops_training_with_a_message(tmp_path, monkeypatch):
     """A save the filesystem refuses (here: no space left) stops training with one message naming
     the step, the folder and what is kept; the checkpoint manager is closed on the way out."""
-    import orbax.checkpoint as ocp
-
     def full(self, step, *args, **kw):
         if step == 12:
             raise OSError(28, "No space left on device")

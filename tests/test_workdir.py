@@ -11,6 +11,7 @@ import time
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 import gcj
@@ -221,8 +222,6 @@ def test_a_released_checkpoint_loads_but_does_not_resume(trained_workdir, tmp_pa
 
 def test_a_failure_that_is_not_corruption_is_reported_as_itself(trained_workdir, monkeypatch):
     """An I/O error or lack of memory while reading is not an unreadable checkpoint: no fallback."""
-    import orbax.checkpoint as ocp
-
     for error in (OSError(5, "Input/output error"), MemoryError("out of memory")):
         def fail(self, *args, error=error, **kw):
             raise error
