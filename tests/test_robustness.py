@@ -17,7 +17,6 @@ import gcj
 from conftest import smoke_config
 from gcj import attacks, corruptions, data, metrics, models, suites
 from gcj.evaluate import evaluate, format_tables, suite_options
-from gcj.models import get
 from gcj.suites import adversarial, interpolation
 from gcj.suites.corruptions import corrupted_test_set, mce
 
@@ -148,7 +147,7 @@ def test_bits_per_dim_thresholds_and_the_attack_threshold():
     def ctx(family, **options):
         ll_test = options.pop("ll_test", None)
         o = {"bpd_thresholds": (), "attack_threshold": "", "max_test_bpd_threshold": False, **options}
-        clf = types.SimpleNamespace(family=get(family), image_shape=(8, 8, 1), num_classes=3,
+        clf = types.SimpleNamespace(family=models.get(family), image_shape=(8, 8, 1), num_classes=3,
                                     density_dims=64)
         return types.SimpleNamespace(clf=clf, request=types.SimpleNamespace(options=types.SimpleNamespace(**o)),
                                      percentile_thresholds={"p1": np.zeros(3), "p2": np.ones(3)}, ll_test=ll_test)
