@@ -10,10 +10,11 @@
 # 9 targets of 100 steps would take 1.5 h per image here), the table's worst-case cells; the
 # corruption suite on 10 test images (75 sets, exact), the table's corruption cell; PGD through
 # the ODE on the first 11 of the bound's images (paper 004 Tab. 3; at least 10 stay after the
-# run's own check that each is classified correctly; 41 gradients per chunk and threat, about
-# 1 min each on 2 cores: two images per chunk, one on each CPU device, where one image alone
-# leaves the second device idle; a process per chunk and per judging draw, as XLA:CPU keeps memory
-# from those gradients; the longest part, and the one to give a GPU).
+# run's own check that each is classified correctly; 40 gradients per image and threat, 33 to
+# 43 s each per image on 2 cores, about 10 h for both threats: two images per chunk, one on each
+# CPU device, where one image alone leaves the second device idle; a process per chunk and per
+# judging draw, as XLA:CPU keeps memory from those gradients; the longest part, and the one to
+# give a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
