@@ -125,16 +125,19 @@ def restore(mgr: ocp.CheckpointManager, step: int, variables_target, train_targe
             "read it as it is; to train, use a new workdir (the config is in its config.json)")
     if train_target is not None:
         items["train"] = ocp.args.StandardRestore(on_this_mesh(train_target))
+    where = f"checkpoint at step {step} in {mgr.directory}"
+    try:  # another model is named before its arrays are read (a failed read leaves orbax's reads running)
+        difference = _difference(mgr, step, variables_target)
+    except UnreadableCheckpointError:
+        difference = None  # (judged by the read below: corruption, or a failure of the machine)
+    if difference:
+        raise CheckpointMismatchError(f"the {where} holds another model than this config's ({difference}): "
+                                      "train it with the config in its config.json, or use a new workdir")
     try:
         out = mgr.restore(step, args=ocp.args.Composite(**items))
-    except Exception as e:  # noqa: BLE001 - orbax raises many types for corrupt or mismatched files
-        where = f"checkpoint at step {step} in {mgr.directory}"
+    except Exception as e:  # noqa: BLE001 - orbax raises many types for corrupt files
         if isinstance(e, MemoryError) or (isinstance(e, OSError) and not isinstance(e, FileNotFoundError)):
             raise CheckpointReadError(f"could not read the {where}: {type(e).__name__}: {e}") from e
-        difference = _difference(mgr, step, variables_target)  # (unreadable metadata: corruption)
-        if difference:
-            raise CheckpointMismatchError(f"the {where} holds another model than this config's ({difference}): "
-                                          "train it with the config in its config.json, or use a new workdir") from e
         raise UnreadableCheckpointError(f"unreadable {where}: {type(e).__name__}: {e}") from e
     return out["variables"], out.get("train") if train_target is not None else None
 
@@ -149,7 +152,8 @@ def _difference(mgr, step: int, variables_target) -> str | None:
     (None: the same names, shapes and dtypes). Metadata that cannot be read is corruption."""
     path = os.path.join(str(mgr.directory), str(step), "variables")
     try:
-        meta = ocp.StandardCheckpointer().metadata(path)
+        with ocp.StandardCheckpointer() as reader:  # (closed: its threads do not outlive the read)
+            meta = reader.metadata(path)
         saved = _shapes(getattr(meta, "item_metadata", meta))
         if not saved:  # (orbax returns empty metadata for a file it cannot parse)
             raise ValueError(f"no array metadata in {path}")

@@ -190,16 +190,21 @@ def test_a_preempted_program_exits_143_and_says_where_to_resume():
                         "command to resume from it\n")
 
 
-def test_a_checkpoint_of_another_model_is_named_not_set_aside(trained_workdir, tmp_path):
-    """Resuming with another width: the difference is named; no checkpoint is moved or skipped,
-    and the workdir's config.json is still the one its checkpoints were saved with."""
+def test_a_checkpoint_of_another_model_is_named_not_set_aside(trained_workdir, tmp_path, monkeypatch):
+    """Resuming with another width: the difference is named from the saved metadata, before any
+    array is read (a failed read leaves orbax's reads running past it); no checkpoint is moved or
+    skipped, and the workdir's config.json is still the one its checkpoints were saved with."""
     workdir = str(tmp_path / "w")
     shutil.copytree(trained_workdir[0], workdir)
     before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
     config_before = open(os.path.join(workdir, "config.json")).read()
+    reads = []
+    read = ocp.CheckpointManager.restore
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", lambda mgr, *a, **k: reads.append(a) or read(mgr, *a, **k))
     with pytest.raises(checkpoint.CheckpointMismatchError, match=r"holds another model than this config's \(.* is "
                                                                  r"saved as \(.*\) float32, this model has"):
         train_and_evaluate(smoke_config(**{"model.sdim.rep_dim": 16}), workdir)
+    assert reads == []
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
     assert open(os.path.join(workdir, "config.json")).read() == config_before
     assert gcj.load(workdir) is not None
