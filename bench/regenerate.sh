@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Brings every committed evaluate.py output to this gcj version (after a change of the evaluation's
 # random draws or definitions), cheapest first; resumable: a report already of this version is
-# kept. ~6-8 h on 2 CPU cores in all, most of it the robustness reports and the score model.
+# kept. ~8-10 h on 2 CPU cores in all, most of it the robustness reports and the score models.
 #   nohup bash bench/regenerate.sh > workdirs/regenerate.log 2>&1 &
 # Then the README's tables: bench/results_table.py, bench/paper001_tables.py, bench/paper002_tables.py.
 set -euo pipefail
@@ -36,6 +36,7 @@ for m in glow_fashion_mnist_base glow_fashion_mnist_reweighted glow_fashion_mnis
   report $m --ood_dataset mnist5k --ood_split all
 done
 bash bench/score_fashion_mnist.sh  # (its report: hours of 2 CPU cores)
+bash bench/score_fashion_mnist_robustness.sh  # (its evaluate.py reports ~2 h; its attack reports kept)
 report sbgc_digits --ood_dataset fashion_mnist --max_images 360
 out=pretrained/sbgc_digits/report/robustness.json
 if stale $out; then
